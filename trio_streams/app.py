@@ -1,0 +1,64 @@
+"""The Quart-Trio application: routes plus one JSON error shape for everything.
+
+The app holds no state of its own; the :class:`SessionManager` it is given outlives it, so
+the server (or an embedding application) decides when sessions are finalized.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from . import http_openai, http_streams
+from .demo import DemoModel
+from .errors import (
+    SERVER_ERROR,
+    UNAVAILABLE,
+    ApiError,
+    error_response,
+    error_type_for_status,
+    json_response,
+)
+from .manager import ManagerClosedError, SessionManager
+
+logger = logging.getLogger("trio_streams")
+
+
+def create_app(
+    manager: SessionManager, model: DemoModel, *, max_body_bytes: int = 1024 * 1024
+) -> QuartTrio:
+    app = QuartTrio("trio_streams")
+    # Streams last as long as generation does; Quart's 60 s default would cut them.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    http_streams.register(app, manager)
+    http_openai.register(app, manager, model)
+
+    @app.get("/health")
+    async def health() -> Response:
+        return json_response({"status": "ok", "sessions": len(manager)})
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return error.response()
+
+    @app.errorhandler(ManagerClosedError)
+    async def closed(error: ManagerClosedError) -> Response:
+        return error_response(503, "Server is shutting down", UNAVAILABLE)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or error.name
+        return error_response(status, message, error_type_for_status(status))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(500, "Internal server error", SERVER_ERROR)
+
+    return app

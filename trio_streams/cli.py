@@ -1,0 +1,152 @@
+"""The ``trio-streams`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import partial
+
+import click
+import trio
+
+from .server import serve as serve_forever
+from .settings import Settings
+
+_DEFAULTS = Settings()
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
+
+
+def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value < 0:
+        raise click.BadParameter("must be 0 or more")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def main() -> None:
+    """Resumable, cancellable LLM token streams over HTTP."""
+
+
+@main.command()
+@click.option(
+    "--host",
+    default=_DEFAULTS.host,
+    envvar="TRIO_STREAMS_HOST",
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=_DEFAULTS.port,
+    type=click.IntRange(0, 65535),
+    envvar="TRIO_STREAMS_PORT",
+    show_envvar=True,
+    help="TCP port to listen on (0 picks a free one).",
+)
+@click.option(
+    "--demo-tps",
+    default=_DEFAULTS.demo_tps,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_DEMO_TPS",
+    show_envvar=True,
+    help="Tokens per second of the built-in demo model.",
+)
+@click.option(
+    "--demo-prefill",
+    default=_DEFAULTS.demo_prefill,
+    type=float,
+    callback=_non_negative,
+    envvar="TRIO_STREAMS_DEMO_PREFILL",
+    show_envvar=True,
+    help="Seconds the demo model waits before its first token, like prompt processing.",
+)
+@click.option(
+    "--session-max-bytes",
+    default=_DEFAULTS.session_max_bytes,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_SESSION_MAX_BYTES",
+    show_envvar=True,
+    help="Bytes one session keeps; older bytes are dropped beyond this cap.",
+)
+@click.option(
+    "--session-ttl",
+    default=_DEFAULTS.session_ttl,
+    type=float,
+    callback=_non_negative,
+    envvar="TRIO_STREAMS_SESSION_TTL",
+    show_envvar=True,
+    help="Seconds a finished session stays readable before it expires.",
+)
+@click.option(
+    "--gc-interval",
+    default=_DEFAULTS.gc_interval,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_GC_INTERVAL",
+    show_envvar=True,
+    help="Seconds between sweeps that evict expired sessions.",
+)
+@click.option(
+    "--ping-interval",
+    default=_DEFAULTS.ping_interval,
+    type=float,
+    callback=_non_negative,
+    envvar="TRIO_STREAMS_PING_INTERVAL",
+    show_envvar=True,
+    help="Seconds of silence before a ': ping' keep-alive comment (0 disables).",
+)
+@click.option(
+    "--max-body-bytes",
+    default=_DEFAULTS.max_body_bytes,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_BODY_BYTES",
+    show_envvar=True,
+    help="Largest request body accepted.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    envvar="TRIO_STREAMS_LOG_LEVEL",
+    show_envvar=True,
+    help="Log verbosity (stderr).",
+)
+def serve(
+    host: str,
+    port: int,
+    demo_tps: float,
+    demo_prefill: float,
+    session_max_bytes: int,
+    session_ttl: float,
+    gc_interval: float,
+    ping_interval: float,
+    max_body_bytes: int,
+    log_level: str,
+) -> None:
+    """Serve the HTTP API, with the built-in demo model as the default producer.
+
+    SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
+    """
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings(
+        host=host,
+        port=port,
+        demo_tps=demo_tps,
+        demo_prefill=demo_prefill,
+        session_max_bytes=session_max_bytes,
+        session_ttl=session_ttl,
+        gc_interval=gc_interval,
+        ping_interval=ping_interval,
+        max_body_bytes=max_body_bytes,
+    )
+    trio.run(partial(serve_forever, settings, handle_signals=True))

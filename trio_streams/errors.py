@@ -1,0 +1,53 @@
+"""The one error shape of the HTTP API (SPEC §3), OpenAI-style."""
+
+from __future__ import annotations
+
+import json
+
+from quart import Response
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+INVALID_REQUEST = "invalid_request_error"
+NOT_FOUND = "not_found_error"
+AUTHENTICATION = "authentication_error"
+SERVER_ERROR = "server_error"
+UNAVAILABLE = "unavailable_error"
+
+
+class ApiError(Exception):
+    """Raised anywhere in a handler; the app turns it into :func:`error_response`."""
+
+    def __init__(self, status: int, message: str, error_type: str = INVALID_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message, self.error_type)
+
+
+def error_body(status: int, message: str, error_type: str) -> dict[str, object]:
+    return {"error": {"code": status, "message": message, "type": error_type}}
+
+
+def json_response(payload: object, status: int = 200) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")), status=status, content_type=JSON_CONTENT_TYPE
+    )
+
+
+def error_response(status: int, message: str, error_type: str) -> Response:
+    return json_response(error_body(status, message, error_type), status)
+
+
+def error_type_for_status(status: int) -> str:
+    """The OpenAI type name for an HTTP status the framework raised on its own."""
+    if status == 401:
+        return AUTHENTICATION
+    if status == 404:
+        return NOT_FOUND
+    if status >= 500:
+        return SERVER_ERROR
+    return INVALID_REQUEST

@@ -1,0 +1,98 @@
+"""The OpenAI-compatible endpoints served by the embedded demo model.
+
+A streaming request with ``X-Conversation-Id`` starts (or replaces) a session before the
+first token exists; its response is a reader of that session from offset 0, so the client
+that started it and a client that resumes it read exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from . import validation
+from .demo import MODEL_ID, DemoModel, DemoRequest
+from .errors import ApiError, json_response
+from .http_streams import stream_response
+from .manager import SessionManager
+from .redact import redact
+
+logger = logging.getLogger("trio_streams")
+
+CONVERSATION_HEADER = "X-Conversation-Id"
+
+
+def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
+    """Validate the fields the demo model reads; a 400 names the first bad one."""
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ApiError(400, "'stream' must be a boolean")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "'messages' must be an array of message objects")
+    else:
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str) and not (
+            isinstance(prompt, list) and all(isinstance(p, str) for p in prompt)
+        ):
+            raise ApiError(400, "'prompt' must be a string or an array of strings")
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = body.get(field)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ApiError(400, f"'{field}' must be a positive integer")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise ApiError(400, "'stream_options' must be an object")
+    return DemoRequest.from_body(body, chat=chat)
+
+
+def ping_interval(body: dict[str, Any]) -> float | None:
+    """The per-request keep-alive interval (``sse_ping_interval``, as llama.cpp names it)."""
+    value = body.get("sse_ping_interval")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    if value < 0:
+        raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    return float(value)
+
+
+def register(app: QuartTrio, manager: SessionManager, model: DemoModel) -> None:
+    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
+
+    async def complete(*, chat: bool) -> Response:
+        body = validation.json_object(await request.get_data(as_text=False))
+        demo_request = completion_request(body, chat=chat)
+        interval = ping_interval(body)
+        if not body.get("stream", False):
+            return json_response(model.completion(demo_request))
+        raw_id = request.headers.get(CONVERSATION_HEADER, "")
+        conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
+        session = manager.start(
+            conversation_id, model.producer(demo_request), ping_interval=interval
+        )
+        if conversation_id:
+            logger.info("started stream %s", redact(conversation_id))
+        return stream_response(session, 0, owns_producer=conversation_id is None)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Response:
+        return await complete(chat=True)
+
+    @app.post("/v1/completions")
+    async def completions() -> Response:
+        return await complete(chat=False)
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        created = int(time.time())
+        entry = {"id": MODEL_ID, "object": "model", "created": created, "owned_by": "trio-streams"}
+        return json_response({"object": "list", "data": [entry]})

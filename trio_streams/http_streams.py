@@ -1,0 +1,98 @@
+"""The resumable-stream endpoints: GET/DELETE ``/v1/stream…`` and ``/v1/streams/lookup``.
+
+Every response body that follows a session is a reader of it (:func:`stream_response`),
+including the response of the completion request that started it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from . import validation
+from .errors import NOT_FOUND, ApiError, json_response
+from .manager import SessionManager
+from .session import OffsetLostError, StreamSession
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def stream_response(
+    session: StreamSession, offset: int, *, owns_producer: bool = False
+) -> Response:
+    """A ``text/event-stream`` response reading ``session`` from ``offset``.
+
+    With ``owns_producer`` (a plain stream without conversation id) the producer is
+    cancelled when the response ends, which is when its client disconnects.
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async with aclosing(session.read(offset)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except OffsetLostError:
+            # A reader overtaken by the cap: end here; its resume gets the 400.
+            return
+        finally:
+            if owns_producer:
+                session.cancel()
+
+    response = Response(
+        body(), status=200, content_type="text/event-stream", headers=STREAM_HEADERS
+    )
+    response.timeout = None
+    return response
+
+
+def register(app: QuartTrio, manager: SessionManager) -> None:
+    """Add the stream routes to ``app``."""
+
+    def find(conversation_id: str) -> StreamSession:
+        session = manager.get(conversation_id)
+        if session is None:
+            raise ApiError(404, "Stream not found or expired", NOT_FOUND)
+        return session
+
+    def read(raw_id: str | None) -> Response:
+        session = find(validation.conversation_id(raw_id))
+        offset = validation.offset(request.args.get("from"))
+        try:
+            session.check_offset(offset)
+        except OffsetLostError:
+            raise ApiError(400, "Stream offset lost, please restart") from None
+        return stream_response(session, offset)
+
+    def stop(raw_id: str | None) -> Response:
+        manager.stop(validation.conversation_id(raw_id))
+        return Response("", status=204)
+
+    @app.get("/v1/stream")
+    @app.get("/v1/stream/")
+    async def read_by_query() -> Response:
+        return read(request.args.get("conv_id"))
+
+    @app.get("/v1/stream/<path:conversation_id>")
+    async def read_by_path(conversation_id: str) -> Response:
+        return read(conversation_id)
+
+    @app.delete("/v1/stream")
+    @app.delete("/v1/stream/")
+    async def stop_by_query() -> Response:
+        return stop(request.args.get("conv_id"))
+
+    @app.delete("/v1/stream/<path:conversation_id>")
+    async def stop_by_path(conversation_id: str) -> Response:
+        return stop(conversation_id)
+
+    @app.post("/v1/streams/lookup")
+    async def lookup() -> Response:
+        body = validation.json_value(await request.get_data(as_text=False))
+        requested = body.get("conversation_ids") if isinstance(body, dict) else None
+        if not isinstance(requested, list):
+            return json_response([])
+        ids = [item for item in requested if isinstance(item, str) and item]
+        return json_response([info.as_json() for info in manager.lookup(ids)])

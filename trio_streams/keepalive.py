@@ -1,0 +1,26 @@
+"""SSE keep-alive comments for idle streams (SPEC §4).
+
+The reference sent nothing during a long prefill, so clients and proxies dropped healthy
+streams. The ping is written into the session's log like any other bytes: every client,
+live or resuming, sees the same bytes at the same offsets, so byte counting stays exact.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from .session import StreamSession
+from .sse import PING
+
+
+async def keep_alive(session: StreamSession, interval: float) -> None:
+    """Append :data:`PING` whenever the stream has been silent for ``interval`` seconds.
+
+    Sleeps until the moment a ping could first be due; an append in the meantime moves
+    that moment, so an active stream gets no pings and this task wakes once per interval.
+    """
+    while True:
+        await trio.sleep_until(session.last_append_clock + interval)
+        idle = trio.current_time() - session.last_append_clock
+        if idle >= interval and not session.append(PING):
+            return  # finalized

@@ -1,0 +1,222 @@
+"""The session manager: owns every session, every producer task and garbage collection.
+
+Used as ``async with SessionManager(...) as manager:`` around the server's life. Its root
+nursery holds one task per producer plus the garbage collector; leaving the block (or
+calling :meth:`SessionManager.shutdown`) cancels every producer and finalizes every session,
+so no reader is ever left waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import trio
+
+from .keepalive import keep_alive
+from .producer import Producer, SessionWriter
+from .redact import redact
+from .session import SessionClosedError, SessionInfo, StreamSession
+from .sse import error_event
+
+logger = logging.getLogger("trio_streams")
+
+VARIANT_SEPARATOR = "::"
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_TTL = 300.0
+DEFAULT_GC_INTERVAL = 60.0
+DEFAULT_PING_INTERVAL = 5.0
+
+
+class ManagerClosedError(Exception):
+    """The manager is shutting down and takes no new streams."""
+
+
+def variant_prefixes(conversation_id: str) -> list[str]:
+    """The ids a lookup may name to find ``conversation_id``: ``a::b::c`` → ``a``, ``a::b``."""
+    prefixes = []
+    start = conversation_id.find(VARIANT_SEPARATOR)
+    while start != -1:
+        prefixes.append(conversation_id[:start])
+        start = conversation_id.find(VARIANT_SEPARATOR, start + len(VARIANT_SEPARATOR))
+    return prefixes
+
+
+class SessionManager:
+    """All live and retained sessions of one process, keyed by conversation id."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        ttl: float = DEFAULT_TTL,
+        gc_interval: float = DEFAULT_GC_INTERVAL,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.gc_interval = gc_interval
+        self.ping_interval = ping_interval
+        self._sessions: dict[str, StreamSession] = {}
+        # base id -> ids of its "::" variants (insertion ordered), so lookup needs no scan.
+        self._variants: dict[str, dict[str, None]] = {}
+        # Every session whose producer is running, named or not, for shutdown.
+        self._producing: set[StreamSession] = set()
+        self._closed = False
+        self._exit_stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SessionManager:
+        async with AsyncExitStack() as stack:
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery.start_soon(self._collect_garbage_forever)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.shutdown()
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    def shutdown(self) -> None:
+        """Refuse new streams, cancel every producer, finalize every session. Idempotent."""
+        self._closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        for session in list(self._producing) + list(self._sessions.values()):
+            session.cancel()
+            session.finalize()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+    ) -> StreamSession:
+        """Create (or replace) the session and start its producer; returns at once.
+
+        The session exists before the producer runs, so it can be read, looked up and
+        stopped during prefill. ``conversation_id=None`` makes an anonymous session that is
+        never registered: its caller cancels it when its client leaves.
+        """
+        if self._closed or self._nursery is None:
+            raise ManagerClosedError("the session manager is not running")
+        session = StreamSession(conversation_id or "", self.max_bytes)
+        if conversation_id:
+            previous = self._sessions.get(conversation_id)
+            self._register(session)
+            if previous is not None:
+                logger.info("replacing stream %s", redact(conversation_id))
+                previous.cancel()
+                previous.finalize()
+        interval = self.ping_interval if ping_interval is None else ping_interval
+        self._producing.add(session)
+        self._nursery.start_soon(self._run_producer, session, producer, interval)
+        return session
+
+    def get(self, conversation_id: str) -> StreamSession | None:
+        return self._sessions.get(conversation_id)
+
+    def stop(self, conversation_id: str) -> bool:
+        """DELETE: cancel the producer, evict and finalize. Idempotent; ``True`` if found."""
+        session = self._sessions.get(conversation_id)
+        if session is None:
+            return False
+        self._unregister(session)
+        session.cancel()
+        session.finalize()
+        logger.info("stopped stream %s", redact(conversation_id))
+        return True
+
+    def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+        """Sessions whose id equals a requested id or is one of its ``::`` variants."""
+        found: dict[str, None] = {}
+        for requested in conversation_ids:
+            if requested in self._sessions:
+                found[requested] = None
+            found.update(self._variants.get(requested, {}))
+        return [self._sessions[cid].info() for cid in found]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def collect_garbage(self) -> int:
+        """Evict sessions finalized more than ``ttl`` ago; live ones are never collected."""
+        cutoff = trio.current_time() - self.ttl
+        expired = [
+            session
+            for session in self._sessions.values()
+            if session.completed_at_clock is not None and session.completed_at_clock <= cutoff
+        ]
+        for session in expired:
+            self._unregister(session)
+        if expired:
+            logger.debug("garbage collection evicted %d sessions", len(expired))
+        return len(expired)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _register(self, session: StreamSession) -> None:
+        cid = session.conversation_id
+        self._sessions[cid] = session
+        for prefix in variant_prefixes(cid):
+            self._variants.setdefault(prefix, {})[cid] = None
+
+    def _unregister(self, session: StreamSession) -> None:
+        cid = session.conversation_id
+        if self._sessions.get(cid) is not session:
+            return
+        del self._sessions[cid]
+        for prefix in variant_prefixes(cid):
+            variants = self._variants.get(prefix)
+            if variants is not None:
+                variants.pop(cid, None)
+                if not variants:
+                    del self._variants[prefix]
+
+    async def _collect_garbage_forever(self) -> None:
+        while True:
+            await trio.sleep(self.gc_interval)
+            self.collect_garbage()
+
+    async def _run_producer(
+        self, session: StreamSession, producer: Producer, ping_interval: float | None
+    ) -> None:
+        """Run one producer in its own nursery, under the cancel scope its session owns."""
+        try:
+            with session.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    if ping_interval:
+                        nursery.start_soon(keep_alive, session, ping_interval)
+                    await producer(SessionWriter(session))
+                    nursery.cancel_scope.cancel()
+        except SessionClosedError:
+            pass
+        except Exception as exc:  # a failing producer must end its stream, not the server
+            logger.exception("producer of stream %s failed", redact(session.conversation_id))
+            session.append(error_event(f"generation failed: {_leaf_message(exc)}"))
+        finally:
+            self._producing.discard(session)
+            session.finalize()
+
+
+def _leaf_message(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,87 @@
+"""Run the app under Hypercorn's trio worker, with a deterministic shutdown.
+
+Shutdown order matters: sessions are finalized first (every reader, including the
+responses Hypercorn is still sending, reaches its end), then Hypercorn stops, so it never
+has to wait out its graceful timeout on a reader that would otherwise wait forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import create_app
+from .demo import DemoModel
+from .manager import SessionManager
+from .settings import Settings
+
+logger = logging.getLogger("trio_streams")
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout
+    # Hypercorn's access log would print request paths, which contain conversation ids.
+    config.accesslog = None
+    # Log through the standard logging tree (stderr, configured by the CLI), not a second handler.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve(
+    settings: Settings,
+    *,
+    stop: trio.Event | None = None,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM with ``handle_signals``).
+
+    Reports the bound addresses (``http://host:port``) through ``task_status``.
+    """
+    stop = stop or trio.Event()
+    manager = SessionManager(
+        max_bytes=settings.session_max_bytes,
+        ttl=settings.session_ttl,
+        gc_interval=settings.gc_interval,
+        ping_interval=settings.ping_interval,
+    )
+    model = DemoModel(settings.demo_tps, settings.demo_prefill)
+    app = create_app(manager, model, max_body_bytes=settings.max_body_bytes)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        logger.info("shutting down: finalizing %d sessions", len(manager))
+        manager.shutdown()
+
+    async with manager, trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_set_on_signal, stop)
+        binds = await nursery.start(
+            partial(
+                hypercorn_serve,
+                app,
+                hypercorn_config(settings),
+                shutdown_trigger=shutdown_trigger,
+            )
+        )
+        for bind in binds:
+            logger.info("serving on %s", bind)
+        task_status.started(binds)
+        await stop.wait()
+    logger.info("stopped")
+
+
+async def _set_on_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("received %s", signal.Signals(signum).name)
+            stop.set()
+            return

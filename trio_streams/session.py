@@ -1,0 +1,162 @@
+"""One resumable stream: its byte log, its readers, and the cancel scope of its producer.
+
+Readers never poll. A reader that has caught up parks in a :class:`trio.lowlevel.ParkingLot`;
+every append and the finalize unpark them all. Because trio only switches tasks at
+checkpoints, "check for bytes, then park" needs no lock and cannot miss a wake-up.
+
+Cancellation is a :class:`trio.CancelScope` created with the session, before the producer
+runs: a DELETE that lands before the producer even started (during prefill, say) still
+stops it, because entering an already-cancelled scope cancels at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import trio
+
+from .bytelog import ByteLog
+
+
+class OffsetLostError(Exception):
+    """The requested offset is below ``dropped_prefix``: those bytes are gone."""
+
+    def __init__(self, offset: int, dropped_prefix: int) -> None:
+        super().__init__(f"offset {offset} is below dropped prefix {dropped_prefix}")
+        self.offset = offset
+        self.dropped_prefix = dropped_prefix
+
+
+class SessionClosedError(Exception):
+    """Raised to a producer that writes to a session that was finalized."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What ``POST /v1/streams/lookup`` reveals about a session."""
+
+    conversation_id: str
+    is_done: bool
+    total_bytes: int
+    started_at: int
+    completed_at: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "conversation_id": self.conversation_id,
+            "is_done": self.is_done,
+            "total_bytes": self.total_bytes,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+        }
+
+
+class StreamSession:
+    """The bytes one producer wrote, readable from any retained offset, live or replayed."""
+
+    def __init__(self, conversation_id: str, max_bytes: int) -> None:
+        self.conversation_id = conversation_id
+        self.cancel_scope = trio.CancelScope()
+        self.started_at = int(time.time())
+        #: Unix seconds of finalize, 0 while running (as the API reports it).
+        self.completed_at = 0
+        #: trio clock time of finalize; garbage collection ages sessions on this clock so
+        #: that TTLs are testable under ``autojump_clock``.
+        self.completed_at_clock: float | None = None
+        #: trio clock time of the last append; the keep-alive task measures idleness on it.
+        self.last_append_clock = trio.current_time()
+        self._log = ByteLog(max_bytes)
+        self._done = False
+        self._waiters = trio.lowlevel.ParkingLot()
+        self.reader_count = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def is_done(self) -> bool:
+        return self._done
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancel_scope.cancel_called
+
+    @property
+    def total_bytes(self) -> int:
+        return self._log.total_bytes
+
+    @property
+    def dropped_prefix(self) -> int:
+        return self._log.dropped_prefix
+
+    @property
+    def retained_bytes(self) -> int:
+        return self._log.retained_bytes
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            conversation_id=self.conversation_id,
+            is_done=self._done,
+            total_bytes=self._log.total_bytes,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+        )
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def append(self, data: bytes) -> bool:
+        """Append bytes and wake every reader; ``False`` (and nothing stored) once finalized."""
+        if self._done:
+            return False
+        if data:
+            self._log.append(data)
+            self.last_append_clock = trio.current_time()
+            self._waiters.unpark_all()
+        return True
+
+    def finalize(self) -> None:
+        """Mark the stream complete and wake every reader. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        self.completed_at = int(time.time())
+        self.completed_at_clock = trio.current_time()
+        self._log.compact()
+        self._waiters.unpark_all()
+
+    def cancel(self) -> None:
+        """Stop the producer through its cancel scope. Idempotent; does not finalize."""
+        self.cancel_scope.cancel()
+
+    # -- reader side ----------------------------------------------------------------------------
+
+    def check_offset(self, offset: int) -> None:
+        """Raise :class:`OffsetLostError` if ``offset`` is no longer retained."""
+        if offset < self._log.dropped_prefix:
+            raise OffsetLostError(offset, self._log.dropped_prefix)
+
+    async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        """Yield the bytes from ``offset`` on, following the stream until it is finalized.
+
+        Each chunk is everything available at that moment, so a reader that fell behind
+        catches up in one write. Raises :class:`OffsetLostError` if ``offset`` is (or,
+        for a slow reader, becomes) older than what the log retains. A reader whose task
+        is cancelled (its client left) ends at once: parking is a checkpoint.
+        """
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        self.reader_count += 1
+        try:
+            while True:
+                self.check_offset(offset)
+                if offset < self._log.total_bytes:
+                    chunk = self._log.read_from(offset)
+                    offset += len(chunk)
+                    yield chunk
+                    continue
+                if self._done:
+                    return
+                await self._waiters.park()
+        finally:
+            self.reader_count -= 1

@@ -1,0 +1,29 @@
+"""Server settings, one place for every default the SPEC says must be configurable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .manager import DEFAULT_GC_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_TTL
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Demo model pace, tokens per second.
+    demo_tps: float = 20.0
+    #: Demo model delay before the first token, standing in for prompt processing.
+    demo_prefill: float = 0.0
+    #: Cap of one session's log (bytes); older bytes are dropped beyond it.
+    session_max_bytes: int = DEFAULT_MAX_BYTES
+    #: How long a finished session stays readable (seconds).
+    session_ttl: float = DEFAULT_TTL
+    #: How often garbage collection runs (seconds).
+    gc_interval: float = DEFAULT_GC_INTERVAL
+    #: Idle time before a keep-alive comment is written (seconds; 0 disables).
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    #: Largest accepted request body (bytes).
+    max_body_bytes: int = 1024 * 1024
+    #: How long shutdown waits for responses to finish (seconds).
+    graceful_timeout: float = 3.0
