@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from dataclasses import dataclass
 from functools import partial
 
 import trio
@@ -21,6 +22,18 @@ from .manager import SessionManager
 from .settings import Settings
 
 logger = logging.getLogger("trio_streams")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    """What :func:`serve` reports once it listens: its addresses and its session manager."""
+
+    urls: list[str]
+    manager: SessionManager
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -40,13 +53,14 @@ async def serve(
     *,
     stop: trio.Event | None = None,
     handle_signals: bool = False,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM with ``handle_signals``).
 
-    Reports the bound addresses (``http://host:port``) through ``task_status``.
+    Reports a :class:`RunningServer` (bound ``http://host:port`` addresses and the session
+    manager) through ``task_status``, for embedding applications and tests.
     """
-    stop = stop or trio.Event()
+    stop = trio.Event() if stop is None else stop
     manager = SessionManager(
         max_bytes=settings.session_max_bytes,
         ttl=settings.session_ttl,
@@ -74,7 +88,7 @@ async def serve(
         )
         for bind in binds:
             logger.info("serving on %s", bind)
-        task_status.started(binds)
+        task_status.started(RunningServer(urls=binds, manager=manager))
         await stop.wait()
     logger.info("stopped")
 

@@ -1,0 +1,48 @@
+"""Small helpers shared by the HTTP tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+
+def chat_body(prompt: str = "tell me about streams", **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "demo",
+        "stream": True,
+        "messages": [{"role": "user", "content": prompt}],
+        **extra,
+    }
+
+
+def sse_data(raw: bytes) -> list[str]:
+    """The ``data:`` payloads of an SSE byte stream, in order (comments skipped)."""
+    events = []
+    for block in raw.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                events.append(line[len("data: ") :])
+    return events
+
+
+def chat_text(raw: bytes) -> str:
+    """The assistant text carried by a chat completion SSE stream."""
+    text = []
+    for data in sse_data(raw):
+        if data == "[DONE]":
+            continue
+        for choice in json.loads(data)["choices"]:
+            text.append(choice.get("delta", {}).get("content") or choice.get("text") or "")
+    return "".join(text)
+
+
+def assert_error(response: httpx.Response, status: int, message: str, error_type: str) -> None:
+    """The documented error shape, with the exact status, message prefix and type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    error = response.json()["error"]
+    assert error["code"] == status
+    assert error["message"].startswith(message), error["message"]
+    assert error["type"] == error_type
