@@ -7,7 +7,9 @@ from tests.helpers import chat_body, chat_text
 
 async def test_stream_and_resume(client: httpx.AsyncClient) -> None:
     headers = {"X-Conversation-Id": "smoke"}
-    response = await client.post("/v1/chat/completions", json=chat_body(max_tokens=10), headers=headers)
+    response = await client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=10), headers=headers
+    )
     assert response.status_code == 200
     full = response.content
     assert full.endswith(b"data: [DONE]\n\n")

@@ -154,7 +154,13 @@ class SessionManager:
         return [self._sessions[cid].info() for cid in found]
 
     def __len__(self) -> int:
+        """Registered sessions, live and finished (anonymous ones are not counted)."""
         return len(self._sessions)
+
+    @property
+    def producer_count(self) -> int:
+        """Producers running now, anonymous ones included."""
+        return len(self._producing)
 
     def collect_garbage(self) -> int:
         """Evict sessions finalized more than ``ttl`` ago; live ones are never collected."""
