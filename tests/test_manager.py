@@ -155,6 +155,21 @@ async def test_shutdown_cancels_producers_and_finalizes_every_session(
         manager.start("late", Ticker())
 
 
+async def test_shutdown_inside_the_block_does_not_cancel_the_block(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """serve() calls shutdown() and then lets Hypercorn finish the responses: the body of
+    ``async with manager`` (where Hypercorn runs) must not be cancelled by it."""
+    ticker = Ticker(count=1000)
+    async with SessionManager(ping_interval=None) as manager:
+        session = manager.start("c1", ticker)
+        await trio.sleep(2.5)
+        manager.shutdown()
+        await trio.sleep(10)  # would raise Cancelled if shutdown cancelled the block
+        assert await read_all(session) == expected_ticks(3)
+        assert ticker.cancelled and session.is_done
+
+
 async def _append_output(session: StreamSession, outputs: list[bytes]) -> None:
     outputs.append(await read_all(session))
 

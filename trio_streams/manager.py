@@ -65,6 +65,10 @@ class SessionManager:
         # Every session whose producer is running, named or not, for shutdown.
         self._producing: set[StreamSession] = set()
         self._closed = False
+        # Cancels the garbage collector only. Not the root nursery's scope: that scope also
+        # encloses the body of ``async with manager`` (the HTTP server, in serve()), which
+        # must keep running until its readers have ended cleanly.
+        self._gc_scope = trio.CancelScope()
         self._exit_stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -88,10 +92,13 @@ class SessionManager:
         return await self._exit_stack.__aexit__(exc_type, exc, tb)
 
     def shutdown(self) -> None:
-        """Refuse new streams, cancel every producer, finalize every session. Idempotent."""
+        """Refuse new streams, cancel every producer, finalize every session. Idempotent.
+
+        Readers end normally (their responses complete); the caller's own work inside
+        ``async with manager`` is not cancelled.
+        """
         self._closed = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        self._gc_scope.cancel()
         for session in list(self._producing) + list(self._sessions.values()):
             session.cancel()
             session.finalize()
@@ -197,9 +204,10 @@ class SessionManager:
                     del self._variants[prefix]
 
     async def _collect_garbage_forever(self) -> None:
-        while True:
-            await trio.sleep(self.gc_interval)
-            self.collect_garbage()
+        with self._gc_scope:
+            while True:
+                await trio.sleep(self.gc_interval)
+                self.collect_garbage()
 
     async def _run_producer(
         self, session: StreamSession, producer: Producer, ping_interval: float | None

@@ -1,0 +1,123 @@
+"""The command line, run as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+import trio
+
+from tests.helpers import chat_body
+
+SERVING = re.compile(rb"serving on (http://\S+)")
+
+
+class ServerProcess:
+    """``python -m trio_streams serve`` on a free port, its stderr collected."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.stderr = b""
+
+    async def wait_for_url(self) -> str:
+        assert self.process.stderr is not None
+        with trio.fail_after(20):
+            while not (match := SERVING.search(self.stderr)):
+                chunk = await self.process.stderr.receive_some()
+                assert chunk, f"server exited early:\n{self.stderr.decode()}"
+                self.stderr += chunk
+        return match.group(1).decode()
+
+    async def drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        async for chunk in self.process.stderr:
+            self.stderr += chunk
+
+
+async def start_process(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_streams", "serve", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    return ServerProcess(process)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_ends_every_reader_and_exits_0_within_5s(signum: signal.Signals) -> None:
+    server = await start_process("--demo-tps", "50")
+    try:
+        url = await server.wait_for_url()
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            async with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=chat_body(max_tokens=100_000),
+                headers={"X-Conversation-Id": "secret-conversation-id-123"},
+            ) as response:
+                chunks = response.aiter_raw()
+                await chunks.__anext__()
+                server.process.send_signal(signum)
+                with trio.fail_after(5):
+                    async for _ in chunks:
+                        pass  # the reader ends: its session was finalized
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(server.drain_stderr)
+                        assert await server.process.wait() == 0
+    finally:
+        if server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()
+    log = server.stderr.decode()
+    assert "received " + signum.name in log and "stopped" in log
+    assert "secret-conversation-id-123" not in log  # ids are never logged in full
+    assert "Traceback" not in log
+
+
+async def test_options_come_from_environment_variables() -> None:
+    server = await start_process(env={"TRIO_STREAMS_SESSION_MAX_BYTES": "700"})
+    try:
+        url = await server.wait_for_url()
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            await client.post(
+                "/v1/chat/completions",
+                json=chat_body(max_tokens=20),
+                headers={"X-Conversation-Id": "env"},
+            )
+            info = (await client.post("/v1/streams/lookup", json={"conversation_ids": ["env"]})).json()
+            lost = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 701})
+            assert lost.status_code == 400
+            kept = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 700})
+            assert kept.status_code == 200 and len(kept.content) == 700
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            assert await server.process.wait() == 0
+
+
+def test_help_explains_every_option() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in (
+        "--host", "--port", "--demo-tps", "--session-max-bytes", "--session-ttl",
+        "--gc-interval", "--ping-interval", "TRIO_STREAMS_PORT",
+    ):  # fmt: skip
+        assert option in result.stdout
+
+
+def test_bad_option_values_are_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--demo-tps", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "must be greater than 0" in result.stderr
