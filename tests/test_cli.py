@@ -53,22 +53,24 @@ async def test_signal_ends_every_reader_and_exits_0_within_5s(signum: signal.Sig
     server = await start_process("--demo-tps", "50")
     try:
         url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            async with client.stream(
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+            client.stream(
                 "POST",
                 "/v1/chat/completions",
                 json=chat_body(max_tokens=100_000),
                 headers={"X-Conversation-Id": "secret-conversation-id-123"},
-            ) as response:
-                chunks = response.aiter_raw()
-                await chunks.__anext__()
-                server.process.send_signal(signum)
-                with trio.fail_after(5):
-                    async for _ in chunks:
-                        pass  # the reader ends: its session was finalized
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(server.drain_stderr)
-                        assert await server.process.wait() == 0
+            ) as response,
+        ):
+            chunks = response.aiter_raw()
+            await chunks.__anext__()
+            server.process.send_signal(signum)
+            with trio.fail_after(5):
+                async for _ in chunks:
+                    pass  # the reader ends: its session was finalized
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(server.drain_stderr)
+                    assert await server.process.wait() == 0
     finally:
         if server.process.returncode is None:
             server.process.kill()
@@ -89,7 +91,8 @@ async def test_options_come_from_environment_variables() -> None:
                 json=chat_body(max_tokens=20),
                 headers={"X-Conversation-Id": "env"},
             )
-            info = (await client.post("/v1/streams/lookup", json={"conversation_ids": ["env"]})).json()
+            lookup = await client.post("/v1/streams/lookup", json={"conversation_ids": ["env"]})
+            info = lookup.json()
             lost = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 701})
             assert lost.status_code == 400
             kept = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 700})
