@@ -128,23 +128,25 @@ class DemoModel:
     def completion(self, request: DemoRequest) -> dict[str, Any]:
         """The non-streaming response body (no pacing: the whole answer at once)."""
         text = "".join(request.tokens())
-        base: dict[str, Any] = {
+        finish_reason = request.finish_reason()
+        if request.chat:
+            obj = "chat.completion"
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        else:
+            obj = "text_completion"
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        return {
             "id": _new_id(request.chat),
+            "object": obj,
             "created": int(time.time()),
             "model": MODEL_ID,
+            "choices": [choice],
             "usage": request.usage(),
         }
-        if request.chat:
-            message = {"role": "assistant", "content": text}
-            choice = {"index": 0, "message": message, "finish_reason": request.finish_reason()}
-            return {**base, "object": "chat.completion", "choices": [choice]}
-        choice = {
-            "index": 0,
-            "text": text,
-            "logprobs": None,
-            "finish_reason": request.finish_reason(),
-        }
-        return {**base, "object": "text_completion", "choices": [choice]}
 
 
 class _DemoProducer:
