@@ -12,7 +12,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import http_openai, http_streams
+from . import http_openai, http_proxy, http_streams
 from .demo import DemoModel
 from .errors import (
     SERVER_ERROR,
@@ -23,20 +23,29 @@ from .errors import (
     json_response,
 )
 from .manager import ManagerClosedError, SessionManager
+from .upstream_client import UpstreamClient
 
 logger = logging.getLogger("trio_streams")
 
 
 def create_app(
-    manager: SessionManager, model: DemoModel, *, max_body_bytes: int = 1024 * 1024
+    manager: SessionManager,
+    model: DemoModel,
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    upstream: UpstreamClient | None = None,
 ) -> QuartTrio:
+    """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
     app = QuartTrio("trio_streams")
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
     http_streams.register(app, manager)
-    http_openai.register(app, manager, model)
+    if upstream is None:
+        http_openai.register(app, manager, model)
+    else:
+        http_proxy.register(app, manager, upstream)
 
     @app.get("/health")
     async def health() -> Response:

@@ -11,6 +11,7 @@ import trio
 
 from .server import serve as serve_forever
 from .settings import Settings
+from .upstream import UpstreamConfigError, UpstreamRoutes
 
 _DEFAULTS = Settings()
 
@@ -24,6 +25,17 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if value < 0:
         raise click.BadParameter("must be 0 or more")
+    return value
+
+
+def _upstreams(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    if value:
+        try:
+            UpstreamRoutes.parse(value)
+        except UpstreamConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
 
 
@@ -110,6 +122,45 @@ def main() -> None:
     help="Largest request body accepted.",
 )
 @click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    callback=_upstreams,
+    envvar="TRIO_STREAMS_UPSTREAM",
+    show_envvar=True,
+    metavar="[NAME=]URL",
+    help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8080/v1) to "
+    "proxy instead of the demo model. Repeatable: NAME=URL serves requests whose 'model' is "
+    "NAME, a plain URL the rest. The environment variable takes space-separated values.",
+)
+@click.option(
+    "--upstream-api-key",
+    default=None,
+    envvar="TRIO_STREAMS_UPSTREAM_API_KEY",
+    show_envvar=True,
+    show_default=False,
+    help="Bearer key sent to the upstreams in place of the client's Authorization header.",
+)
+@click.option(
+    "--upstream-connect-timeout",
+    default=_DEFAULTS.upstream_connect_timeout,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_UPSTREAM_CONNECT_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to connect to an upstream before answering 504.",
+)
+@click.option(
+    "--upstream-read-timeout",
+    default=_DEFAULTS.upstream_read_timeout,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_UPSTREAM_READ_TIMEOUT",
+    show_envvar=True,
+    help="Seconds an upstream may stay silent (prompt processing included) before the "
+    "request fails (504, or an error event once streaming).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -127,9 +178,13 @@ def serve(
     gc_interval: float,
     ping_interval: float,
     max_body_bytes: int,
+    upstreams: tuple[str, ...],
+    upstream_api_key: str | None,
+    upstream_connect_timeout: float,
+    upstream_read_timeout: float,
     log_level: str,
 ) -> None:
-    """Serve the HTTP API, with the built-in demo model as the default producer.
+    """Serve the HTTP API: the built-in demo model, or a proxy in front of --upstream.
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
@@ -148,5 +203,9 @@ def serve(
         gc_interval=gc_interval,
         ping_interval=ping_interval,
         max_body_bytes=max_body_bytes,
+        upstreams=upstreams,
+        upstream_api_key=upstream_api_key,
+        upstream_connect_timeout=upstream_connect_timeout,
+        upstream_read_timeout=upstream_read_timeout,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .manager import DEFAULT_GC_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_TTL
+from .upstream_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +28,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     #: How long shutdown waits for responses to finish (seconds).
     graceful_timeout: float = 3.0
+    #: ``URL`` / ``NAME=URL`` of OpenAI-compatible model servers; empty = the demo model.
+    upstreams: tuple[str, ...] = ()
+    #: Replaces the client's ``Authorization`` towards the upstreams when set.
+    upstream_api_key: str | None = None
+    #: Seconds to open a connection to an upstream.
+    upstream_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    #: Seconds an upstream may stay silent (prefill included) before the request fails.
+    upstream_read_timeout: float = DEFAULT_READ_TIMEOUT
