@@ -65,8 +65,7 @@ class UpstreamReply:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             return data_event(payload)
         if self.status < 400:
-            message = "the upstream answered without an event stream"
-            return error_event(message, SERVER_ERROR, 502)
+            return error_event("the upstream answered without an event stream", SERVER_ERROR, 502)
         message = payload.get("message") if isinstance(payload, dict) else None
         text = message if isinstance(message, str) else f"the upstream answered {self.status}"
         return error_event(text, SERVER_ERROR, self.status)
