@@ -89,12 +89,11 @@ class UpstreamClient:
         can be split into events and stored exactly.
         """
         api_key = self.options.api_key
-        headers = [
-            (name, value)
-            for name, value in incoming
-            if name.lower() not in _DROPPED_REQUEST_HEADERS
-            and not (api_key and name.lower() == "authorization")
-        ]
+        incoming = list(incoming)
+        dropped = _DROPPED_REQUEST_HEADERS | _named_by_connection(incoming)
+        if api_key:
+            dropped |= {"authorization"}
+        headers = [(name, value) for name, value in incoming if name.lower() not in dropped]
         if api_key:
             headers.append(("Authorization", f"Bearer {api_key}"))
         headers.append(("Accept-Encoding", "identity"))
@@ -103,8 +102,16 @@ class UpstreamClient:
 
 def response_headers(response: httpx.Response) -> list[tuple[str, str]]:
     """The upstream's response headers that a passed-through answer keeps."""
-    return [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in _DROPPED_RESPONSE_HEADERS
-    ]
+    headers = response.headers.multi_items()
+    dropped = _DROPPED_RESPONSE_HEADERS | _named_by_connection(headers)
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
+
+
+def _named_by_connection(headers: list[tuple[str, str]]) -> set[str]:
+    """Headers a ``Connection`` header declares hop-by-hop (RFC 9110 §7.6.1)."""
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
