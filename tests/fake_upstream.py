@@ -60,6 +60,8 @@ class Script:
         b'{"error":{"code":400,"message":"bad prompt","type":"invalid_request_error"}}'
     )
     fail_content_type: bytes = b"application/json"
+    #: Answer streaming requests with a whole JSON completion, as if "stream" were false.
+    ignore_stream: bool = False
     #: After this many events, close the connection (no end of the chunked body).
     drop_after: int | None = None
     #: After this many events, send nothing more until the client leaves.
@@ -83,7 +85,7 @@ class Recorded:
 
 @dataclass
 class StreamRecord:
-    """One streamed answer: what was sent and when its client went away."""
+    """One completion request (streamed or not): what was sent, when its client went away."""
 
     request: Recorded
     events_sent: int = 0
@@ -101,6 +103,7 @@ class FakeUpstream:
         self.script = Script()
         self.models = models if models is not None else ["fake-model"]
         self.requests: list[Recorded] = []
+        #: Every completion request, in arrival order.
         self.streams: list[StreamRecord] = []
         self.stream_started = trio.Event()
         self.url = ""
@@ -142,25 +145,35 @@ class FakeUpstream:
             await _send_whole(send, 200, json.dumps(echo).encode(), [(b"x-upstream", b"yes")])
 
     async def _complete(self, recorded: Recorded, receive: Receive, send: Send) -> None:
+        """Every completion request is watched for its client leaving, from its arrival on."""
+        record = StreamRecord(recorded)
+        self.streams.append(record)
+        self.stream_started.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_disconnect, record, receive, nursery.cancel_scope)
+            await self._answer(record, send)
+            record.done.set()
+            nursery.cancel_scope.cancel()
+
+    async def _answer(self, record: StreamRecord, send: Send) -> None:
         script = self.script
         try:
-            request = json.loads(recorded.body)
+            request = json.loads(record.request.body)
         except ValueError:
             request = {}
         if script.head_delay:
             await trio.sleep(script.head_delay)
         if script.fail_status is not None:
+            record.finished = True
             await _send_whole(
                 send, script.fail_status, script.fail_body, [], script.fail_content_type
             )
             return
-        if not (isinstance(request, dict) and request.get("stream") is True):
+        if script.ignore_stream or not (isinstance(request, dict) and request.get("stream")):
+            record.finished = True
             answer = {"object": "chat.completion", "model": request.get("model"), "echo": request}
             await _send_whole(send, 200, json.dumps(answer).encode(), [(b"x-upstream", b"yes")])
             return
-        record = StreamRecord(recorded)
-        self.streams.append(record)
-        self.stream_started.set()
         await send(
             {
                 "type": "http.response.start",
@@ -168,11 +181,7 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream"), (b"x-upstream", b"yes")],
             }
         )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_disconnect, record, receive, nursery.cancel_scope)
-            await self._stream(record, send)
-            record.done.set()
-            nursery.cancel_scope.cancel()
+        await self._stream(record, send)
 
     async def _watch_disconnect(
         self, record: StreamRecord, receive: Receive, scope: trio.CancelScope

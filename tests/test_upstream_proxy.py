@@ -275,6 +275,19 @@ async def test_client_disconnect_without_conversation_id_closes_the_upstream(
     assert proxy.manager.producer_count == 0
 
 
+async def test_client_leaving_before_the_upstream_answered_closes_it_without_id(
+    upstream: FakeUpstream, proxy: RunningServer, client: httpx.AsyncClient
+) -> None:
+    """The handler is still waiting for the upstream's status when its client goes."""
+    upstream.script.head_delay = 30
+    with trio.move_on_after(0.3):
+        await client.post("/v1/chat/completions", json=chat_body())
+    with trio.fail_after(2):
+        await upstream.streams[0].gone.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert proxy.manager.producer_count == 0
+
+
 async def test_shutdown_closes_every_upstream_connection(
     start_server: StartServer, upstream: FakeUpstream
 ) -> None:
@@ -470,6 +483,19 @@ async def test_error_after_the_client_got_its_200_arrives_as_an_event(
     assert json.loads(events[-1]) == json.loads(upstream.script.fail_body)
 
 
+async def test_a_whole_answer_to_a_streaming_request_is_returned_as_is(
+    upstream: FakeUpstream, proxy: RunningServer, client: httpx.AsyncClient
+) -> None:
+    upstream.script.ignore_stream = True
+    response = await client.post(
+        "/v1/chat/completions", json=chat_body(), headers=conversation("ignored")
+    )
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"
+    assert response.headers["x-upstream"] == "yes"
+    assert proxy.manager.get("ignored") is None
+
+
 # -- non-streaming and other routes ----------------------------------------------------------
 
 
@@ -488,6 +514,16 @@ async def test_non_streaming_completion_passes_through(
     sent = upstream.requests[-1]
     assert (sent.path, sent.query, sent.body) == ("/v1/chat/completions", b"api-version=1", body)
     assert proxy.manager.get("whole-1") is None
+
+
+async def test_a_client_leaving_a_non_streaming_request_closes_the_upstream(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    upstream.script.head_delay = 30
+    with trio.move_on_after(0.3):
+        await client.post("/v1/chat/completions", json=chat_body(stream=False))
+    with trio.fail_after(2):
+        await upstream.streams[0].gone.wait()
 
 
 async def test_other_v1_routes_pass_through(
