@@ -51,6 +51,12 @@ def test_routes_by_model_name_then_default() -> None:
     assert Upstream("http://a/v1").url("/models", b"x=1") == "http://a/v1/models?x=1"
 
 
+def test_logged_form_leaves_credentials_out() -> None:
+    upstream = parse_upstream("m=https://user:secret@api.example.com/v1")
+    assert upstream.base_url == "https://user:secret@api.example.com/v1"
+    assert str(upstream) == "m=https://api.example.com/v1"
+
+
 def test_without_a_default_unknown_models_have_no_route() -> None:
     routes = UpstreamRoutes.parse(["a=http://a", "b=http://b"])
     assert routes.for_model("c") is None

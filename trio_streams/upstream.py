@@ -33,7 +33,11 @@ class Upstream:
         return url + "?" + query.decode("latin-1") if query else url
 
     def __str__(self) -> str:
-        return f"{self.name}={self.base_url}" if self.name else self.base_url
+        """For logs: credentials in the URL (``http://user:secret@host``) are left out."""
+        parts = urlsplit(self.base_url)
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return f"{self.name}={url}" if self.name else url
 
 
 def parse_upstream(spec: str) -> Upstream:
