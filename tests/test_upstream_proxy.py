@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import trio
 import trio.testing
@@ -431,6 +432,29 @@ async def test_drop_mid_stream_ends_with_an_error_event_and_keeps_what_came(
     assert session is not None and session.is_done
     replay = await client.get("/v1/stream/drop-1")
     assert replay.content == response.content
+
+
+async def test_the_openai_sdk_raises_the_mid_stream_error_after_the_text(
+    upstream: FakeUpstream, proxy: RunningServer
+) -> None:
+    upstream.script.events = numbered_events(10)
+    upstream.script.drop_after = 3
+
+    def run() -> tuple[str, openai.APIError | None]:
+        sdk = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        text = ""
+        try:
+            for chunk in sdk.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True
+            ):
+                text += chunk.choices[0].delta.content or ""
+        except openai.APIError as error:
+            return text, error
+        return text, None
+
+    text, error = await trio.to_thread.run_sync(run)
+    assert text == " token0 token1 token2"
+    assert error is not None and "lost mid-stream" in error.message
 
 
 async def test_drop_in_the_middle_of_an_event_keeps_only_whole_events(
