@@ -193,6 +193,9 @@ def serve(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_level != "debug":
+        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings(
         host=host,
         port=port,
