@@ -36,9 +36,7 @@ def chunk_event(index: int, text: str, ending: bytes = b"\n\n") -> bytes:
 
 
 def numbered_events(count: int) -> list[bytes]:
-    return [chunk_event(index, f" token{index}") for index in range(count)] + [
-        b"data: [DONE]\n\n"
-    ]
+    return [chunk_event(index, f" token{index}") for index in range(count)] + [b"data: [DONE]\n\n"]
 
 
 @dataclass
@@ -60,6 +58,8 @@ class Script:
         b'{"error":{"code":400,"message":"bad prompt","type":"invalid_request_error"}}'
     )
     fail_content_type: bytes = b"application/json"
+    #: Seconds before answering ``GET /v1/models``.
+    models_delay: float = 0.0
     #: Answer streaming requests with a whole JSON completion, as if "stream" were false.
     ignore_stream: bool = False
     #: After this many events, close the connection (no end of the chunked body).
@@ -128,6 +128,7 @@ class FakeUpstream:
         self.requests.append(recorded)
         path = scope["path"]
         if path == "/v1/models" and scope["method"] == "GET":
+            await trio.sleep(self.script.models_delay)
             data = [{"id": model, "object": "model", "owned_by": "fake"} for model in self.models]
             await _send_whole(send, 200, json.dumps({"object": "list", "data": data}).encode())
         elif path in ("/v1/chat/completions", "/v1/completions", "/v1/responses"):

@@ -95,7 +95,7 @@ MIXED_ENDINGS = [
     chunk_event(0, " lf"),
     chunk_event(1, " crlf", b"\r\n\r\n"),
     chunk_event(2, " cr", b"\r\r"),
-    b"event: delta\r\ndata: {\"a\":1}\r\ndata: {\"b\":2}\r\n\r\n",
+    b'event: delta\r\ndata: {"a":1}\r\ndata: {"b":2}\r\n\r\n',
     b": an upstream comment\n\n",
     b"id: 7\nretry: 100\ndata: x\n\n",
     chunk_event(3, " \u00e9\u00e8 \U0001f600 unicode"),
@@ -467,7 +467,7 @@ async def test_drop_in_the_middle_of_an_event_keeps_only_whole_events(
     complete = b"".join(numbered_events(10)[:4])
     assert response.content.startswith(complete)
     rest = response.content[len(complete) :]
-    assert rest.startswith(b"data: {\"error\"") and rest.endswith(b"\n\n")
+    assert rest.startswith(b'data: {"error"') and rest.endswith(b"\n\n")
 
 
 async def test_stall_mid_stream_times_out_with_an_error_event(
@@ -607,9 +607,7 @@ async def test_models_merge_and_requests_route_by_model(
     )
     for fake in (alpha, beta, fallback):
         await fake.start(nursery)
-    proxy = await start_proxy(
-        start_server, f"alpha={alpha.url}", f"beta={beta.url}", fallback.url
-    )
+    proxy = await start_proxy(start_server, f"alpha={alpha.url}", f"beta={beta.url}", fallback.url)
     async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
         models = await http.get("/v1/models")
         ids = [entry["id"] for entry in models.json()["data"]]
@@ -623,6 +621,20 @@ async def test_models_merge_and_requests_route_by_model(
         embeddings = await http.post("/v1/embeddings", json={"model": "beta", "input": "x"})
         assert embeddings.json()["path"] == "/v1/embeddings"
         assert beta.requests[-1].path == "/v1/embeddings"
+
+
+async def test_models_skip_an_upstream_that_does_not_answer(
+    start_server: StartServer, upstream: FakeUpstream, nursery: trio.Nursery
+) -> None:
+    stuck = FakeUpstream(["stuck-model"])
+    await stuck.start(nursery)
+    stuck.script.models_delay = 30
+    proxy = await start_proxy(
+        start_server, upstream, f"stuck={stuck.url}", upstream_read_timeout=0.3
+    )
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        models = await http.get("/v1/models")
+    assert [entry["id"] for entry in models.json()["data"]] == ["fake-model"]
 
 
 async def test_an_unknown_model_without_a_default_upstream_is_404(

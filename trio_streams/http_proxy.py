@@ -38,7 +38,8 @@ from .upstream_stream import (
 
 logger = logging.getLogger("trio_streams")
 
-STREAMING_ROUTES = ("/chat/completions", "/completions", "/responses")
+#: Seconds an upstream gets to answer ``/models`` (capped by the read timeout).
+MODELS_TIMEOUT = 15.0
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 # Our own API under /v1: a method it does not serve must not leak to the upstream.
 _RESERVED = ("stream", "streams")
@@ -171,8 +172,14 @@ async def _list_models(
     client: UpstreamClient, upstream: Upstream, headers: list[tuple[str, str]]
 ) -> list[dict[str, Any]] | None:
     """An upstream's ``/models`` entries, or ``None`` if it did not answer a model list."""
+    # A model list is quick to make: don't let one stuck upstream hold the whole list for the
+    # long read timeout meant for prompt processing.
+    options = client.options
+    timeout = httpx.Timeout(
+        min(options.read_timeout, MODELS_TIMEOUT), connect=options.connect_timeout
+    )
     try:
-        response = await client.http.get(upstream.url("/models"), headers=headers)
+        response = await client.http.get(upstream.url("/models"), headers=headers, timeout=timeout)
         payload = response.json() if response.is_success else None
     except (httpx.TransportError, ValueError) as exc:
         logger.warning("upstream %s did not list its models: %s", upstream, type(exc).__name__)

@@ -80,9 +80,7 @@ async def serve(
 
     # The upstream client outlives the manager: producers still use it until they end.
     async with open_upstream(settings) as upstream, manager, trio.open_nursery() as nursery:
-        app = create_app(
-            manager, model, max_body_bytes=settings.max_body_bytes, upstream=upstream
-        )
+        app = create_app(manager, model, max_body_bytes=settings.max_body_bytes, upstream=upstream)
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
         binds = await nursery.start(
