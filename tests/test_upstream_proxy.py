@@ -397,7 +397,7 @@ async def test_unreachable_upstream_is_502_and_no_session(start_server: StartSer
         models = await http.get("/v1/models")
     assert_error(streamed, 502, "The upstream model server is unreachable", "server_error")
     assert_error(whole, 502, "The upstream model server is unreachable", "server_error")
-    assert_error(models, 502, "No upstream model server answered", "server_error")
+    assert_error(models, 502, "The upstream model server is unreachable", "server_error")
     assert proxy.manager.get("down-1") is None and proxy.manager.producer_count == 0
 
 
@@ -635,6 +635,29 @@ async def test_models_skip_an_upstream_that_does_not_answer(
     async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
         models = await http.get("/v1/models")
     assert [entry["id"] for entry in models.json()["data"]] == ["fake-model"]
+
+
+async def test_a_single_upstreams_model_list_passes_unchanged(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    models = await client.get("/v1/models?limit=5")
+    assert models.json() == {
+        "object": "list",
+        "data": [{"id": "fake-model", "object": "model", "owned_by": "fake"}],
+    }
+    assert upstream.requests[-1].query == b"limit=5"
+
+
+async def test_no_upstream_answering_models_is_502(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    upstream.script.models_delay = 30
+    proxy = await start_proxy(
+        start_server, f"a={upstream.url}", f"b={upstream.url}", upstream_read_timeout=0.3
+    )
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        models = await http.get("/v1/models")
+    assert_error(models, 502, "No upstream model server answered", "server_error")
 
 
 async def test_an_unknown_model_without_a_default_upstream_is_404(

@@ -135,6 +135,9 @@ def register(app: QuartTrio, manager: SessionManager, client: UpstreamClient) ->
 
     @app.get("/v1/models")
     async def models() -> Response:
+        if routes.default is not None and len(routes.upstreams) == 1:
+            # One upstream: its answer unchanged (llama-server adds fields of its own).
+            return await forward(upstream_request(routes.default, "/models", b""))
         headers = client.request_headers(request.headers.items())
         listed: dict[Upstream, list[dict[str, Any]] | None] = {}
 
