@@ -61,7 +61,7 @@ async def delete_latency(
     start = time.perf_counter()
     await client.delete(f"/v1/stream/{conversation}")
     # A benchmark, not a reader: poll the other server's producer count each millisecond.
-    while model_server.manager.producer_count:
+    while model_server.manager.producer_count:  # noqa: ASYNC110
         await trio.sleep(0.001)
     return time.perf_counter() - start
 
@@ -79,9 +79,7 @@ async def main(tokens: int, runs: int) -> None:
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
         model_settings = Settings(port=0, demo_tps=20_000.0, ping_interval=0)
-        model_server: RunningServer = await nursery.start(
-            partial(serve, model_settings, stop=stop)
-        )
+        model_server: RunningServer = await nursery.start(partial(serve, model_settings, stop=stop))
         proxy_settings = Settings(port=0, upstreams=(model_server.url,), ping_interval=0)
         proxy: RunningServer = await nursery.start(partial(serve, proxy_settings, stop=stop))
         async with (
