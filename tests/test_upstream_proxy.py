@@ -230,6 +230,34 @@ async def test_delete_while_the_upstream_processes_the_prompt(
     assert proxy.manager.get("prefill") is None
 
 
+async def test_delete_before_the_upstream_sent_its_headers(
+    upstream: FakeUpstream, client: httpx.AsyncClient, proxy: RunningServer
+) -> None:
+    """The handler still waits for the status: DELETE ends both the wait and the upstream."""
+    upstream.script.head_delay = 30
+    async with trio.open_nursery() as nursery:
+        answer: list[httpx.Response] = []
+
+        async def ask() -> None:
+            answer.append(
+                await client.post(
+                    "/v1/chat/completions", json=chat_body(), headers=conversation("headless")
+                )
+            )
+
+        nursery.start_soon(ask)
+        record = await first_stream(upstream)
+        with no_gc_pauses():
+            before = trio.current_time()
+            await client.delete("/v1/stream/headless")
+            with trio.fail_after(1):
+                await record.gone.wait()
+        assert record.disconnected_at is not None
+        assert record.disconnected_at - before < 0.1
+    assert answer[0].status_code == 200 and answer[0].content == b""
+    assert proxy.manager.producer_count == 0
+
+
 async def test_replacing_a_stream_closes_its_upstream_connection(
     upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
