@@ -110,6 +110,13 @@ def main() -> None:
     help="Largest request body accepted.",
 )
 @click.option(
+    "--event-ids/--no-event-ids",
+    default=_DEFAULTS.event_ids,
+    envvar="TRIO_STREAMS_EVENT_IDS",
+    show_envvar=True,
+    help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -127,6 +134,7 @@ def serve(
     gc_interval: float,
     ping_interval: float,
     max_body_bytes: int,
+    event_ids: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API, with the built-in demo model as the default producer.
@@ -148,5 +156,6 @@ def serve(
         gc_interval=gc_interval,
         ping_interval=ping_interval,
         max_body_bytes=max_body_bytes,
+        event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
