@@ -19,9 +19,12 @@ where it ends.
 
 from __future__ import annotations
 
-_CR = 0x0D
+import re
+
 _LF = 0x0A
 _COLON = 0x3A
+_EOL_BYTES = b"\r\n"
+_EOL = re.compile(rb"\r\n?|\n")
 
 
 def id_line(line_start: int, eol: bytes, blank_eol: bytes) -> bytes:
@@ -46,7 +49,7 @@ class EventIdStamper:
     which its output will be appended.
     """
 
-    __slots__ = ("_after_cr", "_at_line_start", "_has_field", "_line_is_comment", "_last_eol")
+    __slots__ = ("_after_cr", "_at_line_start", "_has_field", "_last_eol", "_line_is_comment")
 
     def __init__(self) -> None:
         self._at_line_start = True
@@ -68,32 +71,26 @@ class EventIdStamper:
         i = 0
         size = len(data)
         while i < size:
-            byte = data[i]
             if self._after_cr:
                 self._after_cr = False
-                if byte == _LF:  # the second half of a CRLF split across two writes
+                if data[i] == _LF:  # the second half of a CRLF split across two writes
                     if self._last_eol == b"\r":
                         self._last_eol = b"\r\n"
                     i += 1
                     continue
-            if byte != _CR and byte != _LF:
-                if self._at_line_start:
-                    self._at_line_start = False
-                    self._line_is_comment = byte == _COLON
-                i += 1
-                continue
-            # A line ending: CRLF, LF or CR (a CR at the end of data may still get its LF).
-            if byte == _CR and i + 1 < size and data[i + 1] == _LF:
-                eol_len = 2
-            else:
-                eol_len = 1
-            eol = data[i : i + eol_len]
+            if self._at_line_start and data[i] not in _EOL_BYTES:
+                self._at_line_start = False
+                self._line_is_comment = data[i] == _COLON
+            # Jump to the next line ending (CRLF, LF or CR); the bytes before it are content.
+            match = _EOL.search(data, i)
+            if match is None:
+                break
+            i, eol = match.start(), match.group()
             if self._at_line_start:
                 # A blank line: it ends the event.
                 if self._has_field:
                     out += data[start:i]
-                    line_start = base_offset + len(out)
-                    out += id_line(line_start, eol, eol)
+                    out += id_line(base_offset + len(out), eol, eol)
                     start = i
                 self._has_field = False
             else:
@@ -101,8 +98,8 @@ class EventIdStamper:
                     self._has_field = True
                 self._at_line_start = True
             self._last_eol = eol
-            if eol == b"\r":
-                self._after_cr = True
-            i += eol_len
+            # A CR at the very end of data may still get its LF in the next write.
+            self._after_cr = eol == b"\r"
+            i += len(eol)
         out += data[start:]
         return bytes(out)
