@@ -84,7 +84,7 @@ def assert_ids_are_offsets(raw: bytes) -> None:
 
 # -- the stamper as a property ------------------------------------------------------------
 
-_VALUE = st.text(alphabet="abc xyz:{}\"0123456789", max_size=12)
+_VALUE = st.text(alphabet='abc xyz:{}"0123456789', max_size=12)
 _LINE = st.one_of(
     st.tuples(st.sampled_from(["data", "event", "id", "retry"]), _VALUE).map(
         lambda field: f"{field[0]}: {field[1]}"
