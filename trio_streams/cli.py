@@ -9,8 +9,11 @@ from functools import partial
 import click
 import trio
 
+from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
+from .tail import stdout
+from .tail import tail as tail_stream
 
 _DEFAULTS = Settings()
 
@@ -159,3 +162,30 @@ def serve(
         event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+@main.command()
+@click.argument("conversation_id")
+@click.option(
+    "--from",
+    "offset",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Byte offset to start from (an event id works too).",
+)
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    envvar="TRIO_STREAMS_URL",
+    show_envvar=True,
+    help="The trio-streams server.",
+)
+@click.option("--raw", is_flag=True, help="Print the SSE bytes as they are, not the text.")
+def tail(conversation_id: str, offset: int, url: str, raw: bool) -> None:
+    """Print a conversation's stream until it ends, resuming across reconnects."""
+    status = trio.run(
+        partial(
+            tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr
+        )
+    )
+    sys.exit(status)
