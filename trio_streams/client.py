@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -183,9 +183,12 @@ class StreamsClient:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
-    def _stream_url(self, conversation_id: str) -> str:
+    def _stream_url(self, conversation_id: str, offset: int | None = None) -> str:
         # The query form: ids may contain "/" (conv::org/model:Q8_0).
-        return self._url("/v1/stream?conv_id=" + quote(conversation_id, safe=""))
+        params: dict[str, str | int] = {"conv_id": conversation_id}
+        if offset is not None:
+            params["from"] = offset
+        return self._url("/v1/stream?" + urlencode(params))
 
     # -- one-shot calls --------------------------------------------------------------------
 
@@ -319,8 +322,7 @@ class StreamsClient:
                     response = await self._http.send(
                         self._http.build_request(
                             "GET",
-                            self._stream_url(conversation_id),
-                            params={"from": offset},
+                            self._stream_url(conversation_id, offset),
                             headers={**self._headers, **_IDENTITY},
                         ),
                         stream=True,
