@@ -184,8 +184,6 @@ def serve(
 def tail(conversation_id: str, offset: int, url: str, raw: bool) -> None:
     """Print a conversation's stream until it ends, resuming across reconnects."""
     status = trio.run(
-        partial(
-            tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr
-        )
+        partial(tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr)
     )
     sys.exit(status)

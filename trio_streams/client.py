@@ -237,6 +237,8 @@ class StreamsClient:
         async for chunk in self.iter_bytes(conversation_id, offset):
             for event in splitter.feed(chunk):
                 yield event
+        for event in splitter.flush():
+            yield event
 
     async def start_bytes(
         self,
@@ -280,6 +282,8 @@ class StreamsClient:
         async for chunk in self.start_bytes(conversation_id, body, path=path):
             for event in splitter.feed(chunk):
                 yield event
+        for event in splitter.flush():
+            yield event
 
     # -- internals -------------------------------------------------------------------------
 

@@ -58,12 +58,19 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._buffer += chunk
+        return self._split(final=False)
+
+    def flush(self) -> list[Event]:
+        """At the end of the stream: a last event ended by a lone CR is complete after all."""
+        return self._split(final=True)
+
+    def _split(self, *, final: bool) -> list[Event]:
         events = []
         start = 0
         while True:
             # An event ends at a blank line: a line ending right after a line ending. A CR
             # at the very end may be half of a CRLF, so it waits for the next byte.
-            end = self._find_end(start)
+            end = self._find_end(start, final)
             if end is None:
                 break
             events.append(parse_event(self._buffer[start:end], self._offset + end))
@@ -72,11 +79,11 @@ class EventSplitter:
         self._offset += start
         return events
 
-    def _find_end(self, start: int) -> int | None:
+    def _find_end(self, start: int, final: bool) -> int | None:
         """The buffer index just after the blank line that ends the event at ``start``."""
         position = start  # always the start of a line
         while match := _EOL.search(self._buffer, position):
-            if match.group() == b"\r" and match.end() == len(self._buffer):
+            if match.group() == b"\r" and match.end() == len(self._buffer) and not final:
                 return None  # a CR or the first half of a CRLF: the next byte decides
             if match.start() == position:  # a blank line
                 return match.end()

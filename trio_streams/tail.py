@@ -47,6 +47,9 @@ async def tail(
                         for event in splitter.feed(chunk):
                             out.write(chunk_text(event).encode())
                     out.flush()
+            if not raw:
+                for event in splitter.flush():
+                    out.write(chunk_text(event).encode())
         except StreamError as error:
             print(f"trio-streams tail: {error.message}", file=err, flush=True)
             return 1

@@ -18,8 +18,11 @@ export class EventSplitter {
     this.lineStart = 0;
   }
 
-  /** Add bytes; return the whole events they complete, with the offset after each. */
-  push(chunk) {
+  /**
+   * Add bytes; return the whole events they complete, with the offset after each.
+   * `final` (the stream ended): a last event ended by a lone CR is complete after all.
+   */
+  push(chunk, final = false) {
     const joined = new Uint8Array(this.buffer.length + chunk.length);
     joined.set(this.buffer);
     joined.set(chunk, this.buffer.length);
@@ -35,7 +38,7 @@ export class EventSplitter {
       }
       let end = i + 1;
       if (byte === CR) {
-        if (i + 1 >= this.buffer.length) break; // CR or CRLF? wait for the next byte
+        if (i + 1 >= this.buffer.length && !final) break; // CR or CRLF? the next byte says
         if (this.buffer[i + 1] === LF) end = i + 2;
       }
       const blank = i === this.lineStart;
@@ -82,7 +85,9 @@ export async function readEvents(response, offset, onEvent) {
   const reader = response.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
+    for (const [bytes, end] of splitter.push(value || new Uint8Array(0), done)) {
+      onEvent(parseEvent(bytes), end);
+    }
     if (done) return;
-    for (const [bytes, end] of splitter.push(value)) onEvent(parseEvent(bytes), end);
   }
 }
