@@ -27,8 +27,10 @@ from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import chat_text, ends_with_done, sse_data
 from tests.test_event_ids import event_ends
+from trio_streams.event_ids import EventIdStamper
 from trio_streams.server import RunningServer
 from trio_streams.session import StreamSession
+from trio_streams.sse_split import EventSplitter
 
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
@@ -262,3 +264,47 @@ async def test_a_native_eventsource_resumes_through_last_event_id(
     raw = await whole_generation(session)
     assert data == sse_data(raw)  # every event once, in order: nothing lost or repeated
     assert [int(event_id) for event_id in ids] == sorted(event_ends(raw))
+
+
+async def test_the_pages_splitter_counts_bytes_like_the_server_for_any_line_ending(
+    server: RunningServer,
+) -> None:
+    """The page's own byte-counting SSE splitter (static/sse.js), fed in random pieces.
+
+    Upstreams may end lines with CRLF or CR; non-ASCII text spans chunk boundaries. The
+    offsets the page saves must be the server's offsets after each event, always.
+    """
+    stamper = EventIdStamper()
+    stream = b""
+    for index, eol in enumerate(["\n", "\r\n", "\r"] * 20):
+        event = f": ping{eol}{eol}" if index % 7 == 3 else f"data: é{index}·ü{eol}{eol}"
+        stream += stamper.stamp(event.encode(), len(stream))
+    splitter = EventSplitter(0)
+    expected = [(e.data, e.id, e.offset) for e in splitter.feed(stream) + splitter.flush()]
+
+    def scenario(context: BrowserContext, page: Page) -> list[list[Any]]:
+        result: list[list[Any]] = page.evaluate(
+            """async (bytes) => {
+              const { EventSplitter, parseEvent } = await import('./static/sse.js');
+              const data = new Uint8Array(bytes);
+              const splitter = new EventSplitter(0);
+              const out = [];
+              let at = 0, seed = 7;
+              while (at < data.length) {
+                seed = (seed * 1103515245 + 12345) % 2147483648;
+                const size = seed % 23;
+                const events = splitter.push(data.slice(at, at + size), at + size >= data.length);
+                for (const [raw, end] of events) {
+                  const event = parseEvent(raw);
+                  out.push([event.data, event.id, end]);
+                }
+                at += size;
+              }
+              return out;
+            }""",
+            list(stream),
+        )
+        return result
+
+    got = await run_in_browser(server, scenario)
+    assert [tuple(item) for item in got] == expected
