@@ -125,6 +125,9 @@ async function follow(myRun, firstResponse) {
         }
         response = await api.resume(state.conversationId, state.offset, reading.signal);
       }
+      if (response.status === 429 || response.status >= 500) {
+        throw new Error(`HTTP ${response.status}`); // overload or shutdown: retry
+      }
       if (!response.ok) {
         finish("error", `Error: ${await api.errorMessage(response)}`);
         return;
@@ -199,9 +202,13 @@ async function stop() {
   if (!state || state.finished) return;
   run += 1;
   if (reading) reading.abort();
-  const stopping = state;
-  stopping.finished = true; // a reload now must not resume it
-  store.save(stopping);
+  state.finished = true; // a reload now must not resume it, but must finish stopping it
+  state.outcome = "stopping";
+  store.save(state);
+  await sendStop(state);
+}
+
+async function sendStop(stopping) {
   setStatus("stopping", "Stopping…");
   for (let attempt = 0; attempt < 6; attempt += 1) {
     try {
@@ -248,6 +255,8 @@ async function main() {
   render();
   if (state === null) {
     setStatus("idle", "Ask something.");
+  } else if (state.outcome === "stopping") {
+    sendStop(state); // the tab was reloaded while its Stop was on the way
   } else if (state.finished) {
     setStatus(state.outcome, state.message);
   } else {
