@@ -19,7 +19,9 @@ class CuttingProxy:
 
     ``cut_at`` is asked once per connection (``None``: never cut it). With ``trigger``,
     only connections whose request starts with ``trigger`` are cut, counting the response
-    bytes from that request on (a browser also loads the page through the proxy).
+    bytes from that request on (a browser also loads the page through the proxy). With
+    ``stall``, a "cut" connection is not closed but goes silent, as a dead network does:
+    only the client's own timeout can end it.
     """
 
     def __init__(
@@ -28,7 +30,9 @@ class CuttingProxy:
         cut_at: Callable[[], int | None],
         *,
         trigger: bytes | None = None,
+        stall: bool = False,
     ) -> None:
+        self.stall = stall
         self.target_port = target_port
         self.cut_at = cut_at
         self.trigger = trigger
@@ -70,6 +74,8 @@ class CuttingProxy:
                 if cut is not None and sent[0] + len(chunk) >= cut:
                     await client.send_all(chunk[: cut - sent[0]])
                     self.cuts += 1
+                    if self.stall:
+                        await trio.sleep_forever()  # until the client gives up and closes
                     break
                 await client.send_all(chunk)
                 sent[0] += len(chunk)

@@ -51,7 +51,7 @@ TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
-def in_browser(url: str, scenario: Callable[[BrowserContext, Page], T]) -> T:
+def in_browser(url: str, scenario: Callable[[BrowserContext, Page], T], path: str = "/") -> T:
     """Open the page in a fresh headless Chromium and run ``scenario`` (worker thread)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
@@ -61,7 +61,7 @@ def in_browser(url: str, scenario: Callable[[BrowserContext, Page], T]) -> T:
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url + "/")
+            page.goto(url + path)
             page.wait_for_selector("#status[data-state=idle]")
             result = scenario(context, page)
             assert not errors, errors
@@ -221,6 +221,33 @@ async def test_stop_cancels_the_servers_producer(slow_server: RunningServer) -> 
     raw = b"".join([chunk async for chunk in session.read(0)])
     assert not ends_with_done(raw)  # the generation really stopped short
     assert shown == after_reload and chat_text(raw).startswith(shown)
+
+
+async def test_a_stalled_connection_is_dropped_and_resumed(
+    slow_server: RunningServer, nursery: trio.Nursery
+) -> None:
+    """A network that goes silent (no error, no close) does not leave the page hanging."""
+    budgets = iter([4000])
+    proxy = CuttingProxy(
+        int(slow_server.url.rsplit(":", 1)[1]),
+        lambda: next(budgets, None),
+        trigger=b"POST /v1/chat/completions",
+        stall=True,
+    )
+    await nursery.start(proxy.serve)
+
+    def scenario(context: BrowserContext, page: Page) -> tuple[str, str]:
+        conversation_id = ask(page, "a silent network", wait_for_chars=10)
+        wait_done(page)
+        return conversation_id, answer(page)
+
+    conversation_id, final_text = await trio.to_thread.run_sync(
+        in_browser, proxy.url, scenario, "/?stall_ms=1000"
+    )
+    assert proxy.cuts == 1  # the answer's connection went silent after 4000 bytes
+    session = slow_server.manager.get(conversation_id)
+    assert session is not None
+    assert final_text == chat_text(await whole_generation(session))
 
 
 async def test_a_native_eventsource_resumes_through_last_event_id(

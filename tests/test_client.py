@@ -133,6 +133,25 @@ async def test_the_same_client_works_under_asyncio(
     assert cutting.cuts > 3
 
 
+async def test_a_stalled_connection_times_out_and_resumes(
+    server: RunningServer, nursery: trio.Nursery
+) -> None:
+    budgets = iter([3000, 6000])
+    proxy = CuttingProxy(port_of(server), lambda: next(budgets, None), stall=True)
+    await nursery.start(proxy.serve)
+    errors: list[Exception] = []
+    async with StreamsClient(
+        proxy.url,
+        backoff=FAST_RETRY,
+        read_timeout=0.5,
+        on_reconnect=lambda _at, _delay, error: errors.append(error),
+    ) as client:
+        chunks = client.start_bytes("c-stall", chat_body("stall", max_tokens=80))
+        received = await _drain(chunks)
+    assert received == await session_bytes(server, "c-stall")
+    assert proxy.cuts == 2 and [type(error) for error in errors] == [httpx.ReadTimeout] * 2
+
+
 async def test_lookup_stop_and_the_errors(start_server: StartServer) -> None:
     server = await start_server(session_max_bytes=2000, demo_tps=100)
     async with StreamsClient(server.url, backoff=FAST_RETRY) as client:

@@ -24,6 +24,10 @@ const ui = {
   offset: $("offset"),
 };
 
+// A connection that brings nothing for this long is taken for dead, dropped and resumed.
+// The server sends a keep-alive comment after 5 s of silence (by default), so a healthy
+// stream never stays silent this long. `?stall_ms=N` in the page URL changes it.
+const STALL_MS = Number(new URLSearchParams(location.search).get("stall_ms")) || 30000;
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5000;
 const ACTIVE = new Set(["starting", "streaming", "resuming", "reconnecting"]);
@@ -82,6 +86,17 @@ function apply(event, end) {
   render();
 }
 
+/** Abort `controller` unless kick() is called at least every STALL_MS. */
+function watchdog(controller) {
+  let timer = null;
+  const kick = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(), STALL_MS);
+  };
+  kick();
+  return { kick, cancel: () => clearTimeout(timer) };
+}
+
 function sleep(ms) {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -133,7 +148,9 @@ async function follow(myRun, firstResponse) {
         return;
       }
       let first = true;
+      const stall = watchdog(reading);
       await readEvents(response, state.offset, (event, end) => {
+        stall.kick();
         if (myRun !== run) return;
         if (first) {
           first = false;
@@ -141,7 +158,7 @@ async function follow(myRun, firstResponse) {
           setStatus("streaming", resumedAt > 0 ? `Streaming (resumed at byte ${resumedAt})` : "Streaming");
         }
         apply(event, end);
-      });
+      }).finally(stall.cancel);
       response = null;
       if (myRun !== run) return;
       if (!state.finished) {
