@@ -20,6 +20,7 @@ import trio
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import chat_body, chat_text, ends_with_done
+from tests.test_readme import readme_example
 from trio_streams.client import (
     Backoff,
     OffsetLostError,
@@ -251,3 +252,14 @@ async def anext_of(chunks: object) -> bytes:
 async def _drain(chunks: object) -> bytes:
     async with aclosing(chunks) as stream:  # type: ignore[type-var]
         return b"".join([chunk async for chunk in stream])
+
+
+async def test_the_readme_client_example_runs(server: RunningServer) -> None:
+    code = readme_example("client").replace("http://127.0.0.1:8080", server.url)
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            [sys.executable, "-c", code], capture_stdout=True, capture_stderr=True
+        )
+    text, info = result.stdout.decode().rstrip("\n").rsplit("\n", 1)
+    assert text == "".join(answer_tokens("hello")[:256])
+    assert "conversation_id='my-chat-3'" in info and "is_done=True" in info
