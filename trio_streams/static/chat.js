@@ -251,7 +251,9 @@ function clear() {
 ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const prompt = ui.prompt.value.trim();
-  if (prompt) ask(prompt);
+  if (!prompt) return;
+  ui.prompt.value = "";
+  ask(prompt);
 });
 ui.prompt.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) {
