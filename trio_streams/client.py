@@ -11,6 +11,9 @@ yields are exactly the session's bytes, none lost and none twice.
     async with StreamsClient("http://127.0.0.1:8080") as client:
         async for event in client.chat("my-chat", {"messages": [...]}):
             print(chunk_text(event), end="")
+
+Each stream method is an async generator: if you stop iterating early, close it (``async
+with contextlib.aclosing(...)``) so its connection is released at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -228,15 +232,17 @@ class StreamsClient:
         Ends when the server ends the stream. Raises :class:`StreamNotFoundError`,
         :class:`OffsetLostError` (or :class:`StreamError`) if resuming is impossible.
         """
-        async for chunk in self._follow(conversation_id, offset, first=None):
-            yield chunk
+        async with aclosing(self._follow(conversation_id, offset, first=None)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def events(self, conversation_id: str, offset: int = 0) -> AsyncGenerator[Event, None]:
         """The stream's whole SSE events from ``offset`` (an event boundary) on."""
         splitter = EventSplitter(offset)
-        async for chunk in self.iter_bytes(conversation_id, offset):
-            for event in splitter.feed(chunk):
-                yield event
+        async with aclosing(self.iter_bytes(conversation_id, offset)) as chunks:
+            async for chunk in chunks:
+                for event in splitter.feed(chunk):
+                    yield event
         for event in splitter.flush():
             yield event
 
@@ -271,17 +277,19 @@ class StreamsClient:
                 if await self._lookup_retrying(conversation_id):
                     return None  # the server got the request: follow the session
 
-        async for chunk in self._follow(conversation_id, 0, first=first):
-            yield chunk
+        async with aclosing(self._follow(conversation_id, 0, first=first)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def chat(
         self, conversation_id: str, body: dict[str, Any], *, path: str = "/v1/chat/completions"
     ) -> AsyncGenerator[Event, None]:
         """:meth:`start_bytes` as whole SSE events."""
         splitter = EventSplitter(0)
-        async for chunk in self.start_bytes(conversation_id, body, path=path):
-            for event in splitter.feed(chunk):
-                yield event
+        async with aclosing(self.start_bytes(conversation_id, body, path=path)) as chunks:
+            async for chunk in chunks:
+                for event in splitter.feed(chunk):
+                    yield event
         for event in splitter.flush():
             yield event
 
