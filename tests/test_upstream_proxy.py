@@ -20,7 +20,7 @@ import trio.testing
 
 from tests.conftest import StartServer
 from tests.fake_upstream import FakeUpstream, StreamRecord, chunk_event, numbered_events
-from tests.helpers import assert_error, chat_body, sse_data
+from tests.helpers import assert_error, chat_body, sse_data, without_event_ids
 from trio_streams.server import RunningServer
 from trio_streams.sse import PING
 
@@ -37,7 +37,8 @@ async def start_proxy(
     start_server: StartServer, *upstreams: FakeUpstream | str, **overrides: Any
 ) -> RunningServer:
     specs = tuple(item if isinstance(item, str) else item.url for item in upstreams)
-    options: dict[str, Any] = {"upstreams": specs, "ping_interval": 0}
+    # Event ids off: the stream is then byte for byte the upstream's (see the ids test).
+    options: dict[str, Any] = {"upstreams": specs, "ping_interval": 0, "event_ids": False}
     options.update(overrides)
     return await start_server(**options)
 
@@ -132,6 +133,26 @@ async def test_streamed_bytes_are_exactly_the_upstreams(
     assert sent.header("content-type") == "application/json"
     assert sent.header("x-conversation-id") is None  # a secret, meaningless upstream
     assert sent.header("accept-encoding") == "identity"  # SSE bytes must not be compressed
+
+
+async def test_with_event_ids_each_upstream_event_gains_only_its_id_line(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    """The default: ids stamped as offsets, so EventSource resumes through Last-Event-ID."""
+    upstream.script.events = numbered_events(30)
+    upstream.script.piece_size = 50
+    proxy = await start_proxy(start_server, upstream, event_ids=True)
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        response = await http.post(
+            "/v1/chat/completions", json=chat_body(), headers=conversation("ids-1")
+        )
+        assert without_event_ids(response.content) == b"".join(numbered_events(30))
+        events = response.content.split(b"\n\n")[:-1]
+        offsets = [int(event.rsplit(b"\nid: ", 1)[1]) for event in events]
+        ends = [len(b"\n\n".join(events[: n + 1])) + 2 for n in range(len(events))]
+        assert offsets == ends  # each id is the byte offset just after its event
+        resumed = await http.get("/v1/stream/ids-1", headers={"Last-Event-ID": str(offsets[9])})
+    assert resumed.content == response.content[offsets[9] :]
 
 
 async def test_responses_api_stream_is_resumable(

@@ -12,7 +12,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import http_openai, http_proxy, http_streams
+from . import http_openai, http_page, http_proxy, http_streams
 from .demo import DemoModel
 from .errors import (
     SERVER_ERROR,
@@ -46,6 +46,7 @@ def create_app(
         http_openai.register(app, manager, model)
     else:
         http_proxy.register(app, manager, upstream)
+    http_page.register(app)
 
     @app.get("/health")
     async def health() -> Response:

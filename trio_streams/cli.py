@@ -9,8 +9,11 @@ from functools import partial
 import click
 import trio
 
+from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
+from .tail import stdout
+from .tail import tail as tail_stream
 from .upstream import UpstreamConfigError, UpstreamRoutes
 
 _DEFAULTS = Settings()
@@ -161,6 +164,13 @@ def main() -> None:
     "request fails (504, or an error event once streaming).",
 )
 @click.option(
+    "--event-ids/--no-event-ids",
+    default=_DEFAULTS.event_ids,
+    envvar="TRIO_STREAMS_EVENT_IDS",
+    show_envvar=True,
+    help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -182,6 +192,7 @@ def serve(
     upstream_api_key: str | None,
     upstream_connect_timeout: float,
     upstream_read_timeout: float,
+    event_ids: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API: the built-in demo model, or a proxy in front of --upstream.
@@ -210,5 +221,31 @@ def serve(
         upstream_api_key=upstream_api_key,
         upstream_connect_timeout=upstream_connect_timeout,
         upstream_read_timeout=upstream_read_timeout,
+        event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+@main.command()
+@click.argument("conversation_id")
+@click.option(
+    "--from",
+    "offset",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Byte offset to start from (an event id works too).",
+)
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    envvar="TRIO_STREAMS_URL",
+    show_envvar=True,
+    help="The trio-streams server.",
+)
+@click.option("--raw", is_flag=True, help="Print the SSE bytes as they are, not the text.")
+def tail(conversation_id: str, offset: int, url: str, raw: bool) -> None:
+    """Print a conversation's stream until it ends, resuming across reconnects."""
+    status = trio.run(
+        partial(tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr)
+    )
+    sys.exit(status)

@@ -70,6 +70,7 @@ async def serve(
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
+        event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
 
