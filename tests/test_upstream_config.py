@@ -104,3 +104,17 @@ def test_forwarded_request_headers() -> None:
         ("Authorization", "Bearer sk-1"),
         ("Accept-Encoding", "identity"),
     ]
+
+
+def test_client_credentials_that_are_ours_are_never_forwarded() -> None:
+    routes = UpstreamRoutes.parse(["http://a"])
+    incoming = [("Authorization", "Bearer ours"), ("X-Api-Key", "ours"), ("X-Other", "1")]
+    options = UpstreamOptions(routes, forward_client_auth=False)
+    closed = UpstreamClient(None, options)  # type: ignore[arg-type]
+    assert closed.request_headers(incoming) == [("X-Other", "1"), ("Accept-Encoding", "identity")]
+    keyed = UpstreamClient(None, UpstreamOptions(routes, api_key="sk", forward_client_auth=False))  # type: ignore[arg-type]
+    assert keyed.request_headers(incoming) == [
+        ("X-Other", "1"),
+        ("Authorization", "Bearer sk"),
+        ("Accept-Encoding", "identity"),
+    ]

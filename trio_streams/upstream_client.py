@@ -39,6 +39,8 @@ _DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
     "accept-encoding",
     "x-conversation-id",
 }
+#: Where clients put a key: never forwarded when the key is trio-streams' own.
+_CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
 #: Response headers never passed back: hop-by-hop, and those our server sets itself.
 _DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 
@@ -54,6 +56,9 @@ class UpstreamOptions:
     api_key: str | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: ``False`` when the client's credentials are trio-streams' own (its API keys are on):
+    #: they must never reach an upstream.
+    forward_client_auth: bool = True
 
 
 class UpstreamClient:
@@ -84,7 +89,8 @@ class UpstreamClient:
         """The client's headers as the upstream should see them.
 
         ``Authorization`` passes through unless ``--upstream-api-key`` is set, which then
-        replaces it (so a hosted API can be used with either the client's key or ours).
+        replaces it (so a hosted API can be used with either the client's key or ours), or
+        unless the client's credentials are trio-streams' own (``forward_client_auth``).
         ``Accept-Encoding: identity`` keeps the upstream's SSE bytes uncompressed, so they
         can be split into events and stored exactly.
         """
@@ -93,6 +99,8 @@ class UpstreamClient:
         dropped = _DROPPED_REQUEST_HEADERS | _named_by_connection(incoming)
         if api_key:
             dropped |= {"authorization"}
+        if not self.options.forward_client_auth:
+            dropped |= _CLIENT_CREDENTIALS
         headers = [(name, value) for name, value in incoming if name.lower() not in dropped]
         if api_key:
             headers.append(("Authorization", f"Bearer {api_key}"))
