@@ -9,6 +9,7 @@ from functools import partial
 import click
 import trio
 
+from .auth import read_key_file
 from .server import serve as serve_forever
 from .settings import Settings
 
@@ -110,6 +111,54 @@ def main() -> None:
     help="Largest request body accepted.",
 )
 @click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="TRIO_STREAMS_API_KEY",
+    show_envvar=True,
+    help="Require this API key (repeatable; the variable may hold several, space-separated).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="TRIO_STREAMS_API_KEY_FILE",
+    show_envvar=True,
+    help="Require the API keys in this file, one per line ('#' comments allowed).",
+)
+@click.option(
+    "--max-total-bytes",
+    default=_DEFAULTS.max_total_bytes,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_TOTAL_BYTES",
+    show_envvar=True,
+    help="Byte budget of all sessions together (a running one counts as its full cap).",
+)
+@click.option(
+    "--max-sessions",
+    default=_DEFAULTS.max_sessions,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_SESSIONS",
+    show_envvar=True,
+    help="Sessions held at once, running and finished.",
+)
+@click.option(
+    "--max-producers",
+    default=_DEFAULTS.max_producers,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_PRODUCERS",
+    show_envvar=True,
+    help="Streams generating at once.",
+)
+@click.option(
+    "--max-lookup-ids",
+    default=_DEFAULTS.max_lookup_ids,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_LOOKUP_IDS",
+    show_envvar=True,
+    help="Conversation ids one lookup request may name.",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -127,17 +176,32 @@ def serve(
     gc_interval: float,
     ping_interval: float,
     max_body_bytes: int,
+    api_keys: tuple[str, ...],
+    api_key_file: str | None,
+    max_total_bytes: int,
+    max_sessions: int,
+    max_producers: int,
+    max_lookup_ids: int,
     log_level: str,
 ) -> None:
     """Serve the HTTP API, with the built-in demo model as the default producer.
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
+    if max_total_bytes < session_max_bytes:
+        raise click.BadParameter(
+            "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
+        )
+    keys = [key for key in api_keys if key.strip()]
+    if api_key_file is not None:
+        keys += read_key_file(api_key_file)
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if keys:
+        logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
     settings = Settings(
         host=host,
         port=port,
@@ -148,5 +212,10 @@ def serve(
         gc_interval=gc_interval,
         ping_interval=ping_interval,
         max_body_bytes=max_body_bytes,
+        api_keys=tuple(keys),
+        max_total_bytes=max_total_bytes,
+        max_sessions=max_sessions,
+        max_producers=max_producers,
+        max_lookup_ids=max_lookup_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))

@@ -15,7 +15,7 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from . import validation
+from . import auth, validation
 from .demo import MODEL_ID, DemoModel, DemoRequest
 from .errors import ApiError, json_response
 from .http_streams import stream_response
@@ -25,6 +25,7 @@ from .redact import redact
 logger = logging.getLogger("trio_streams")
 
 CONVERSATION_HEADER = "X-Conversation-Id"
+MIN_PING_INTERVAL = 0.001
 
 
 def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
@@ -62,6 +63,8 @@ def ping_interval(body: dict[str, Any]) -> float | None:
         raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
     if value < 0:
         raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    if 0 < value < MIN_PING_INTERVAL:  # a near-zero interval would be a busy loop of pings
+        raise ApiError(400, f"'sse_ping_interval' must be 0 or at least {MIN_PING_INTERVAL}")
     return float(value)
 
 
@@ -77,7 +80,10 @@ def register(app: QuartTrio, manager: SessionManager, model: DemoModel) -> None:
         raw_id = request.headers.get(CONVERSATION_HEADER, "")
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         session = manager.start(
-            conversation_id, model.producer(demo_request), ping_interval=interval
+            conversation_id,
+            model.producer(demo_request),
+            ping_interval=interval,
+            owner=auth.current_owner(),
         )
         if conversation_id:
             logger.info("started stream %s", redact(conversation_id))

@@ -155,9 +155,10 @@ class StreamSession:
         """Yield the bytes from ``offset`` on, following the stream until it is finalized.
 
         Each chunk is everything available at that moment, up to :data:`MAX_READ_CHUNK`,
-        so a reader that fell behind catches up in few writes and a stuck one pins little. Raises :class:`OffsetLostError` if ``offset`` is (or,
-        for a slow reader, becomes) older than what the log retains. A reader whose task
-        is cancelled (its client left) ends at once: parking is a checkpoint.
+        so a reader that fell behind catches up in few writes and a stuck one pins little.
+        Raises :class:`OffsetLostError` if ``offset`` is (or, for a slow reader, becomes)
+        older than what the log retains. A reader whose task is cancelled (its client
+        left) ends at once: parking is a checkpoint.
         """
         if offset < 0:
             raise ValueError("offset must be non-negative")

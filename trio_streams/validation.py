@@ -36,6 +36,16 @@ def checked_conversation_id(raw: str) -> str:
     return raw
 
 
+def is_conversation_id(value: object) -> bool:
+    """Whether ``value`` could name a session (lookup ignores anything else, as SPEC says
+    for non-string and empty ids: no session can have an invalid id)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CONVERSATION_ID_LENGTH
+        and _CONVERSATION_ID.fullmatch(value) is not None
+    )
+
+
 def offset(raw: str | None) -> int:
     """The ``from`` query parameter: a non-negative decimal integer; absent or empty is 0.
 
