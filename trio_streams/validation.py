@@ -65,6 +65,8 @@ def json_value(data: str | bytes) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"invalid body: {exc}") from None
+    except RecursionError:  # "[[[[…" deeper than the parser's stack: hostile, not a 500
+        raise ApiError(400, "invalid body: nested too deeply") from None
 
 
 def json_object(data: str | bytes) -> dict[str, Any]:
