@@ -39,9 +39,8 @@ async def test_a_full_server_answers_429_json_with_retry_after(start_server: Sta
     ):
         for cid in ("a", "b"):
             nursery.start_soon(start, client, cid, 1000)
-        with trio.fail_after(5):
-            while server.manager.producer_count < 2:
-                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # both streams are running
+        assert server.manager.producer_count == 2
         refused = await start(client, "c")
         assert_error(refused, 429, "Server is at capacity", "rate_limit_error")
         assert int(refused.headers["retry-after"]) >= 1
@@ -150,10 +149,8 @@ async def test_metrics_count_what_happened(start_server: StartServer) -> None:
         assert (await client.get(f"/v1/stream/m-done?from={len(done.content) - 10}")).is_success
         async with trio.open_nursery() as nursery:
             nursery.start_soon(start, client, "m-live", 1000)
-            with trio.fail_after(5):
-                while server.manager.get("m-live") is None:
-                    await trio.sleep(0.01)
             await trio.sleep(0.2)
+            assert server.manager.get("m-live") is not None
             response = await client.get("/metrics")
             assert response.headers["content-type"].startswith("text/plain")
             live = scrape(response.text)

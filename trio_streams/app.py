@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -50,6 +50,17 @@ def create_app(
     app.extensions[EXTENSION_KEY] = metrics
     # One JSON line per request on the "trio_streams.access" logger, ids shortened.
     app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    async def receive_the_whole_body() -> None:
+        """Read the request body (capped by MAX_CONTENT_LENGTH) before any answer.
+
+        Hypercorn cannot reuse a keep-alive connection whose request body was still
+        arriving when the response ended: the client's next request on it would hang.
+        Early answers (401, 404, 405, 413) would trigger that, so the body is read first.
+        """
+        await request.get_data(cache=True)
+
     auth.install(app, auth.ApiKeys(api_keys))
 
     http_streams.register(app, manager)

@@ -30,6 +30,8 @@ MIN_PING_INTERVAL = 0.001
 
 def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
     """Validate the fields the demo model reads; a 400 names the first bad one."""
+    if "model" in body and not isinstance(body["model"], str):
+        raise ApiError(400, "'model' must be a string")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise ApiError(400, "'stream' must be a boolean")
     if chat:
@@ -44,6 +46,8 @@ def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
             raise ApiError(400, "'prompt' must be a string or an array of strings")
     for field in ("max_tokens", "max_completion_tokens"):
         value = body.get(field)
+        if isinstance(value, float) and value.is_integer():
+            body[field] = value = int(value)  # JSON's 5.0 is the integer 5 (JSON Schema agrees)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
@@ -51,6 +55,8 @@ def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object")
+    if options and not isinstance(options.get("include_usage", False), bool):
+        raise ApiError(400, "'stream_options.include_usage' must be a boolean")
     return DemoRequest.from_body(body, chat=chat)
 
 
@@ -75,10 +81,10 @@ def register(app: QuartTrio, manager: SessionManager, model: DemoModel) -> None:
         body = validation.json_object(await request.get_data(as_text=False))
         demo_request = completion_request(body, chat=chat)
         interval = ping_interval(body)
-        if not body.get("stream", False):
-            return json_response(model.completion(demo_request))
         raw_id = request.headers.get(CONVERSATION_HEADER, "")
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
+        if not body.get("stream", False):
+            return json_response(model.completion(demo_request))
         session = manager.start(
             conversation_id,
             model.producer(demo_request),

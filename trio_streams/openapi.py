@@ -47,15 +47,15 @@ STREAM_RESPONSE: dict[str, Any] = {
         "Cache-Control": {"schema": {"type": "string", "const": "no-cache"}},
         "X-Accel-Buffering": {"schema": {"type": "string", "const": "no"}},
     },
-    "content": {SSE: {"schema": {"type": "string"}}},
+    "content": {SSE: {"schema": {"$ref": "#/components/schemas/SseEvent"}}},
 }
 
 CONV_QUERY = {
     "name": "conv_id",
     "in": "query",
-    "required": False,
+    "required": True,
     "description": "The conversation id (query form; missing or empty is a 400).",
-    "schema": {"type": "string"},
+    "schema": CONVERSATION_ID_SCHEMA,
 }
 CONV_PATH = {
     "name": "conversation_id",
@@ -84,7 +84,7 @@ CONVERSATION_HEADER = {
     "required": False,
     "description": "Starts (or replaces) the resumable session with this id; without it "
     "(or empty) the stream is plain and stops when its client leaves.",
-    "schema": {"type": "string", "maxLength": MAX_CONVERSATION_ID_LENGTH},
+    "schema": {"type": "string", "maxLength": MAX_CONVERSATION_ID_LENGTH, "pattern": "^[!-~]*$"},
 }
 
 
@@ -105,7 +105,7 @@ def _stop(parameters: list[dict[str, Any]], summary: str) -> dict[str, Any]:
                 "description": "Always, found or not: the producer is cancelled, the "
                 "session evicted and finalized, its readers end."
             },
-            **_refs("400", "401"),
+            **_refs("400", "401", "404"),
         },
     }
 
@@ -124,7 +124,7 @@ def _completion(summary: str, request_schema: str, response_schema: str) -> dict
                 "session from offset 0); otherwise the whole completion as JSON.",
                 "headers": STREAM_RESPONSE["headers"],
                 "content": {
-                    SSE: {"schema": {"type": "string"}},
+                    SSE: {"schema": {"$ref": "#/components/schemas/SseEvent"}},
                     JSON: {"schema": {"$ref": f"#/components/schemas/{response_schema}"}},
                 },
             },
@@ -133,13 +133,8 @@ def _completion(summary: str, request_schema: str, response_schema: str) -> dict
     }
 
 
-_MESSAGE = {
-    "type": "object",
-    "properties": {
-        "role": {"type": "string"},
-        "content": {"type": ["string", "array", "null"]},
-    },
-}
+#: Messages are checked only as far as the demo model reads them: user messages' text.
+_MESSAGE = {"type": "object"}
 _COMMON_FIELDS: dict[str, Any] = {
     "model": {"type": "string"},
     "stream": {"type": "boolean"},
@@ -190,6 +185,24 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "The server is up.",
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
                     }
+                },
+            }
+        },
+        "/static/{filename}": {
+            "get": {
+                "summary": "Static files of the web page (never needs a key).",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "filename",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The file.", "content": {"*/*": {}}},
+                    **_refs("404"),
                 },
             }
         },
@@ -254,7 +267,18 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "State of the named sessions and their '::' variants.",
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/LookupRequest"}}},
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "description": "Any JSON value: only an object with a "
+                                "'conversation_ids' array looks anything up (SPEC §3).",
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/LookupRequest"},
+                                    {"not": {"type": "object"}},
+                                ],
+                            }
+                        }
+                    },
                 },
                 "responses": {
                     "200": {
@@ -344,15 +368,25 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
             "Completion": _COMPLETION_RESPONSE,
+            "SseEvent": {
+                "type": "object",
+                "description": "One Server-Sent Event. The byte offsets that 'from' counts "
+                "are offsets in the raw stream, ': ping' keep-alive comments included.",
+                "properties": {
+                    "data": {"type": "string"},
+                    "event": {"type": "string"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
+                },
+            },
             "LookupRequest": {
                 "type": "object",
                 "properties": {
                     "conversation_ids": {
-                        "type": "array",
-                        "maxItems": 100,
-                        "description": "At most --max-lookup-ids (default 100) entries; "
-                        "non-string, empty or invalid ids are ignored.",
-                        "items": {"type": "string"},
+                        "description": "An array of at most --max-lookup-ids (default "
+                        "100) ids; non-string, empty or invalid ids are ignored. Anything "
+                        "but an array gives [] (as the reference does).",
+                        "anyOf": [{"type": "array", "maxItems": 100}, {"not": {"type": "array"}}],
                     }
                 },
             },
@@ -380,7 +414,10 @@ _DOCUMENT: dict[str, Any] = {
                 "Missing or invalid API key (only when keys are configured).",
                 **{"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
             ),
-            "404": _error("Stream not found or expired (or another key's)."),
+            "404": _error(
+                "Stream not found or expired (or another key's); on any route, a path "
+                "that names no route (a path id with a line break never does)."
+            ),
             "409": _error("The conversation id belongs to another API key's session."),
             "413": _error("The request body is larger than --max-body-bytes."),
             "429": _error(
