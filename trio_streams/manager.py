@@ -194,7 +194,8 @@ class SessionManager:
         return len(self._producing)
 
     def sessions(self) -> list[StreamSession]:
-        """Every session that holds memory: registered ones and running anonymous ones."""
+        """Every session that holds memory: registered, running, or still being sent."""
+        self._forget_unread()
         found = dict.fromkeys(self._sessions.values())
         found.update(dict.fromkeys(self._producing))
         found.update(dict.fromkeys(self._finished))
