@@ -49,7 +49,7 @@ import trio.testing
 from trio_streams.server import RunningServer, serve
 from trio_streams.session import StreamSession
 from trio_streams.settings import Settings
-from trio_streams.sse import DONE
+from trio_streams.sse import DONE, PING
 
 SESSION_CAP = 512 * 1024  # larger than any demo answer: no offset is ever lost to the cap
 
@@ -290,6 +290,12 @@ async def wait_for(condition: object, seconds: float) -> bool:
     return False
 
 
+def _strip_pings(data: bytes) -> bytes:
+    while data.endswith(PING):
+        data = data[: -len(PING)]
+    return data
+
+
 async def check(tally: Tally) -> int:
     """Assertions 1-2 of the module docstring; returns the number of bytes compared."""
     checked = 0
@@ -311,8 +317,12 @@ async def check(tally: Tally) -> int:
                 tally.failures.append(
                     f"{outcome.conversation_id}: reader has {len(got)} bytes, session {len(full)}"
                 )
-        if not outcome.cut_short and not full.endswith(DONE):
-            tally.failures.append(f"{outcome.conversation_id}: finished without [DONE]")
+        # The last event is [DONE]; keep-alive comments may follow it (a producer that is
+        # slow to return after its last write is still "idle" for the ping task).
+        if not outcome.cut_short and not _strip_pings(full).endswith(DONE):
+            tally.failures.append(
+                f"{outcome.conversation_id}: finished without [DONE]: ...{full[-120:]!r}"
+            )
     return checked
 
 
@@ -354,7 +364,7 @@ async def soak(options: Options) -> int:
         sessions_seen = len(tally.outcomes)
         tally.outcomes.clear()  # drop our references: the server must let go of the rest
         runner = None  # type: ignore[assignment]
-        if not await wait_for(lambda: len(manager) == 0, options.ttl * 3 + 5):
+        if not await wait_for(lambda: len(manager) == 0, options.ttl * 2 + 5):
             tally.failures.append(f"{len(manager)} sessions still registered after the TTL")
         if manager.retained_bytes() or manager.reserved_bytes():
             tally.failures.append(f"{manager.retained_bytes()} bytes still held after the TTL")
@@ -391,10 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=300, help="conversations to run")
     parser.add_argument("--seconds", type=float, default=120.0, help="no new ones after this")
-    parser.add_argument("--concurrency", type=int, default=60, help="conversations at once")
+    parser.add_argument("--concurrency", type=int, default=40, help="conversations at once")
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 30))
     parser.add_argument(
-        "--ttl", type=float, default=10.0, help="session TTL; longer than a client stays away"
+        "--ttl", type=float, default=30.0, help="session TTL; longer than a client stays away"
     )
     parser.add_argument("--tps", type=float, default=400.0, help="demo tokens per second")
     args = parser.parse_args(argv)
