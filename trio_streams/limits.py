@@ -18,7 +18,15 @@ is per-object bookkeeping plus, per connected reader, at most one read chunk
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from .redact import redact
+from .session import StreamSession
+
+logger = logging.getLogger("trio_streams")
 
 DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 DEFAULT_MAX_SESSIONS = 10_000
@@ -71,3 +79,113 @@ class ManagerStats:
     evictions_capacity: int = 0
     #: New streams refused with ``429``, by the limit that refused them.
     rejections: dict[str, int] = field(default_factory=dict)
+
+
+class SessionRegistry(Protocol):
+    """What :class:`Capacity` needs to know of its manager."""
+
+    def registered_count(self) -> int: ...
+
+    def is_registered(self, session: StreamSession) -> bool: ...
+
+    def running(self) -> Iterable[StreamSession]: ...
+
+    def unregister(self, session: StreamSession) -> None: ...
+
+
+class Capacity:
+    """The limits of one manager and the finished sessions it may evict, oldest first.
+
+    The manager tells it when a stream asks to start (:meth:`admit`) and when a session
+    finishes, is stopped, replaced or expires (:meth:`retire`); everything else about the
+    budget lives here.
+    """
+
+    def __init__(self, limits: Limits, max_bytes: int, registry: SessionRegistry) -> None:
+        limits.check(max_bytes)
+        self.limits = limits
+        self.max_bytes = max_bytes
+        self.stats = ManagerStats()
+        self._registry = registry
+        # Finished sessions that still hold bytes, in the order they finished: registered
+        # ones, and unregistered ones (anonymous, stopped, replaced, expired) that readers
+        # may still be sending. Eviction for room takes them from the front.
+        self._finished: dict[StreamSession, None] = {}
+
+    def finished(self) -> list[StreamSession]:
+        self._forget_unread()
+        return list(self._finished)
+
+    def reserved_bytes(self) -> int:
+        """What the budget counts: a running session's cap, a finished one's bytes."""
+        self._forget_unread()
+        running = sum(1 for session in self._registry.running() if not session.is_done)
+        return running * self.max_bytes + sum(s.retained_bytes for s in self._finished)
+
+    def admit(self, replacing: StreamSession | None, *, registered: bool) -> None:
+        """Make room for one more stream, evicting finished sessions oldest-first, or
+        raise :class:`CapacityError`.
+
+        ``replacing`` is the session the new one will replace: its share is freed by the
+        replacement itself, so it is left out of every count (and never evicted here).
+        """
+        limits = self.limits
+        running = sum(1 for s in self._registry.running() if not s.is_done and s is not replacing)
+        if limits.max_producers is not None and running >= limits.max_producers:
+            self._refuse("producers", "too many streams are running")
+        if registered and limits.max_sessions is not None:
+            while (
+                self._registry.registered_count() - (replacing is not None) >= limits.max_sessions
+            ):
+                if not self._evict_oldest(replacing, registered_only=True):
+                    self._refuse("sessions", "too many sessions")
+        if limits.max_total_bytes is not None:
+            freed = self._reservation(replacing)
+            while self.reserved_bytes() - freed + self.max_bytes > limits.max_total_bytes:
+                if not self._evict_oldest(replacing, registered_only=False):
+                    self._refuse("bytes", "the memory budget is taken by running streams")
+
+    def retire(self, session: StreamSession) -> None:
+        """Queue a finished session for eviction: registered ones until they expire,
+        unregistered ones (their bytes still counted) while readers may still send them."""
+        if session in self._finished:
+            return
+        if self._registry.is_registered(session) or session.retained_bytes:
+            self._finished[session] = None
+
+    def _reservation(self, session: StreamSession | None) -> int:
+        if session is None:
+            return 0
+        if not session.is_done:
+            return self.max_bytes
+        return session.retained_bytes if session in self._finished else 0
+
+    def _evict_oldest(self, keep: StreamSession | None, *, registered_only: bool) -> bool:
+        for session in self._finished:
+            if session is keep:
+                continue
+            if registered_only and not self._registry.is_registered(session):
+                continue
+            del self._finished[session]
+            self._registry.unregister(session)
+            session.release()  # its readers end now: their bytes are what we make room with
+            self.stats.evictions_capacity += 1
+            logger.info("evicted stream %s for room", redact(session.conversation_id))
+            return True
+        return False
+
+    def _forget_unread(self) -> None:
+        """Stop counting unregistered sessions without readers: nothing holds them now.
+
+        A reader that attached to such a session before it was retired keeps it counted
+        until the reader ends; no new reader can attach, as the id no longer finds it.
+        """
+        gone = [
+            s for s in self._finished if s.reader_count == 0 and not self._registry.is_registered(s)
+        ]
+        for session in gone:
+            del self._finished[session]
+
+    def _refuse(self, limit: str, reason: str) -> None:
+        self.stats.rejections[limit] = self.stats.rejections.get(limit, 0) + 1
+        raise CapacityError(f"Server is at capacity: {reason}", self.limits.retry_after)

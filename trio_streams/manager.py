@@ -16,7 +16,7 @@ from types import TracebackType
 import trio
 
 from .keepalive import keep_alive
-from .limits import CapacityError, ConversationOwnedError, Limits, ManagerStats
+from .limits import Capacity, ConversationOwnedError, Limits
 from .producer import Producer, SessionWriter
 from .redact import redact
 from .session import SessionClosedError, SessionInfo, StreamSession
@@ -57,8 +57,9 @@ class SessionManager:
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         limits: Limits | None = None,
     ) -> None:
-        self.limits = Limits() if limits is None else limits
-        self.limits.check(max_bytes)
+        self.capacity = Capacity(Limits() if limits is None else limits, max_bytes, self)
+        self.limits = self.capacity.limits
+        self.stats = self.capacity.stats
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.gc_interval = gc_interval
@@ -68,11 +69,6 @@ class SessionManager:
         self._variants: dict[str, dict[str, None]] = {}
         # Every session whose producer is running, named or not, for shutdown.
         self._producing: set[StreamSession] = set()
-        # Finished sessions that still hold bytes, in the order they finished: registered
-        # ones, and unregistered ones (anonymous, stopped, replaced, expired) that readers
-        # may still be sending. Eviction for room takes them from the front (limits.py).
-        self._finished: dict[StreamSession, None] = {}
-        self.stats = ManagerStats()
         self._closed = False
         # Cancels the garbage collector only. Not the root nursery's scope: that scope also
         # encloses the body of ``async with manager`` (the HTTP server, in serve()), which
@@ -141,7 +137,7 @@ class SessionManager:
         previous = self._sessions.get(conversation_id) if conversation_id else None
         if previous is not None and previous.owner != owner:
             raise ConversationOwnedError("the conversation id belongs to another API key")
-        self._make_room(previous, registered=bool(conversation_id))
+        self.capacity.admit(previous, registered=bool(conversation_id))
         session = StreamSession(conversation_id or "", self.max_bytes)
         session.owner = owner
         if conversation_id:
@@ -152,7 +148,7 @@ class SessionManager:
                     self.stats.cancels += 1
                 previous.cancel()
                 previous.finalize()
-                self._retire(previous)
+                self.capacity.retire(previous)
         interval = self.ping_interval if ping_interval is None else ping_interval
         self._producing.add(session)
         self._nursery.start_soon(self._run_producer, session, producer, interval)
@@ -171,7 +167,7 @@ class SessionManager:
             self.stats.cancels += 1
         session.cancel()
         session.finalize()
-        self._retire(session)
+        self.capacity.retire(session)
         logger.info("stopped stream %s", redact(conversation_id))
         return True
 
@@ -195,10 +191,9 @@ class SessionManager:
 
     def sessions(self) -> list[StreamSession]:
         """Every session that holds memory: registered, running, or still being sent."""
-        self._forget_unread()
         found = dict.fromkeys(self._sessions.values())
         found.update(dict.fromkeys(self._producing))
-        found.update(dict.fromkeys(self._finished))
+        found.update(dict.fromkeys(self.capacity.finished()))
         return list(found)
 
     def retained_bytes(self) -> int:
@@ -210,80 +205,22 @@ class SessionManager:
 
         Always at least :meth:`retained_bytes`, and never above ``limits.max_total_bytes``.
         """
-        self._forget_unread()
-        running = sum(1 for session in self._producing if not session.is_done)
-        return running * self.max_bytes + sum(s.retained_bytes for s in self._finished)
+        return self.capacity.reserved_bytes()
 
-    # -- limits ------------------------------------------------------------------------------
+    # -- what the capacity (limits.py) needs ------------------------------------------------
 
-    def _make_room(self, replacing: StreamSession | None, *, registered: bool) -> None:
-        """Admit one more stream, evicting finished sessions oldest-first, or refuse it.
+    def registered_count(self) -> int:
+        return len(self._sessions)
 
-        ``replacing`` is the session the new one will replace: its share is freed by the
-        replacement itself, so it is left out of every count (and never evicted here).
-        """
-        limits = self.limits
-        running = sum(1 for s in self._producing if not s.is_done and s is not replacing)
-        if limits.max_producers is not None and running >= limits.max_producers:
-            self._refuse("producers", "too many streams are running")
-        if registered and limits.max_sessions is not None:
-            while len(self._sessions) - (replacing is not None) >= limits.max_sessions:
-                if not self._evict_oldest_finished(replacing, registered_only=True):
-                    self._refuse("sessions", "too many sessions")
-        if limits.max_total_bytes is not None:
-            freed = self._reservation(replacing)
-            while self.reserved_bytes() - freed + self.max_bytes > limits.max_total_bytes:
-                if not self._evict_oldest_finished(replacing, registered_only=False):
-                    self._refuse("bytes", "the memory budget is taken by running streams")
-
-    def _reservation(self, session: StreamSession | None) -> int:
-        if session is None:
-            return 0
-        if session in self._producing and not session.is_done:
-            return self.max_bytes
-        return session.retained_bytes if session in self._finished else 0
-
-    def _evict_oldest_finished(
-        self, keep: StreamSession | None, *, registered_only: bool
-    ) -> bool:
-        for session in self._finished:
-            if session is keep or (registered_only and not self._is_registered(session)):
-                continue
-            del self._finished[session]
-            self._unregister(session)
-            session.release()  # its readers end now: their bytes are what we make room with
-            self.stats.evictions_capacity += 1
-            logger.info("evicted stream %s for room", redact(session.conversation_id))
-            return True
-        return False
-
-    def _retire(self, session: StreamSession) -> None:
-        """Queue a finished session for eviction: registered ones until they expire,
-        unregistered ones (their bytes still counted) while readers may still send them."""
-        if self._closed or session in self._finished:
-            return
-        if self._is_registered(session) or session.retained_bytes:
-            self._finished[session] = None
-
-    def _forget_unread(self) -> None:
-        """Stop counting unregistered sessions without readers: nothing holds them now.
-
-        A reader that attached to such a session before it was retired keeps it counted
-        until the reader ends; no new reader can attach, as the id no longer finds it.
-        """
-        gone = [
-            s for s in self._finished if s.reader_count == 0 and not self._is_registered(s)
-        ]
-        for session in gone:
-            del self._finished[session]
-
-    def _is_registered(self, session: StreamSession) -> bool:
+    def is_registered(self, session: StreamSession) -> bool:
         cid = session.conversation_id
         return bool(cid) and self._sessions.get(cid) is session
 
-    def _refuse(self, limit: str, reason: str) -> None:
-        self.stats.rejections[limit] = self.stats.rejections.get(limit, 0) + 1
-        raise CapacityError(f"Server is at capacity: {reason}", self.limits.retry_after)
+    def running(self) -> set[StreamSession]:
+        return self._producing
+
+    def unregister(self, session: StreamSession) -> None:
+        self._unregister(session)
 
     def collect_garbage(self) -> int:
         """Evict sessions finalized more than ``ttl`` ago; live ones are never collected."""
@@ -295,7 +232,7 @@ class SessionManager:
         ]
         for session in expired:
             self._unregister(session)
-            self._retire(session)
+            self.capacity.retire(session)
         self.stats.evictions_ttl += len(expired)
         if expired:
             logger.debug("garbage collection evicted %d sessions", len(expired))
@@ -348,8 +285,8 @@ class SessionManager:
             session.finalize()
             # Still holding bytes the budget must count: registered (until TTL or
             # eviction), or anonymous with a reader that may still be sending them.
-            if self._is_registered(session) or not session.conversation_id:
-                self._retire(session)
+            if not self._closed and (self.is_registered(session) or not session.conversation_id):
+                self.capacity.retire(session)
 
 
 def _leaf_message(exc: BaseException) -> str:
