@@ -169,3 +169,21 @@ async def test_a_stuck_reader_holds_at_most_one_chunk() -> None:
     sizes = [len(chunk) async for chunk in chunks]
     assert sizes == [MAX_READ_CHUNK] * 3 + [5]
     assert sum(sizes) == session.total_bytes
+
+
+async def test_replacing_a_session_a_reader_still_holds_keeps_its_bytes_counted(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Found by the state machine: a replaced session's bytes stay in memory while a quiet
+    reader holds them, so the replacement must not count them as freed."""
+    async with manager_with(max_total_bytes=CAP, max_producers=2) as manager:
+        first = manager.start("a", Writes(10))
+        await trio.testing.wait_all_tasks_blocked()
+        reader = first.read(0)
+        assert await reader.__anext__() == b"x" * 10  # then the client goes quiet
+        with pytest.raises(CapacityError):
+            manager.start("a", Writes(10))  # CAP for the new one + 10 still held > CAP
+        assert manager.get("a") is first and not first.is_done
+        await reader.aclose()
+        manager.start("a", Writes(10))
+        assert manager.reserved_bytes() == CAP and first.is_done

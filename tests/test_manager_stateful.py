@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -56,7 +56,7 @@ class Scripted:
                 await writer.write(data)
 
 
-@dataclass
+@dataclass(eq=False)
 class Expected:
     """The model of one session."""
 
@@ -65,10 +65,14 @@ class Expected:
     data: bytearray = field(default_factory=bytearray)
     running: bool = True
     finished_at: float | None = None
+    registered: bool = True
+    #: Readers that attached and then stopped reading (clients that went quiet).
+    holders: int = 0
+    released: bool = False
 
     @property
     def retained(self) -> int:
-        return min(len(self.data), CAP)
+        return 0 if self.released else min(len(self.data), CAP)
 
 
 class ManagerMachine(RuleBasedStateMachine):
@@ -76,8 +80,11 @@ class ManagerMachine(RuleBasedStateMachine):
         super().__init__()
         self.started = False
         self.sessions: dict[str, Expected] = {}
-        self.finished_order: list[str] = []  # registered finished ids, oldest first
+        # What the budget counts besides running streams, oldest first: registered finished
+        # sessions, and unregistered ones that a quiet reader still holds.
+        self.finished_order: list[Expected] = []
         self.anonymous: list[Expected] = []
+        self.held: list[tuple[Expected, AsyncGenerator[bytes, None]]] = []
         self.next_gc = GC_INTERVAL
         self.evictions = 0
 
@@ -132,18 +139,43 @@ class ManagerMachine(RuleBasedStateMachine):
     def running(self) -> list[Expected]:
         return [s for s in [*self.sessions.values(), *self.anonymous] if s.running]
 
-    def evict_oldest(self, keep: str | None) -> bool:
-        for cid in self.finished_order:
-            if cid != keep:
-                self.forget(cid)
-                self.evictions += 1
-                return True
+    def evict_oldest(self, keep: Expected | None, *, registered_only: bool) -> bool:
+        self.prune()
+        for expected in self.finished_order:
+            if expected is keep or (registered_only and not expected.registered):
+                continue
+            if not expected.registered:
+                event("evicted an unregistered session a quiet reader held")
+            expected.released = True  # its bytes are freed, its quiet readers end
+            self.finished_order.remove(expected)
+            if expected.registered:
+                self.forget(next(c for c, e in self.sessions.items() if e is expected))
+            self.evictions += 1
+            return True
         return False
 
     def forget(self, cid: str) -> None:
-        del self.sessions[cid]
-        if cid in self.finished_order:
-            self.finished_order.remove(cid)
+        """The id no longer finds the session; a quiet reader may still hold it."""
+        expected = self.sessions.pop(cid)
+        expected.registered = False
+        self.retire(expected)
+        self.prune()
+
+    def retire(self, expected: Expected) -> None:
+        if expected in self.finished_order:
+            return
+        if expected.registered or (expected.retained and expected.holders):
+            self.finished_order.append(expected)
+
+    def prune(self) -> None:
+        self.finished_order = [
+            e for e in self.finished_order if e.registered or (e.holders and not e.released)
+        ]
+
+    def reserved(self) -> int:
+        self.prune()
+        finished = sum(e.retained for e in self.finished_order)
+        return len(self.running()) * CAP + finished
 
     def admit(self, cid: str | None, owner: str) -> str | None:
         """Apply the evictions the contract calls for; the refusal reason, if refused."""
@@ -154,16 +186,14 @@ class ManagerMachine(RuleBasedStateMachine):
             return "producers"
         if cid is not None:
             while len(self.sessions) - (previous is not None) >= self.max_sessions:
-                if not self.evict_oldest(keep=cid):
+                if not self.evict_oldest(previous, registered_only=True):
                     return "sessions"
-        freed = 0 if previous is None else CAP if previous.running else previous.retained
-
-        def reserved() -> int:
-            finished = sum(self.sessions[c].retained for c in self.finished_order)
-            return len(self.running()) * CAP + finished
-
-        while reserved() - freed + CAP > self.budget:
-            if not self.evict_oldest(keep=cid):
+        freed = 0
+        if previous is not None:  # its share goes, but not what a quiet reader holds
+            counted_now = CAP if previous.running else previous.retained
+            freed = counted_now - (previous.retained if previous.holders else 0)
+        while self.reserved() - freed + CAP > self.budget:
+            if not self.evict_oldest(previous, registered_only=False):
                 return "bytes"
         return None
 
@@ -191,21 +221,36 @@ class ManagerMachine(RuleBasedStateMachine):
             assert isinstance(outcome, StreamSession), outcome
             expected = Expected(owner, producer)
             if cid is None:
+                expected.registered = False
                 self.anonymous.append(expected)
             else:
-                if cid in self.sessions:
-                    self.forget(cid)  # replaced: cancelled and finalized
+                previous = self.sessions.get(cid)
+                if previous is not None:  # replaced: cancelled and finalized
+                    previous.running = False
+                    self.forget(cid)
                 self.sessions[cid] = expected
         else:
             assert isinstance(outcome, str), (refusal, outcome)
             assert outcome == "owned" if refusal == "owned" else outcome.startswith("capacity")
         self.settle()
 
-    @rule(cid=st.sampled_from(IDS), data=st.binary(min_size=1, max_size=30))
-    def write(self, cid: str, data: bytes) -> None:
-        expected = self.sessions.get(cid)
-        if expected is None or not expected.running:
+    def pick(
+        self, index: int, *, running: bool | None = None, with_data: bool = False
+    ) -> str | None:
+        """One of the registered ids (so rules act on sessions that exist), or None."""
+        eligible = [
+            cid
+            for cid, e in sorted(self.sessions.items())
+            if (running is None or e.running == running) and (e.data or not with_data)
+        ]
+        return eligible[index % len(eligible)] if eligible else None
+
+    @rule(index=st.integers(min_value=0, max_value=7), data=st.binary(min_size=1, max_size=30))
+    def write(self, index: int, data: bytes) -> None:
+        cid = self.pick(index, running=True)
+        if cid is None:
             return
+        expected = self.sessions[cid]
         self.call(expected.producer.send.send, data)
         expected.data += data
         self.settle()
@@ -218,16 +263,17 @@ class ManagerMachine(RuleBasedStateMachine):
         expected.data += data
         self.settle()
 
-    @rule(cid=st.sampled_from(IDS))
-    def finish(self, cid: str) -> None:
-        expected = self.sessions.get(cid)
-        if expected is None or not expected.running:
+    @rule(index=st.integers(min_value=0, max_value=7))
+    def finish(self, index: int) -> None:
+        cid = self.pick(index, running=True)
+        if cid is None:
             return
+        expected = self.sessions[cid]
         self.call(expected.producer.send.aclose)
         self.settle()
         expected.running = False
         expected.finished_at = self.clock.current_time()
-        self.finished_order.append(cid)
+        self.retire(expected)
 
     @precondition(lambda self: any(s.running for s in self.anonymous))
     @rule()
@@ -244,6 +290,7 @@ class ManagerMachine(RuleBasedStateMachine):
 
         assert self.call(stop) == (cid in self.sessions)
         if cid in self.sessions:
+            self.sessions[cid].running = False
             self.forget(cid)
         self.settle()
 
@@ -254,10 +301,9 @@ class ManagerMachine(RuleBasedStateMachine):
         now = self.clock.current_time()
         if now >= self.next_gc:  # the collector wakes once, late, and sleeps again
             self.next_gc = now + GC_INTERVAL
-            for cid in list(self.finished_order):
-                finished_at = self.sessions[cid].finished_at
-                assert finished_at is not None
-                if finished_at <= now - TTL:
+            for cid, expected in list(self.sessions.items()):
+                finished_at = expected.finished_at
+                if finished_at is not None and finished_at <= now - TTL:
                     self.forget(cid)
 
     @rule(cid=st.sampled_from(IDS), offset=st.integers(min_value=0, max_value=120))
@@ -293,6 +339,35 @@ class ManagerMachine(RuleBasedStateMachine):
         else:
             assert got == bytes(expected.data[offset:])
 
+    @precondition(lambda self: len(self.held) < 4)
+    @rule(index=st.integers(min_value=0, max_value=7))
+    def attach_quiet_reader(self, index: int) -> None:
+        """A client reads the first chunk, then goes quiet with its connection open."""
+        cid = self.pick(index, with_data=True)
+        if cid is None:
+            return
+        expected, session = self.sessions[cid], self.manager.get(cid)
+        assert session is not None
+
+        dropped = len(expected.data) - expected.retained
+
+        async def attach() -> AsyncGenerator[bytes, None]:
+            reader = session.read(dropped)
+            assert await reader.__anext__() == bytes(expected.data[dropped:])
+            return reader
+
+        self.held.append((expected, self.call(attach)))
+        event("quiet reader attached")
+        expected.holders += 1
+
+    @precondition(lambda self: bool(self.held))
+    @rule(index=st.integers(min_value=0, max_value=3))
+    def quiet_reader_leaves(self, index: int) -> None:
+        expected, reader = self.held.pop(index % len(self.held))
+        self.call(reader.aclose)
+        expected.holders -= 1
+        self.prune()
+
     # -- invariants ----------------------------------------------------------------------------
 
     @precondition(lambda self: self.started)
@@ -314,6 +389,7 @@ class ManagerMachine(RuleBasedStateMachine):
     @invariant()
     def memory_stays_within_the_budget(self) -> None:
         assert self.manager.retained_bytes() <= self.manager.reserved_bytes() <= self.budget
+        assert self.manager.reserved_bytes() == self.reserved()
 
     @precondition(lambda self: self.started)
     @invariant()

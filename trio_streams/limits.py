@@ -126,8 +126,9 @@ class Capacity:
         """Make room for one more stream, evicting finished sessions oldest-first, or
         raise :class:`CapacityError`.
 
-        ``replacing`` is the session the new one will replace: its share is freed by the
-        replacement itself, so it is left out of every count (and never evicted here).
+        ``replacing`` is the session the new one will replace: the replacement frees its
+        share, except the bytes a reader still holds (those stay counted until that reader
+        ends), so it is left out of the counts accordingly (and never evicted here).
         """
         limits = self.limits
         running = sum(1 for s in self._registry.running() if not s.is_done and s is not replacing)
@@ -140,7 +141,7 @@ class Capacity:
                 if not self._evict_oldest(replacing, registered_only=True):
                     self._refuse("sessions", "too many sessions")
         if limits.max_total_bytes is not None:
-            freed = self._reservation(replacing)
+            freed = self._freed_by_replacing(replacing)
             while self.reserved_bytes() - freed + self.max_bytes > limits.max_total_bytes:
                 if not self._evict_oldest(replacing, registered_only=False):
                     self._refuse("bytes", "the memory budget is taken by running streams")
@@ -153,12 +154,15 @@ class Capacity:
         if self._registry.is_registered(session) or session.retained_bytes:
             self._finished[session] = None
 
-    def _reservation(self, session: StreamSession | None) -> int:
+    def _freed_by_replacing(self, session: StreamSession | None) -> int:
         if session is None:
             return 0
         if not session.is_done:
-            return self.max_bytes
-        return session.retained_bytes if session in self._finished else 0
+            counted_now = self.max_bytes
+        else:
+            counted_now = session.retained_bytes if session in self._finished else 0
+        counted_after = session.retained_bytes if session.reader_count else 0
+        return counted_now - counted_after
 
     def _evict_oldest(self, keep: StreamSession | None, *, registered_only: bool) -> bool:
         for session in self._finished:
