@@ -49,7 +49,7 @@ import trio.testing
 from trio_streams.server import RunningServer, serve
 from trio_streams.session import StreamSession
 from trio_streams.settings import Settings
-from trio_streams.sse import DONE, PING
+from trio_streams.sse import DONE
 
 SESSION_CAP = 512 * 1024  # larger than any demo answer: no offset is ever lost to the cap
 
@@ -290,10 +290,14 @@ async def wait_for(condition: object, seconds: float) -> bool:
     return False
 
 
-def _strip_pings(data: bytes) -> bytes:
-    while data.endswith(PING):
-        data = data[: -len(PING)]
-    return data
+def _ends_with_done(data: bytes) -> bool:
+    """Whether the last event that is not a comment (a keep-alive) is ``data: [DONE]``.
+
+    Events may carry ``id:`` lines (event ids), so the event is compared line by line.
+    """
+    events = [block for block in data.split(b"\n\n") if block.strip()]
+    events = [e for e in events if not all(line.startswith(b":") for line in e.split(b"\n"))]
+    return bool(events) and DONE.strip() in events[-1].split(b"\n")
 
 
 async def check(tally: Tally) -> int:
@@ -319,7 +323,7 @@ async def check(tally: Tally) -> int:
                 )
         # The last event is [DONE]; keep-alive comments may follow it (a producer that is
         # slow to return after its last write is still "idle" for the ping task).
-        if not outcome.cut_short and not _strip_pings(full).endswith(DONE):
+        if not outcome.cut_short and not _ends_with_done(full):
             tally.failures.append(
                 f"{outcome.conversation_id}: finished without [DONE]: ...{full[-120:]!r}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -10,7 +11,10 @@ from pathlib import Path
 import httpx
 import trio
 
+from tests.conftest import StartServer
+from tests.helpers import chat_body
 from tests.test_cli import start_process
+from trio_streams.tail import tail
 
 
 async def test_keys_from_file_and_environment_are_required(tmp_path: Path) -> None:
@@ -48,3 +52,19 @@ def test_a_budget_smaller_than_one_session_is_refused() -> None:
         text=True,
     )  # fmt: skip
     assert result.returncode == 2 and "must be at least --session-max-bytes" in result.stderr
+
+
+async def test_tail_sends_its_api_key(start_server: StartServer) -> None:
+    server = await start_server(api_keys=("tail-key",))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        started = await client.post(
+            "/v1/chat/completions",
+            json=chat_body(max_tokens=3),
+            headers={"Authorization": "Bearer tail-key", "X-Conversation-Id": "t"},
+        )
+    out, err = io.BytesIO(), io.StringIO()
+    assert await tail(server.url, "t", 0, raw=True, out=out, err=err, api_key="tail-key") == 0
+    assert out.getvalue() == started.content
+    refused = io.StringIO()
+    assert await tail(server.url, "t", 0, raw=True, out=io.BytesIO(), err=refused) == 1
+    assert "Missing or invalid API key" in refused.getvalue()

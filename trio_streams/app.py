@@ -13,7 +13,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from . import auth, http_openai, http_streams, openapi
+from . import auth, http_openai, http_page, http_streams, openapi
 from .access_log import AccessLog
 from .demo import DemoModel
 from .errors import (
@@ -65,6 +65,7 @@ def create_app(
 
     http_streams.register(app, manager)
     http_openai.register(app, manager, model)
+    http_page.register(app)
 
     @app.get("/health")
     async def health() -> Response:

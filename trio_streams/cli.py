@@ -10,8 +10,11 @@ import click
 import trio
 
 from .auth import read_key_file
+from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
+from .tail import stdout
+from .tail import tail as tail_stream
 
 _DEFAULTS = Settings()
 
@@ -159,6 +162,13 @@ def main() -> None:
     help="Conversation ids one lookup request may name.",
 )
 @click.option(
+    "--event-ids/--no-event-ids",
+    default=_DEFAULTS.event_ids,
+    envvar="TRIO_STREAMS_EVENT_IDS",
+    show_envvar=True,
+    help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -182,6 +192,7 @@ def serve(
     max_sessions: int,
     max_producers: int,
     max_lookup_ids: int,
+    event_ids: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API, with the built-in demo model as the default producer.
@@ -217,5 +228,47 @@ def serve(
         max_sessions=max_sessions,
         max_producers=max_producers,
         max_lookup_ids=max_lookup_ids,
+        event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+@main.command()
+@click.argument("conversation_id")
+@click.option(
+    "--from",
+    "offset",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Byte offset to start from (an event id works too).",
+)
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    envvar="TRIO_STREAMS_URL",
+    show_envvar=True,
+    help="The trio-streams server.",
+)
+@click.option("--raw", is_flag=True, help="Print the SSE bytes as they are, not the text.")
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="TRIO_STREAMS_CLIENT_API_KEY",
+    show_envvar=True,
+    help="API key to send (as a Bearer token) to a server that requires one.",
+)
+def tail(conversation_id: str, offset: int, url: str, raw: bool, api_key: str | None) -> None:
+    """Print a conversation's stream until it ends, resuming across reconnects."""
+    status = trio.run(
+        partial(
+            tail_stream,
+            url,
+            conversation_id,
+            offset,
+            raw=raw,
+            out=stdout(),
+            err=sys.stderr,
+            api_key=api_key,
+        )
+    )
+    sys.exit(status)

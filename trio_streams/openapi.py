@@ -75,8 +75,9 @@ LAST_EVENT_ID = {
     "name": "Last-Event-ID",
     "in": "header",
     "required": False,
-    "description": "Sent by a reconnecting EventSource: the id of the last event it got.",
-    "schema": {"type": "string"},
+    "description": "Sent by a reconnecting EventSource: the id of the last event it got "
+    "(a byte offset). It wins over 'from'; anything but decimal digits is a 400.",
+    "schema": {"type": "string", "pattern": "^[0-9]*$"},
 }
 CONVERSATION_HEADER = {
     "name": "X-Conversation-Id",
@@ -184,6 +185,18 @@ _DOCUMENT: dict[str, Any] = {
                     "200": {
                         "description": "The server is up.",
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
+                    }
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The chat page (never needs a key; it asks for one if needed).",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
                     }
                 },
             }

@@ -67,6 +67,7 @@ async def serve(
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
         limits=settings.limits(),
+        event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
     app = create_app(
