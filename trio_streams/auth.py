@@ -24,7 +24,8 @@ from .errors import AUTHENTICATION, error_response
 from .session import StreamSession
 
 API_KEY_HEADER = "X-Api-Key"
-#: Routes anyone may reach: health checks, and the static chat page (which asks for a key).
+#: Routes anyone may reach: health checks, and the static chat page (whose API calls
+#: carry the key it was opened with: ``/#key=<key>``).
 PUBLIC_PATHS = frozenset({"/", "/health"})
 PUBLIC_PREFIXES = ("/static/",)
 OWNER_PREFIX = "key:"

@@ -191,7 +191,7 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/": {
             "get": {
-                "summary": "The chat page (never needs a key; it asks for one if needed).",
+                "summary": "The chat page (public; open it as /#key=<key> for a keyed server).",
                 "security": [],
                 "responses": {
                     "200": {
