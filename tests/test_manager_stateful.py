@@ -111,7 +111,12 @@ class ManagerMachine(RuleBasedStateMachine):
             max_producers=self.max_producers,
         )
         async with SessionManager(
-            max_bytes=CAP, ttl=TTL, gc_interval=GC_INTERVAL, ping_interval=None, limits=limits
+            max_bytes=CAP,
+            ttl=TTL,
+            gc_interval=GC_INTERVAL,
+            ping_interval=None,
+            limits=limits,
+            event_ids=False,  # the model is of the raw bytes; stamping has its own tests
         ) as manager:
             self.manager = manager
             self.token = trio.lowlevel.current_trio_token()
