@@ -121,9 +121,11 @@ async def test_a_stuck_reader_slows_neither_the_producer_nor_other_readers(
     assert all(data == expected for data in received.values())
     assert stuck_got and stuck_got[0] <= 1024
     # The producer kept its own pace with a client that never reads (1.5 s of events)...
-    assert producer_seconds < PRODUCER_SECONDS * 1.3 + 0.3, producer_seconds
+    # (A producer blocked by the stuck socket would never finish: the margin is for a
+    # loaded CI machine, not for the property.)
+    assert producer_seconds < PRODUCER_SECONDS * 1.5 + 0.5, producer_seconds
     # ...and every other reader finished right behind it.
-    assert max(finished.values()) < producer_seconds + 0.5, finished
+    assert max(finished.values()) < producer_seconds + 1.0, finished
     # Once the stuck client goes away, so does its reader.
     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
     assert session.reader_count == 0
