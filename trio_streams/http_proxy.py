@@ -19,7 +19,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from . import validation
+from . import auth, validation
 from .errors import NOT_FOUND, ApiError, json_response
 from .http_openai import CONVERSATION_HEADER, ping_interval
 from .http_streams import stream_response
@@ -98,6 +98,7 @@ def register(app: QuartTrio, manager: SessionManager, client: UpstreamClient) ->
             conversation_id,
             UpstreamStreamProducer(client, outgoing, handoff),
             ping_interval=interval,
+            owner=auth.current_owner(),
         )
         commit_after = manager.ping_interval if interval is None else interval
         try:

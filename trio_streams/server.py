@@ -70,6 +70,7 @@ async def serve(
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
+        limits=settings.limits(),
         event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
@@ -81,7 +82,14 @@ async def serve(
 
     # The upstream client outlives the manager: producers still use it until they end.
     async with open_upstream(settings) as upstream, manager, trio.open_nursery() as nursery:
-        app = create_app(manager, model, max_body_bytes=settings.max_body_bytes, upstream=upstream)
+        app = create_app(
+            manager,
+            model,
+            max_body_bytes=settings.max_body_bytes,
+            api_keys=settings.api_keys,
+            max_lookup_ids=settings.max_lookup_ids,
+            upstream=upstream,
+        )
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
         binds = await nursery.start(
@@ -110,6 +118,8 @@ async def open_upstream(settings: Settings) -> AsyncIterator[UpstreamClient | No
         api_key=settings.upstream_api_key or None,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
+        # With trio-streams' own API keys on, a client's key is ours, never the upstream's.
+        forward_client_auth=not settings.api_keys,
     )
     async with UpstreamClient.open(options) as client:
         for upstream in options.routes.upstreams:
