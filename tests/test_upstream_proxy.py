@@ -733,3 +733,21 @@ async def test_upstream_api_key_replaces_the_clients_authorization(
         await http.get("/v1/models", headers={"Authorization": "Bearer client"})
     for sent in upstream.requests:
         assert [v for k, v in sent.headers if k == "authorization"] == ["Bearer sk-upstream"]
+
+
+async def test_with_api_keys_the_clients_key_stays_here_and_owns_the_session(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    proxy = await start_proxy(start_server, upstream, api_keys=("ours-1", "ours-2"))
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        refused = await http.post("/v1/chat/completions", json=chat_body())
+        assert refused.status_code == 401 and upstream.requests == []
+        mine = {"Authorization": "Bearer ours-1", **conversation("owned")}
+        started = await http.post("/v1/chat/completions", json=chat_body(), headers=mine)
+        assert started.content == b"".join(numbered_events(5))
+        theirs = {"Authorization": "Bearer ours-2"}
+        assert (await http.get("/v1/stream/owned", headers=theirs)).status_code == 404
+        assert (await http.get("/v1/stream/owned", headers=mine)).content == started.content
+        await http.get("/v1/models", headers={"X-Api-Key": "ours-1"})
+    for sent in upstream.requests:
+        assert sent.header("authorization") is None and sent.header("x-api-key") is None
