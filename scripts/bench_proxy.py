@@ -25,7 +25,8 @@ from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
 
 
-async def timed_stream(client: httpx.AsyncClient, tokens: int) -> tuple[float, float, int]:
+async def timed_stream(client: httpx.AsyncClient, tokens: int) -> tuple[float, float, int, int]:
+    """(time to first byte, whole stream, bytes, SSE data events)."""
     body = {
         "model": "demo",
         "stream": True,
@@ -34,13 +35,13 @@ async def timed_stream(client: httpx.AsyncClient, tokens: int) -> tuple[float, f
     }
     start = time.perf_counter()
     first = 0.0
-    size = 0
+    received = b""
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         async for chunk in response.aiter_raw():
-            if not size:
+            if not received:
                 first = time.perf_counter() - start
-            size += len(chunk)
-    return first, time.perf_counter() - start, size
+            received += chunk
+    return first, time.perf_counter() - start, len(received), received.count(b"data: ")
 
 
 async def delete_latency(
@@ -88,9 +89,9 @@ async def main(tokens: int, runs: int) -> None:
         ):
             for name, client in (("direct", direct), ("proxied", proxied)):
                 results = [await timed_stream(client, tokens) for _ in range(runs)]
-                size = results[0][2]
+                size, events = results[0][2], results[0][3]
                 print(
-                    f"{name:8} {tokens} tokens ({size} bytes): "
+                    f"{name:8} {events} events ({size} bytes): "
                     f"first byte {summary([r[0] for r in results])}; "
                     f"whole stream {summary([r[1] for r in results])}"
                 )
