@@ -83,7 +83,7 @@ def create_app(
 
     @app.get("/openapi.json")
     async def openapi_document() -> Response:
-        return json_response(openapi.document())
+        return json_response(openapi.document(proxy=upstream is not None))
 
     @app.errorhandler(CapacityError)
     async def at_capacity(error: CapacityError) -> Response:
