@@ -1,0 +1,210 @@
+"""The trio-streams benchmark server: the library embedded in a small program.
+
+It serves trio-streams' whole HTTP API (``create_app``, so ``GET /v1/stream/…`` replays
+work as in production) plus bench routes whose producers emit timestamped OpenAI chunks at
+``rate`` tokens per second (see ``bench_common``):
+
+- ``GET /bench/session/<id>``: a resumable session through the ``SessionManager`` (the
+  response is a reader of the session's log, exactly as ``/v1/chat/completions`` does it);
+- ``GET /bench/anon``: the same without a conversation id (an unregistered session);
+- ``GET /bench/direct``: no session at all. The producer runs in its own task, as a
+  session's does, but writes straight into a memory channel that the response drains, so
+  the ratio session/direct is what the log costs, nothing else;
+- ``POST /bench/reset``: stop every session started so far (their producers keep running
+  after their clients leave, which would load the next measurement);
+- ``POST /bench/fill/<id>?bytes=N``: a finished session holding ``N`` bytes, for replays.
+
+It prints one JSON line ``{"port": …, "pid": …}`` once it listens and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+
+import trio
+from bench_common import DONE, sse_event
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Response, request
+
+from trio_streams import SessionManager, StreamWriter
+from trio_streams.app import create_app
+from trio_streams.demo import DemoModel
+from trio_streams.http_streams import STREAM_HEADERS, stream_response
+from trio_streams.server import hypercorn_config
+from trio_streams.settings import Settings
+
+Produce = Callable[[StreamWriter], Awaitable[None]]
+
+
+def paced(tokens: int, rate: float) -> Produce:
+    """A producer writing ``tokens`` timestamped events at ``rate`` per second, then DONE."""
+
+    async def produce(writer: StreamWriter) -> None:
+        start, start_ns = trio.current_time(), time.monotonic_ns()
+        interval = 1.0 / rate
+        for index in range(tokens):
+            await trio.sleep_until(start + index * interval)
+            await writer.write(sse_event(index, start_ns + round(index * interval * 1e9)))
+        await writer.write(DONE)
+
+    return produce
+
+
+def filling(size: int) -> Produce:
+    """A producer writing events as fast as it can until ``size`` bytes, never beyond."""
+
+    async def produce(writer: StreamWriter) -> None:
+        written = 0
+        index = 0
+        while True:
+            event = sse_event(index, time.monotonic_ns())
+            if written + len(event) + len(DONE) > size:
+                break
+            await writer.write(event)
+            written += len(event)
+            index += 1
+        padding = size - written - len(DONE)
+        if padding >= 3:  # an SSE comment, so the session holds exactly ``size`` bytes
+            await writer.write(b":" + b" " * (padding - 3) + b"\n\n")
+        await writer.write(DONE)
+
+    return produce
+
+
+class ChannelWriter:
+    """A :class:`StreamWriter` straight into a memory channel: no log, no replay."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: trio.MemorySendChannel[bytes]) -> None:
+        self._send = send
+
+    async def write(self, data: bytes) -> None:
+        self._send.send_nowait(data)
+        await trio.lowlevel.checkpoint()
+
+
+def query_int(name: str, default: int) -> int:
+    return int(request.args.get(name, default))
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings(host="127.0.0.1", port=0, ping_interval=args.ping_interval)
+    manager = open_manager(settings, args.store)
+    app = create_app(manager, DemoModel())
+    started: list[str] = []
+    stop = trio.Event()
+
+    async with manager, trio.open_nursery() as nursery:
+
+        @app.get("/bench/session/<path:conversation_id>")
+        async def bench_session(conversation_id: str) -> Response:
+            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            session = manager.start(conversation_id, produce)
+            started.append(conversation_id)
+            return stream_response(session, 0)
+
+        @app.get("/bench/anon")
+        async def bench_anon() -> Response:
+            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            return stream_response(manager.start(None, produce), 0, owns_producer=True)
+
+        @app.get("/bench/direct")
+        async def bench_direct() -> Response:
+            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            send, receive = trio.open_memory_channel[bytes](math.inf)
+            scope = trio.CancelScope()
+
+            async def run() -> None:
+                with scope, send:
+                    try:
+                        await produce(ChannelWriter(send))
+                    except trio.BrokenResourceError:
+                        pass  # the response is gone: the stream is over
+
+            nursery.start_soon(run)
+
+            async def body() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in receive:
+                        yield chunk
+                finally:
+                    scope.cancel()
+                    receive.close()
+
+            response = Response(
+                body(), status=200, content_type="text/event-stream", headers=STREAM_HEADERS
+            )
+            response.timeout = None
+            return response
+
+        @app.post("/bench/reset")
+        async def bench_reset() -> Response:
+            stopped = sum(manager.stop(cid) for cid in started)
+            started.clear()
+            return Response(json.dumps({"stopped": stopped}), content_type="application/json")
+
+        @app.post("/bench/fill/<path:conversation_id>")
+        async def bench_fill(conversation_id: str) -> Response:
+            session = manager.start(conversation_id, filling(query_int("bytes", 4 << 20)))
+            while not session.is_done:  # a bench route: a short poll is fine here
+                await trio.sleep(0.01)
+            body = {"total_bytes": session.total_bytes, "dropped": session.dropped_prefix}
+            return Response(json.dumps(body), content_type="application/json")
+
+        config = hypercorn_config(settings)
+        config.backlog = 8192
+        binds = await nursery.start(
+            partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
+        )
+        port = int(binds[0].rsplit(":", 1)[1])
+        print(json.dumps({"port": port, "pid": _pid()}), flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                break
+        manager.shutdown()
+        stop.set()
+
+
+def open_manager(settings: Settings, store: str) -> SessionManager:
+    """The session manager for ``--store``: ``memory`` (the default) is the in-process one.
+
+    Hook for the Redis store (issue 5): once trio-streams can put sessions in Redis, build
+    that manager here from ``store`` (a ``redis://`` URL) so the fan-out and replay
+    scenarios run through it unchanged.
+    """
+    if store != "memory":
+        sys.exit(f"bench_server: --store {store!r} is not supported by this trio-streams yet")
+    return SessionManager(
+        max_bytes=settings.session_max_bytes,
+        ttl=settings.session_ttl,
+        gc_interval=settings.gc_interval,
+        ping_interval=settings.ping_interval,
+    )
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="memory")
+    parser.add_argument("--ping-interval", type=float, default=5.0)
+    raise_fd_limit()
+    trio.run(main, parser.parse_args())
