@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,10 @@ class Plan:
     replay_concurrency: int
     memory_sessions: int
     memory_readers: int
-    results: dict[str, Any] = field(default_factory=dict)
+    ramp_timeout: float = 10.0
+    profile: Path | None = None
+    profile_streams: int = 1000
+    profile_variants: tuple[str, ...] = ("session", "direct")
 
 
 def run_json(command: list[str], timeout: float = 300) -> dict[str, Any]:
@@ -125,9 +128,15 @@ def run_json(command: list[str], timeout: float = 300) -> dict[str, Any]:
     return result
 
 
-def fanout_once(plan: Plan, servers: dict[str, Server], variant: str, streams: int) -> dict[str, Any]:
+def fanout_once(
+    plan: Plan, servers: dict[str, Server], variant: str, streams: int
+) -> dict[str, Any]:
     server_name, route = VARIANTS[variant]
     server = servers[server_name]
+    began = time.monotonic()
+    profiler = None
+    if plan.profile and variant in plan.profile_variants and streams == plan.profile_streams:
+        profiler = start_profiler(plan, server, f"{variant}-{streams}")
     result = run_json(
         [
             "bench_load.py", "fanout",
@@ -138,13 +147,64 @@ def fanout_once(plan: Plan, servers: dict[str, Server], variant: str, streams: i
             "--rate", str(plan.rate),
             "--warmup", str(plan.warmup),
             "--window", str(plan.window),
+            "--ramp-timeout", str(plan.ramp_timeout),
             "--tag", f"{variant}-{streams}-{time.monotonic_ns()}",
         ]
     )  # fmt: skip
+    if profiler is not None:
+        profiler.wait()
+        summarize_profile(plan, f"{variant}-{streams}")
+    loaded = time.monotonic()
     server.post("/bench/reset")
     server.settle()
     result["variant"] = variant
+    result["wall_seconds"] = [round(loaded - began, 1), round(time.monotonic() - loaded, 1)]
     return result
+
+
+def start_profiler(plan: Plan, server: Server, label: str) -> subprocess.Popen[bytes]:
+    """py-spy on the server for the whole run of one point (ramp, warm-up and window)."""
+    assert plan.profile is not None
+    seconds = int(plan.ramp_timeout + plan.warmup + plan.window)
+    return subprocess.Popen(
+        [
+            str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(server.pid),
+            "--duration", str(seconds), "--rate", "250", "--nonblocking", "--format", "raw",
+            "-o", str(plan.profile / f"profile-{label}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def summarize_profile(plan: Plan, label: str) -> None:
+    """Inclusive and self shares of the busiest functions, from py-spy's collapsed stacks."""
+    assert plan.profile is not None
+    source = plan.profile / f"profile-{label}.txt"
+    if not source.exists():
+        print(f"  (no profile: is py-spy installed and allowed to attach? {source})")
+        return
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in source.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = [frame.split(" (")[0] for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    lines = [f"py-spy samples: {total} ({label})", "", "inclusive:"]
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]:
+        lines.append(f"{count / total:6.1%}  {frame}")
+    lines += ["", "self:"]
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
+        lines.append(f"{count / total:6.1%}  {frame}")
+    (plan.profile / f"profile-{label}-top.txt").write_text("\n".join(lines) + "\n")
+    print(f"  profile: {plan.profile / f'profile-{label}-top.txt'}")
 
 
 def overloaded(result: dict[str, Any]) -> bool:
@@ -219,11 +279,13 @@ def memory(plan: Plan) -> dict[str, Any]:
 
 def format_row(row: dict[str, Any]) -> str:
     return (
-        f"S={row['streams']:>5} {row['variant']:<13} {row['events_per_s']:>8.0f} ev/s  "
+        f"S={row['streams']:>5} ({row['connected']:>4} up) {row['variant']:<13} "
+        f"{row['events_per_s']:>8.0f} ev/s  "
         f"cpu {row['cpu_s_per_1000_events'] * 1000:6.1f} ms/1k ev  "
         f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f}  max {row['max_ms']:7.1f} ms  "
         f"due-p99 {row['due_p99_ms']:7.1f} ms  server {row['server_cpu_fraction']:.0%} "
-        f"load {row['load_cpu_fraction']:.0%}"
+        f"load {row['load_cpu_fraction']:.0%}  ramp {row['ramp_seconds']:.1f} s "
+        f"(run, settle: {row['wall_seconds']} s)"
     )
 
 
@@ -269,7 +331,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             (
                 "events per CPU-second ≥ sse-starlette at S=1,000",
                 f"{ours['events_per_cpu_s']:.0f} vs {theirs['events_per_cpu_s']:.0f} "
-                f"(×{per_cpu:.2f})",
+                f"(x{per_cpu:.2f})",
                 per_cpu >= 1.0,
             )
         )
@@ -321,13 +383,14 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Fan-out",
         "",
-        "| S | variant | delivered ev/s | server CPU s / 1k ev | ev per CPU-s | p50 ms | "
-        "p99 ms | max ms | due p99 ms | server CPU | load CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| S | connected | variant | delivered ev/s | server CPU s / 1k ev | ev per CPU-s | "
+        "p50 ms | p99 ms | max ms | due p99 ms | server CPU | load CPU |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in sorted(results["fanout"], key=lambda r: (r["streams"], r["variant"])):
         lines.append(
-            f"| {row['streams']} | {row['variant']} | {row['events_per_s']:.0f} | "
+            f"| {row['streams']} | {row['connected']} | {row['variant']} | "
+            f"{row['events_per_s']:.0f} | "
             f"{row['cpu_s_per_1000_events']:.3f} | {row['events_per_cpu_s']:.0f} | "
             f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['max_ms']:.1f} | "
             f"{row['due_p99_ms']:.1f} | {row['server_cpu_fraction']:.0%} | "
@@ -348,17 +411,20 @@ def markdown(results: dict[str, Any]) -> str:
             ("sse-starlette", "cpu_s_per_1000_events"),
             ("sse-starlette", "p99_ms"),
         ):
-            cells.append(f"{ours[key] / point[other][key]:.2f}" if other in point else "–")
+            cells.append(f"{ours[key] / point[other][key]:.2f}" if other in point else "-")
         lines.append(f"| {streams} | " + " | ".join(cells) + " |")
     lines += ["", "Largest S with p99 < 100 ms (append→receipt / due→receipt):", ""]
     for variant in results["plan"]["variants"]:
         a = largest_ok(results["fanout"], variant, "p99_ms")
         d = largest_ok(results["fanout"], variant, "due_p99_ms")
-        lines.append(f"- {variant}: {a if a is not None else 'none'} / {d if d is not None else 'none'}")
+        lines.append(f"- {variant}: {a or 'none'} / {d or 'none'}")
     if "replay" in results:
         rep = results["replay"]
         lines += ["", "## Replay of a full 4 MiB session from offset 0", ""]
-        lines += ["| readers | raw loopback MB/s | trio-streams MB/s | ratio |", "| ---: | ---: | ---: | ---: |"]
+        lines += [
+            "| readers | raw loopback MB/s | trio-streams MB/s | ratio |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
         for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
             e = rep[key]
             lines.append(
@@ -367,7 +433,13 @@ def markdown(results: dict[str, Any]) -> str:
             )
     if "memory" in results:
         heap, rss = results["memory"]["tracemalloc"], results["memory"]["rss"]
-        lines += ["", "## Memory", "", "| figure | heap (tracemalloc) | resident set |", "| --- | ---: | ---: |"]
+        lines += [
+            "",
+            "## Memory",
+            "",
+            "| figure | heap (tracemalloc) | resident set |",
+            "| --- | ---: | ---: |",
+        ]
         lines.append(
             f"| per idle finished session, beyond its {heap['buffered_bytes_each']} buffered bytes "
             f"({heap['sessions']} sessions) | {heap['idle_session_overhead_bytes']} B | "
@@ -403,7 +475,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         )
         s = [r["streams"] for r in rows]
         axes[0].plot(s, [r["events_per_s"] for r in rows], marker="o", label=variant)
-        axes[1].plot(s, [r["cpu_s_per_1000_events"] * 1000 for r in rows], marker="o", label=variant)
+        cpu_ms = [r["cpu_s_per_1000_events"] * 1000 for r in rows]
+        axes[1].plot(s, cpu_ms, marker="o", label=variant)
         line = axes[2].plot(s, [r["p99_ms"] for r in rows], marker="o", label=f"{variant} p99")
         axes[2].plot(
             s, [r["due_p99_ms"] for r in rows], marker="x", linestyle="--",
@@ -436,11 +509,18 @@ def main() -> None:
     parser.add_argument(
         "--only", default="fanout,replay,memory", help="scenarios to run (comma-separated)"
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="S",
+        help="py-spy the trio-streams server during the session and direct runs at this S",
+    )
     args = parser.parse_args()
     if args.quick:
-        plan = Plan([10, 100, 1000], [], args.rate, 0.5, 2.0, 2, 100, 5_000, 1_000)
+        plan = Plan([10, 100, 1000], [], args.rate, 0.5, 1.5, 1, 100, 2_000, 1_000, 4.0)
     else:
-        plan = Plan([10, 100, 500, 1000, 2000, 5000], [], args.rate, 1.0, 3.0, 3, 100, 20_000, 5_000)
+        sweep = [10, 100, 300, 1000, 2000, 5000]
+        plan = Plan(sweep, [], args.rate, 1.0, 3.0, 3, 100, 20_000, 5_000)
     if args.sweep:
         plan.sweep = [int(s) for s in args.sweep.split(",")]
     plan.variants = [v for v in args.variants.split(",") if v]
@@ -451,6 +531,8 @@ def main() -> None:
     name = args.name or ("quick" if args.quick else "full")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        plan.profile, plan.profile_streams = out, args.profile
 
     results: dict[str, Any] = {
         "name": name,

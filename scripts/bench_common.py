@@ -18,14 +18,12 @@ import re
 import time
 
 #: Tokens cycled through by the bench producers (words with their leading space).
-TOKENS = tuple(
-    " " + word
-    for word in (
-        "Streams break when networks drop, tabs reload or phones go to sleep; a resumable "
-        "stream keeps generating on the server after the client leaves and the client "
-        "comes back with the byte offset it had."
-    ).split()
+_TEXT = (
+    "Streams break when networks drop, tabs reload or phones go to sleep; a resumable "
+    "stream keeps generating on the server after the client leaves and the client "
+    "comes back with the byte offset it had."
 )
+TOKENS = tuple(" " + word for word in _TEXT.split(" "))
 
 #: The bytes the load process scans for: the due and append stamps of each event.
 TIMESTAMPS = re.compile(rb'"due":(\d+),"ts":(\d+)')

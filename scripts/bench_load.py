@@ -26,7 +26,6 @@ import time
 import psutil
 from bench_common import TIMESTAMPS
 
-
 CHUNKED_END = b"\r\n0\r\n\r\n"
 
 
@@ -268,7 +267,7 @@ def main() -> None:
     raw = commands.add_parser("raw-server")
     raw.add_argument("--bytes", type=int, required=True)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.command == "raw-server":
         raw_server(args)

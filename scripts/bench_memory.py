@@ -19,6 +19,7 @@ import tracemalloc
 
 import psutil
 import trio
+import trio.testing
 
 from trio_streams import SessionManager, StreamWriter
 
@@ -53,10 +54,9 @@ async def measure(sessions: int, event_bytes: int, readers: int) -> dict[str, ob
             for index in range(sessions):
                 manager.start(f"conversation-{round_}-{index:08d}", one_event)
                 if index % 100 == 99:
-                    while manager.producer_count:
-                        await trio.sleep(0.001)
-            while manager.producer_count:
-                await trio.sleep(0.001)
+                    await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
+            assert manager.producer_count == 0
             full = heap()
             assert len(manager) == sessions
             if round_ == 0:

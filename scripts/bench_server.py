@@ -8,8 +8,9 @@ work as in production) plus bench routes whose producers emit timestamped OpenAI
   response is a reader of the session's log, exactly as ``/v1/chat/completions`` does it);
 - ``GET /bench/anon``: the same without a conversation id (an unregistered session);
 - ``GET /bench/direct``: no session at all. The producer runs in its own task, as a
-  session's does, but writes straight into a memory channel that the response drains, so
-  the ratio session/direct is what the log costs, nothing else;
+  session's does, but writes straight into a memory channel that the response drains
+  (everything queued goes out in one write, as a session reader's catch-up does), so the
+  ratio session/direct is what the log costs, nothing else;
 - ``POST /bench/reset``: stop every session started so far (their producers keep running
   after their clients leave, which would load the next measurement);
 - ``POST /bench/fill/<id>?bytes=N``: a finished session holding ``N`` bytes, for replays.
@@ -20,8 +21,10 @@ It prints one JSON line ``{"port": …, "pid": …}`` once it listens and stops 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import resource
 import signal
 import sys
@@ -58,7 +61,7 @@ def paced(tokens: int, rate: float) -> Produce:
     return produce
 
 
-def filling(size: int) -> Produce:
+def filling(size: int, written_all: trio.Event) -> Produce:
     """A producer writing events as fast as it can until ``size`` bytes, never beyond."""
 
     async def produce(writer: StreamWriter) -> None:
@@ -75,6 +78,7 @@ def filling(size: int) -> Produce:
         if padding >= 3:  # an SSE comment, so the session holds exactly ``size`` bytes
             await writer.write(b":" + b" " * (padding - 3) + b"\n\n")
         await writer.write(DONE)
+        written_all.set()
 
     return produce
 
@@ -124,18 +128,23 @@ async def main(args: argparse.Namespace) -> None:
             scope = trio.CancelScope()
 
             async def run() -> None:
-                with scope, send:
-                    try:
-                        await produce(ChannelWriter(send))
-                    except trio.BrokenResourceError:
-                        pass  # the response is gone: the stream is over
+                # BrokenResourceError: the response is gone, so the stream is over.
+                with scope, send, contextlib.suppress(trio.BrokenResourceError):
+                    await produce(ChannelWriter(send))
 
             nursery.start_soon(run)
 
             async def body() -> AsyncIterator[bytes]:
                 try:
                     async for chunk in receive:
-                        yield chunk
+                        # Drain what piled up into one write, as a session reader does:
+                        # otherwise this baseline falls behind under load for a reason
+                        # that has nothing to do with the log.
+                        chunks = [chunk]
+                        with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                            while True:
+                                chunks.append(receive.receive_nowait())
+                        yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 finally:
                     scope.cancel()
                     receive.close()
@@ -154,9 +163,11 @@ async def main(args: argparse.Namespace) -> None:
 
         @app.post("/bench/fill/<path:conversation_id>")
         async def bench_fill(conversation_id: str) -> Response:
-            session = manager.start(conversation_id, filling(query_int("bytes", 4 << 20)))
-            while not session.is_done:  # a bench route: a short poll is fine here
-                await trio.sleep(0.01)
+            written_all = trio.Event()
+            session = manager.start(
+                conversation_id, filling(query_int("bytes", 4 << 20), written_all)
+            )
+            await written_all.wait()
             body = {"total_bytes": session.total_bytes, "dropped": session.dropped_prefix}
             return Response(json.dumps(body), content_type="application/json")
 
@@ -192,13 +203,11 @@ def open_manager(settings: Settings, store: str) -> SessionManager:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 

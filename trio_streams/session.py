@@ -69,7 +69,9 @@ class StreamSession:
         self.last_append_clock = trio.current_time()
         self._log = ByteLog(max_bytes)
         self._done = False
-        self._waiters = trio.lowlevel.ParkingLot()
+        #: Readers parked at the end of the log. Dropped at finalize (nobody parks on a
+        #: finished session), so an idle finished session does not carry it.
+        self._waiters: trio.lowlevel.ParkingLot | None = trio.lowlevel.ParkingLot()
         self.reader_count = 0
 
     # -- state ---------------------------------------------------------------------------
@@ -107,12 +109,14 @@ class StreamSession:
 
     def append(self, data: bytes) -> bool:
         """Append bytes and wake every reader; ``False`` (and nothing stored) once finalized."""
-        if self._done:
+        waiters = self._waiters
+        if waiters is None:
             return False
         if data:
             self._log.append(data)
             self.last_append_clock = trio.current_time()
-            self._waiters.unpark_all()
+            if waiters:  # the common case under load: the reader is still sending
+                waiters.unpark_all()
         return True
 
     def finalize(self) -> None:
@@ -123,7 +127,9 @@ class StreamSession:
         self.completed_at = int(time.time())
         self.completed_at_clock = trio.current_time()
         self._log.compact()
-        self._waiters.unpark_all()
+        if self._waiters is not None:
+            self._waiters.unpark_all()
+            self._waiters = None
 
     def cancel(self) -> None:
         """Stop the producer through its cancel scope. Idempotent; does not finalize."""
@@ -146,17 +152,21 @@ class StreamSession:
         """
         if offset < 0:
             raise ValueError("offset must be non-negative")
+        log = self._log
         self.reader_count += 1
         try:
             while True:
                 self.check_offset(offset)
-                if offset < self._log.total_bytes:
-                    chunk = self._log.read_from(offset)
+                if offset < log.total_bytes:
+                    # Everything available in one chunk: a reader that fell behind (its
+                    # client was slow, or the server busy) catches up in one write.
+                    chunk = log.read_from(offset)
                     offset += len(chunk)
                     yield chunk
                     continue
-                if self._done:
+                waiters = self._waiters
+                if waiters is None:  # finalized, and everything was delivered
                     return
-                await self._waiters.park()
+                await waiters.park()
         finally:
             self.reader_count -= 1
