@@ -38,9 +38,7 @@ async def test_many_parked_readers_all_end_at_finalize(autojump_clock: trio.abc.
             session.append(b"d")
             await trio.testing.wait_all_tasks_blocked()
             session.finalize()
-    assert [b"".join(chunks) for chunks in received] == [
-        b"abcd"[index % 4 :] for index in range(5)
-    ]
+    assert [b"".join(chunks) for chunks in received] == [b"abcd"[index % 4 :] for index in range(5)]
     assert session.reader_count == 0
 
 
