@@ -325,7 +325,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
 
         def cpu_per_event(variant: str) -> float:
             cpu = sum(p[variant]["server_cpu_seconds"] for p in pooled)
-            return cpu / sum(p[variant]["events"] for p in pooled)
+            return float(cpu) / sum(p[variant]["events"] for p in pooled)
 
         ratio = cpu_per_event("session") / cpu_per_event("direct")
         each = ", ".join(
