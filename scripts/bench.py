@@ -324,8 +324,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if pooled:
 
         def cpu_per_event(variant: str) -> float:
-            cpu = sum(p[variant]["server_cpu_seconds"] for p in pooled)
-            return float(cpu) / sum(p[variant]["events"] for p in pooled)
+            cpu = float(sum(p[variant]["server_cpu_seconds"] for p in pooled))
+            events = int(sum(p[variant]["events"] for p in pooled))
+            return cpu / events
 
         ratio = cpu_per_event("session") / cpu_per_event("direct")
         each = ", ".join(
