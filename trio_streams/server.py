@@ -66,6 +66,7 @@ async def serve(
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
+        event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
     app = create_app(manager, model, max_body_bytes=settings.max_body_bytes)
