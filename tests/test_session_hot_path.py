@@ -1,8 +1,10 @@
 """The hot path tuned by the benchmarks (issue 7) keeps the session's contract.
 
 A finished session drops its reader parking lot to stay small while idle; these tests pin
-what readers see around that moment. ``scripts/bench_hotpath.py`` (the library's own cost
-per event) is run on a toy size to keep it working; it checks every byte was delivered.
+what readers see around that moment. Event-id stamping has a fast path for the one whole
+event per write that producers write; it must stamp exactly as the general parser does.
+``scripts/bench_hotpath.py`` (the library's own cost per event) is run on a toy size to
+keep it working; it checks every byte was delivered.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from trio_streams.event_ids import EventIdStamper
 from trio_streams.session import StreamSession
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -67,3 +72,36 @@ def test_hot_path_script_delivers_every_byte() -> None:
     figures = json.loads(done.stdout)
     assert set(figures) == {"session_us_per_event", "channel_us_per_event", "ratio"}
     assert figures["session_us_per_event"] > 0
+
+
+_TEXT = st.text(alphabet='ab :{}"\r\n0123456789', max_size=10)
+
+
+def lf_event(fields: list[tuple[str, str]]) -> str:
+    return "".join(f"{name}: {value}\n" for name, value in fields) + "\n"
+
+
+_WRITE = st.one_of(
+    # what producers write: one whole event per write, LF endings (the fast path)
+    st.lists(
+        st.tuples(st.sampled_from(["data", "event", "id"]), _TEXT), min_size=1, max_size=3
+    ).map(lf_event),
+    _TEXT.map(lambda text: f": {text}\n\n"),  # a comment, as keep-alive pings are
+    _TEXT,  # anything else, split events and CR endings included
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WRITE, max_size=10), st.integers(min_value=0, max_value=10**7))
+def test_the_one_event_fast_path_stamps_exactly_as_the_general_parser(
+    writes: list[str], start: int
+) -> None:
+    fast, general = EventIdStamper(), EventIdStamper()
+    offset_fast = offset_general = start
+    for write in writes:
+        data = write.encode()
+        out_fast = fast.stamp(data, offset_fast)
+        out_general = general._stamp_lines(data, offset_general)
+        assert out_fast == out_general
+        offset_fast += len(out_fast)
+        offset_general += len(out_general)
