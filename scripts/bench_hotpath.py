@@ -1,7 +1,8 @@
-"""The library's own cost per event, without HTTP: append, wake the reader, hand it the bytes.
+"""The library's own cost per event, without HTTP: write, wake the reader, hand it the bytes.
 
-``S`` sessions with one reader each; a driver appends one event to every session per round
-and lets the readers run. The same rounds through a trio memory channel per stream are the
+``S`` sessions with one reader each; a driver writes one event to every session per round
+through the producers' ``SessionWriter`` (event-id stamping included) and lets the readers
+run. The same rounds through a trio memory channel per stream are the
 floor (no log, no replay). Prints CPU microseconds per event for both and their ratio,
 alternating the two several times. Used to measure hot-path changes to ``session.py`` and
 ``bytelog.py`` precisely, where the HTTP fan-out's noise would hide them::
@@ -20,12 +21,14 @@ import trio
 import trio.testing
 
 from trio_streams import StreamSession
+from trio_streams.producer import SessionWriter
 
 EVENT = b"data: " + b"x" * 270 + b"\n\n"
 
 
 async def through_sessions(streams: int, rounds: int) -> float:
     sessions = [StreamSession(f"conversation-{i}", 4 << 20) for i in range(streams)]
+    writers = [SessionWriter(session) for session in sessions]
     delivered = 0
 
     async def reader(session: StreamSession) -> None:
@@ -39,13 +42,14 @@ async def through_sessions(streams: int, rounds: int) -> float:
         await trio.testing.wait_all_tasks_blocked()
         started = time.process_time()
         for _ in range(rounds):
-            for session in sessions:
-                session.append(EVENT)
+            for writer in writers:
+                writer.write_nowait(EVENT)
             await trio.testing.wait_all_tasks_blocked()
         elapsed = time.process_time() - started
         for session in sessions:
             session.finalize()
-    assert delivered == streams * rounds * len(EVENT)
+    assert delivered == sum(session.total_bytes for session in sessions)
+    assert delivered > streams * rounds * len(EVENT)  # the events, and their ids
     return elapsed / (streams * rounds) * 1e6
 
 
