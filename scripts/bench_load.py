@@ -85,6 +85,9 @@ class StreamClient(asyncio.Protocol):
             data, self.head = self.head[end + 4 :], b""
             if not self.headers.done():
                 self.headers.set_result(self.status)
+            if self.status != 200:  # an error: its body is not the stream; do not wait for it
+                self.finish()
+                return
         if self.window is None:
             return
         buffer = self.tail + data if self.tail else data

@@ -13,7 +13,8 @@ work as in production) plus bench routes whose producers emit timestamped OpenAI
   ratio session/direct is what the log costs, nothing else;
 - ``POST /bench/reset``: stop every session started so far (their producers keep running
   after their clients leave, which would load the next measurement);
-- ``POST /bench/fill/<id>?bytes=N``: a finished session holding ``N`` bytes, for replays.
+- ``POST /bench/fill/<id>?bytes=N``: a finished session holding just under ``N`` bytes
+  (nothing dropped), for replays.
 
 It prints one JSON line ``{"port": …, "pid": …}`` once it listens and stops on SIGTERM.
 """
@@ -37,7 +38,7 @@ from bench_common import DONE, sse_event
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 
-from trio_streams import SessionManager, StreamWriter
+from trio_streams import SessionManager, StreamSession, StreamWriter
 from trio_streams.app import create_app
 from trio_streams.demo import DemoModel
 from trio_streams.http_streams import STREAM_HEADERS, stream_response
@@ -61,22 +62,22 @@ def paced(tokens: int, rate: float) -> Produce:
     return produce
 
 
-def filling(size: int, written_all: trio.Event) -> Produce:
-    """A producer writing events as fast as it can until ``size`` bytes, never beyond."""
+def filling(size: int, total_bytes: Callable[[], int], written_all: trio.Event) -> Produce:
+    """A producer writing events as fast as it can until the log nearly holds ``size`` bytes.
+
+    It stops a little short, never beyond (the log would drop its oldest bytes and
+    ``from=0`` would be lost): ``total_bytes`` reads the session, since the writer adds each
+    event's ``id:`` line.
+    """
 
     async def produce(writer: StreamWriter) -> None:
-        written = 0
         index = 0
         while True:
             event = sse_event(index, time.monotonic_ns())
-            if written + len(event) + len(DONE) > size:
+            if total_bytes() + 2 * (len(event) + 32) > size:
                 break
             await writer.write(event)
-            written += len(event)
             index += 1
-        padding = size - written - len(DONE)
-        if padding >= 3:  # an SSE comment, so the session holds exactly ``size`` bytes
-            await writer.write(b":" + b" " * (padding - 3) + b"\n\n")
         await writer.write(DONE)
         written_all.set()
 
@@ -164,9 +165,12 @@ async def main(args: argparse.Namespace) -> None:
         @app.post("/bench/fill/<path:conversation_id>")
         async def bench_fill(conversation_id: str) -> Response:
             written_all = trio.Event()
+            sessions: list[StreamSession] = []
             session = manager.start(
-                conversation_id, filling(query_int("bytes", 4 << 20), written_all)
+                conversation_id,
+                filling(query_int("bytes", 4 << 20), lambda: sessions[0].total_bytes, written_all),
             )
+            sessions.append(session)
             await written_all.wait()
             body = {"total_bytes": session.total_bytes, "dropped": session.dropped_prefix}
             return Response(json.dumps(body), content_type="application/json")
