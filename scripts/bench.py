@@ -60,18 +60,20 @@ class Server:
     pid: int
 
     @classmethod
-    def start(cls, name: str, command: list[str]) -> Server:
-        process = subprocess.Popen(
-            [PYTHON, *command],
-            cwd=SCRIPTS,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+    def start(cls, name: str, command: list[str], log: Path) -> Server:
+        """Start it, its stderr going to ``log`` (shown here if it does not start)."""
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [PYTHON, *command], cwd=SCRIPTS, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
-            raise SystemExit(f"bench: {name} server did not start ({' '.join(command)})")
+            process.wait()
+            raise SystemExit(
+                f"bench: {name} server did not start ({' '.join(command)}):\n"
+                + log.read_text()[-2000:]
+            )
         info = json.loads(line)
         return cls(name, process, int(info["port"]), int(info["pid"]))
 
@@ -578,14 +580,22 @@ def main() -> None:
     began = time.monotonic()
     servers: dict[str, Server] = {}
     try:
-        servers["trio"] = Server.start("trio-streams", ["bench_server.py", "--store", args.store])
+        servers["trio"] = Server.start(
+            "trio-streams",
+            ["bench_server.py", "--store", args.store],
+            out / f"{name}-trio-streams.log",
+        )
         if "sse-starlette" in plan.variants:
-            servers["sse"] = Server.start("sse-starlette", ["bench_sse_server.py"])
+            servers["sse"] = Server.start(
+                "sse-starlette", ["bench_sse_server.py"], out / f"{name}-sse-starlette.log"
+            )
         if "fanout" in only:
             results["fanout"] = fanout(plan, servers)
         if "replay" in only:
             servers["raw"] = Server.start(
-                "raw", ["bench_load.py", "raw-server", "--bytes", str(REPLAY_BYTES)]
+                "raw",
+                ["bench_load.py", "raw-server", "--bytes", str(REPLAY_BYTES)],
+                out / f"{name}-raw.log",
             )
             results["replay"] = replay(plan, servers, servers["raw"])
     finally:
