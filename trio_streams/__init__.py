@@ -9,12 +9,15 @@ Embedding API::
 """
 
 from .bytelog import ByteLog
+from .limits import CapacityError, Limits
 from .manager import ManagerClosedError, SessionManager
 from .producer import Producer, StreamWriter
 from .session import OffsetLostError, SessionInfo, StreamSession
 
 __all__ = [
     "ByteLog",
+    "CapacityError",
+    "Limits",
     "ManagerClosedError",
     "OffsetLostError",
     "Producer",

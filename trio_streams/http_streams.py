@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from quart import Response, request
+import trio
+from quart import Response, current_app, request
 from quart_trio import QuartTrio
 
-from . import validation
+from . import auth, metrics, validation
 from .errors import NOT_FOUND, ApiError, json_response
 from .manager import SessionManager
 from .session import OffsetLostError, StreamSession
 
+DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: The header a reconnecting ``EventSource`` sends with the id of the last event it got.
 LAST_EVENT_ID = "Last-Event-ID"
@@ -43,13 +45,24 @@ def stream_response(
     cancelled when the response ends, which is when its client disconnects.
     """
 
+    observed = metrics.current()
+
     async def body() -> AsyncIterator[bytes]:
+        position, first = offset, True
         try:
             async with aclosing(session.read(offset)) as chunks:
                 async for chunk in chunks:
+                    position += len(chunk)
+                    live = not first and not session.is_done
+                    if observed and live and position == session.total_bytes:  # caught up
+                        latency = trio.current_time() - session.last_append_clock
+                        observed.append_to_read.observe(latency)
+                    first = False
                     yield chunk
         except OffsetLostError:
             # A reader overtaken by the cap: end here; its resume gets the 400.
+            if observed and not session.is_done:
+                observed.lost_offsets.inc()
             return
         finally:
             if owns_producer:
@@ -67,21 +80,29 @@ def register(app: QuartTrio, manager: SessionManager) -> None:
 
     def find(conversation_id: str) -> StreamSession:
         session = manager.get(conversation_id)
-        if session is None:
+        if session is None or not auth.may_access(session):
+            # Another key's session is answered exactly like a missing one.
             raise ApiError(404, "Stream not found or expired", NOT_FOUND)
         return session
 
     def read(raw_id: str | None) -> Response:
         session = find(validation.conversation_id(raw_id))
         offset = resume_offset(request.args.get("from"), request.headers.get(LAST_EVENT_ID))
+        observed = metrics.current()
         try:
             session.check_offset(offset)
         except OffsetLostError:
+            if observed:
+                observed.lost_offsets.inc()
             raise ApiError(400, "Stream offset lost, please restart") from None
+        if observed and offset > 0:
+            observed.resumes.inc()
         return stream_response(session, offset)
 
     def stop(raw_id: str | None) -> Response:
-        manager.stop(validation.conversation_id(raw_id))
+        conversation_id = validation.conversation_id(raw_id)
+        if auth.may_access(manager.get(conversation_id)):
+            manager.stop(conversation_id)
         return Response("", status=204)
 
     @app.get("/v1/stream")
@@ -108,5 +129,10 @@ def register(app: QuartTrio, manager: SessionManager) -> None:
         requested = body.get("conversation_ids") if isinstance(body, dict) else None
         if not isinstance(requested, list):
             return json_response([])
-        ids = [item for item in requested if isinstance(item, str) and item]
-        return json_response([info.as_json() for info in manager.lookup(ids)])
+        limit: int = current_app.config.get("MAX_LOOKUP_IDS", DEFAULT_MAX_LOOKUP_IDS)
+        if len(requested) > limit:
+            raise ApiError(400, f"Too many conversation ids: at most {limit} per lookup")
+        ids = [item for item in requested if validation.is_conversation_id(item)]
+        found = manager.lookup(ids)
+        visible = [info for info in found if auth.may_access(manager.get(info.conversation_id))]
+        return json_response([info.as_json() for info in visible])

@@ -66,10 +66,17 @@ async def serve(
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
+        limits=settings.limits(),
         event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
-    app = create_app(manager, model, max_body_bytes=settings.max_body_bytes)
+    app = create_app(
+        manager,
+        model,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=settings.api_keys,
+        max_lookup_ids=settings.max_lookup_ids,
+    )
 
     async def shutdown_trigger() -> None:
         await stop.wait()

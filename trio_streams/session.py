@@ -19,6 +19,10 @@ import trio
 
 from .bytelog import ByteLog
 
+#: Largest chunk one ``read`` step yields. A reader whose client stops reading holds at
+#: most one chunk (plus socket buffers), however large the session is.
+MAX_READ_CHUNK = 64 * 1024
+
 
 class OffsetLostError(Exception):
     """The requested offset is below ``dropped_prefix``: those bytes are gone."""
@@ -73,6 +77,8 @@ class StreamSession:
         #: finished session), so an idle finished session does not carry it.
         self._waiters: trio.lowlevel.ParkingLot | None = trio.lowlevel.ParkingLot()
         self.reader_count = 0
+        #: Fingerprint of the API key that created the session (None without auth).
+        self.owner: str | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -131,6 +137,15 @@ class StreamSession:
             self._waiters.unpark_all()
             self._waiters = None
 
+    def release(self) -> None:
+        """Finalize and free the retained bytes: readers still behind end at once.
+
+        Eviction and DELETE use it, so that memory comes back even while a client that
+        never reads keeps its connection (and so the session object) alive.
+        """
+        self.finalize()
+        self._log.discard()
+
     def cancel(self) -> None:
         """Stop the producer through its cancel scope. Idempotent; does not finalize."""
         self.cancel_scope.cancel()
@@ -145,10 +160,11 @@ class StreamSession:
     async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """Yield the bytes from ``offset`` on, following the stream until it is finalized.
 
-        Each chunk is everything available at that moment, so a reader that fell behind
-        catches up in one write. Raises :class:`OffsetLostError` if ``offset`` is (or,
-        for a slow reader, becomes) older than what the log retains. A reader whose task
-        is cancelled (its client left) ends at once: parking is a checkpoint.
+        Each chunk is everything available at that moment, up to :data:`MAX_READ_CHUNK`,
+        so a reader that fell behind catches up in few writes and a stuck one pins little.
+        Raises :class:`OffsetLostError` if ``offset`` is (or, for a slow reader, becomes)
+        older than what the log retains. A reader whose task is cancelled (its client
+        left) ends at once: parking is a checkpoint.
         """
         if offset < 0:
             raise ValueError("offset must be non-negative")
@@ -159,9 +175,10 @@ class StreamSession:
                 if offset < log.dropped_prefix:  # check_offset, inlined: once per chunk
                     raise OffsetLostError(offset, log.dropped_prefix)
                 if offset < log.total_bytes:
-                    # Everything available in one chunk: a reader that fell behind (its
-                    # client was slow, or the server busy) catches up in one write.
-                    chunk = log.read_from(offset)
+                    # Everything available, up to MAX_READ_CHUNK: a reader that fell
+                    # behind (its client was slow, or the server busy) catches up in few
+                    # writes, and a stuck one pins little.
+                    chunk = log.read_from(offset, MAX_READ_CHUNK)
                     offset += len(chunk)
                     yield chunk
                     # One pass of the scheduler before looking again: the producers that
