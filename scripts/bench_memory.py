@@ -22,6 +22,7 @@ import trio
 import trio.testing
 
 from trio_streams import SessionManager, StreamWriter
+from trio_streams.limits import Limits
 
 
 def heap() -> int:
@@ -39,7 +40,10 @@ async def measure(sessions: int, event_bytes: int, readers: int) -> dict[str, ob
         await writer.write(event)
 
     results: dict[str, object] = {"sessions": sessions, "buffered_bytes_each": len(event)}
-    async with SessionManager(ttl=3600, gc_interval=0.05, ping_interval=None) as manager:
+    unlimited = Limits(max_total_bytes=None, max_sessions=None, max_producers=None)
+    async with SessionManager(
+        ttl=3600, gc_interval=0.05, ping_interval=None, limits=unlimited
+    ) as manager:
         # Warm up allocator pools and code paths so the baseline is a fair one.
         for index in range(50):
             manager.start(f"warm-{index}", one_event)

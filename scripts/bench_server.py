@@ -42,10 +42,12 @@ from trio_streams import SessionManager, StreamSession, StreamWriter
 from trio_streams.app import create_app
 from trio_streams.demo import DemoModel
 from trio_streams.http_streams import STREAM_HEADERS, stream_response
+from trio_streams.limits import Limits
 from trio_streams.server import hypercorn_config
 from trio_streams.settings import Settings
 
 Produce = Callable[[StreamWriter], Awaitable[None]]
+UNLIMITED = Limits(max_total_bytes=None, max_sessions=None, max_producers=None)
 
 
 def paced(tokens: int, rate: float) -> Produce:
@@ -203,6 +205,9 @@ def open_manager(settings: Settings, store: str) -> SessionManager:
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
+        # The bench measures the engine, not the admission policy: no global limits (the
+        # default of 256 producers would turn the sweep's upper points into 429s).
+        limits=UNLIMITED,
     )
 
 
