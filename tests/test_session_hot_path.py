@@ -9,9 +9,11 @@ keep it working; it checks every byte was delivered.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import trio
@@ -19,7 +21,9 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_streams import SessionManager, StreamWriter
 from trio_streams.event_ids import EventIdStamper
+from trio_streams.limits import Limits
 from trio_streams.session import StreamSession
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -105,3 +109,22 @@ def test_the_one_event_fast_path_stamps_exactly_as_the_general_parser(
         assert out_fast == out_general
         offset_fast += len(out_fast)
         offset_general += len(out_general)
+
+
+async def test_ttl_eviction_lets_go_of_the_session(autojump_clock: trio.abc.Clock) -> None:
+    """Memory comes back after TTL eviction, with or without a global byte budget."""
+    for limits in (Limits(), Limits(max_total_bytes=None, max_sessions=None, max_producers=None)):
+        async with SessionManager(ttl=10, gc_interval=1, limits=limits) as manager:
+
+            async def one_event(writer: StreamWriter) -> None:
+                await writer.write(b"data: x\n\n")
+
+            session = manager.start("conversation", one_event)
+            alive = weakref.ref(session)
+            del session
+            await trio.sleep(1)
+            assert manager.lookup(["conversation"])[0].is_done
+            await trio.sleep(12)
+            assert len(manager) == 0
+            gc.collect()
+            assert alive() is None, gc.get_referrers(alive())
