@@ -17,13 +17,15 @@ from trio_streams.demo import DemoModel
 from trio_streams.errors import error_body, error_type_for_status
 from trio_streams.manager import SessionManager
 from trio_streams.openapi import document
+from trio_streams.upstream import UpstreamRoutes
+from trio_streams.upstream_client import UpstreamClient, UpstreamOptions
 
 #: Methods the framework answers by itself on every route (not part of the API).
 IMPLICIT = {"HEAD", "OPTIONS"}
 
 
-def app_routes() -> set[tuple[str, str]]:
-    app = create_app(SessionManager(), DemoModel())
+def app_routes(upstream: UpstreamClient | None = None) -> set[tuple[str, str]]:
+    app = create_app(SessionManager(), DemoModel(), upstream=upstream)
     routes = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
@@ -31,10 +33,10 @@ def app_routes() -> set[tuple[str, str]]:
     return routes
 
 
-def documented_routes() -> set[tuple[str, str]]:
+def documented_routes(*, proxy: bool = False) -> set[tuple[str, str]]:
     return {
         (method.upper(), path)
-        for path, operations in document()["paths"].items()
+        for path, operations in document(proxy=proxy)["paths"].items()
         for method in operations
     }
 
@@ -43,8 +45,15 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     assert app_routes() == documented_routes()
 
 
+def test_every_proxy_route_is_documented_and_nothing_else() -> None:
+    options = UpstreamOptions(UpstreamRoutes.parse(["http://127.0.0.1:1/v1"]))
+    upstream = UpstreamClient(None, options)  # type: ignore[arg-type]  # routes only
+    assert app_routes(upstream) == documented_routes(proxy=True)
+
+
 def test_the_document_is_valid_openapi_3_1() -> None:
     validate(document())  # raises on any violation of the OpenAPI 3.1 meta-schema
+    validate(document(proxy=True))
 
 
 def resolve(schema: dict[str, object]) -> dict[str, object]:

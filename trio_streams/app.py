@@ -13,7 +13,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from . import auth, http_openai, http_page, http_streams, openapi
+from . import auth, http_openai, http_page, http_proxy, http_streams, openapi
 from .access_log import AccessLog
 from .demo import DemoModel
 from .errors import (
@@ -29,6 +29,7 @@ from .errors import (
 from .limits import CapacityError, ConversationOwnedError
 from .manager import ManagerClosedError, SessionManager
 from .metrics import EXTENSION_KEY, Metrics
+from .upstream_client import UpstreamClient
 
 logger = logging.getLogger("trio_streams")
 
@@ -40,7 +41,9 @@ def create_app(
     max_body_bytes: int = 1024 * 1024,
     api_keys: Iterable[str] = (),
     max_lookup_ids: int = http_streams.DEFAULT_MAX_LOOKUP_IDS,
+    upstream: UpstreamClient | None = None,
 ) -> QuartTrio:
+    """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
     app = QuartTrio("trio_streams")
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
@@ -64,7 +67,10 @@ def create_app(
     auth.install(app, auth.ApiKeys(api_keys))
 
     http_streams.register(app, manager)
-    http_openai.register(app, manager, model)
+    if upstream is None:
+        http_openai.register(app, manager, model)
+    else:
+        http_proxy.register(app, manager, upstream)
     http_page.register(app)
 
     @app.get("/health")
@@ -77,7 +83,7 @@ def create_app(
 
     @app.get("/openapi.json")
     async def openapi_document() -> Response:
-        return json_response(openapi.document())
+        return json_response(openapi.document(proxy=upstream is not None))
 
     @app.errorhandler(CapacityError)
     async def at_capacity(error: CapacityError) -> Response:

@@ -15,6 +15,7 @@ from .server import serve as serve_forever
 from .settings import Settings
 from .tail import stdout
 from .tail import tail as tail_stream
+from .upstream import UpstreamConfigError, UpstreamRoutes
 
 _DEFAULTS = Settings()
 
@@ -28,6 +29,17 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if value < 0:
         raise click.BadParameter("must be 0 or more")
+    return value
+
+
+def _upstreams(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    if value:
+        try:
+            UpstreamRoutes.parse(value)
+        except UpstreamConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
 
 
@@ -162,6 +174,45 @@ def main() -> None:
     help="Conversation ids one lookup request may name.",
 )
 @click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    callback=_upstreams,
+    envvar="TRIO_STREAMS_UPSTREAM",
+    show_envvar=True,
+    metavar="[NAME=]URL",
+    help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8080/v1) to "
+    "proxy instead of the demo model. Repeatable: NAME=URL serves requests whose 'model' is "
+    "NAME, a plain URL the rest. The environment variable takes space-separated values.",
+)
+@click.option(
+    "--upstream-api-key",
+    default=None,
+    envvar="TRIO_STREAMS_UPSTREAM_API_KEY",
+    show_envvar=True,
+    show_default=False,
+    help="Bearer key sent to the upstreams in place of the client's Authorization header.",
+)
+@click.option(
+    "--upstream-connect-timeout",
+    default=_DEFAULTS.upstream_connect_timeout,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_UPSTREAM_CONNECT_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to connect to an upstream before answering 504.",
+)
+@click.option(
+    "--upstream-read-timeout",
+    default=_DEFAULTS.upstream_read_timeout,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_UPSTREAM_READ_TIMEOUT",
+    show_envvar=True,
+    help="Seconds an upstream may stay silent (prompt processing included) before the "
+    "request fails (504, or an error event once streaming).",
+)
+@click.option(
     "--event-ids/--no-event-ids",
     default=_DEFAULTS.event_ids,
     envvar="TRIO_STREAMS_EVENT_IDS",
@@ -192,10 +243,14 @@ def serve(
     max_sessions: int,
     max_producers: int,
     max_lookup_ids: int,
+    upstreams: tuple[str, ...],
+    upstream_api_key: str | None,
+    upstream_connect_timeout: float,
+    upstream_read_timeout: float,
     event_ids: bool,
     log_level: str,
 ) -> None:
-    """Serve the HTTP API, with the built-in demo model as the default producer.
+    """Serve the HTTP API: the built-in demo model, or a proxy in front of --upstream.
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
@@ -213,6 +268,9 @@ def serve(
     )
     if keys:
         logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
+    if log_level != "debug":
+        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings(
         host=host,
         port=port,
@@ -228,6 +286,10 @@ def serve(
         max_sessions=max_sessions,
         max_producers=max_producers,
         max_lookup_ids=max_lookup_ids,
+        upstreams=upstreams,
+        upstream_api_key=upstream_api_key,
+        upstream_connect_timeout=upstream_connect_timeout,
+        upstream_read_timeout=upstream_read_timeout,
         event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))

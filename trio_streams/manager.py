@@ -174,6 +174,16 @@ class SessionManager:
         logger.info("stopped stream %s", redact(conversation_id))
         return True
 
+    def discard(self, session: StreamSession) -> None:
+        """Remove ``session`` if it is still the one under its id; cancel and finalize it.
+
+        For a stream that never became one (its upstream answered with an error): unlike
+        :meth:`stop` it cannot evict a newer session that has replaced it meanwhile.
+        """
+        self._unregister(session)
+        session.cancel()
+        session.finalize()
+
     def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
         """Sessions whose id equals a requested id or is one of its ``::`` variants."""
         found: dict[str, None] = {}

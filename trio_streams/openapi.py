@@ -443,6 +443,55 @@ _DOCUMENT: dict[str, Any] = {
 }
 
 
-def document() -> dict[str, Any]:
-    """A fresh copy of the document (callers may not mutate the shared one)."""
-    return copy.deepcopy(_DOCUMENT)
+_UPSTREAM_ERRORS = {
+    "502": _error(
+        "The upstream model server is unreachable, or answered an error that is not JSON."
+    ),
+    "504": _error("The upstream model server did not answer within its timeouts."),
+}
+
+#: The routes ``serve --upstream`` adds (see :mod:`trio_streams.http_proxy`).
+_PROXY_PATHS: dict[str, Any] = {
+    "/v1/responses": {
+        "post": {
+            "summary": "Responses API, passed to the upstream (streams become sessions).",
+            "parameters": [CONVERSATION_HEADER],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {
+                    "description": 'With "stream": true the SSE stream (a reader of the '
+                    "session from offset 0); otherwise the upstream's answer.",
+                    "headers": STREAM_RESPONSE["headers"],
+                    "content": {SSE: {"schema": {"type": "string"}}, JSON: {"schema": {}}},
+                },
+                **_refs("400", "401", "409", "413", "429", "503"),
+                **_UPSTREAM_ERRORS,
+            },
+        }
+    },
+    "/v1/{rest}": {
+        method: {
+            "summary": "Any other /v1 route, passed through to the upstream as is.",
+            "parameters": [
+                {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "default": {"description": "The upstream's answer, status and body unchanged."},
+                **_refs("401"),
+                **_UPSTREAM_ERRORS,
+            },
+        }
+        for method in ("get", "post", "put", "patch", "delete")
+    },
+}
+
+
+def document(*, proxy: bool = False) -> dict[str, Any]:
+    """A fresh copy of the document (callers may not mutate the shared one).
+
+    ``proxy``: the routes of ``serve --upstream`` as well.
+    """
+    result = copy.deepcopy(_DOCUMENT)
+    if proxy:
+        result["paths"].update(copy.deepcopy(_PROXY_PATHS))
+    return result

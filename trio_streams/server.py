@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,6 +22,8 @@ from .app import create_app
 from .demo import DemoModel
 from .manager import SessionManager
 from .settings import Settings
+from .upstream import UpstreamRoutes
+from .upstream_client import UpstreamClient, UpstreamOptions
 
 logger = logging.getLogger("trio_streams")
 
@@ -70,20 +74,22 @@ async def serve(
         event_ids=settings.event_ids,
     )
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
-    app = create_app(
-        manager,
-        model,
-        max_body_bytes=settings.max_body_bytes,
-        api_keys=settings.api_keys,
-        max_lookup_ids=settings.max_lookup_ids,
-    )
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         logger.info("shutting down: finalizing %d sessions", len(manager))
         manager.shutdown()
 
-    async with manager, trio.open_nursery() as nursery:
+    # The upstream client outlives the manager: producers still use it until they end.
+    async with open_upstream(settings) as upstream, manager, trio.open_nursery() as nursery:
+        app = create_app(
+            manager,
+            model,
+            max_body_bytes=settings.max_body_bytes,
+            api_keys=settings.api_keys,
+            max_lookup_ids=settings.max_lookup_ids,
+            upstream=upstream,
+        )
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
         binds = await nursery.start(
@@ -99,6 +105,26 @@ async def serve(
         task_status.started(RunningServer(urls=binds, manager=manager))
         await stop.wait()
     logger.info("stopped")
+
+
+@asynccontextmanager
+async def open_upstream(settings: Settings) -> AsyncIterator[UpstreamClient | None]:
+    """The pooled upstream client for ``--upstream`` (``None``: serve the demo model)."""
+    if not settings.upstreams:
+        yield None
+        return
+    options = UpstreamOptions(
+        routes=UpstreamRoutes.parse(settings.upstreams),
+        api_key=settings.upstream_api_key or None,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        # With trio-streams' own API keys on, a client's key is ours, never the upstream's.
+        forward_client_auth=not settings.api_keys,
+    )
+    async with UpstreamClient.open(options) as client:
+        for upstream in options.routes.upstreams:
+            logger.info("proxying to upstream %s", upstream)
+        yield client
 
 
 async def _set_on_signal(stop: trio.Event) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .http_streams import DEFAULT_MAX_LOOKUP_IDS
 from .limits import DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_TOTAL_BYTES, Limits
 from .manager import DEFAULT_GC_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_TTL
+from .upstream_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,14 @@ class Settings:
     max_producers: int = DEFAULT_MAX_PRODUCERS
     #: Ids one lookup request may name.
     max_lookup_ids: int = DEFAULT_MAX_LOOKUP_IDS
+    #: ``URL`` / ``NAME=URL`` of OpenAI-compatible model servers; empty = the demo model.
+    upstreams: tuple[str, ...] = ()
+    #: Replaces the client's ``Authorization`` towards the upstreams when set.
+    upstream_api_key: str | None = None
+    #: Seconds to open a connection to an upstream.
+    upstream_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    #: Seconds an upstream may stay silent (prefill included) before the request fails.
+    upstream_read_timeout: float = DEFAULT_READ_TIMEOUT
 
     def limits(self) -> Limits:
         return Limits(

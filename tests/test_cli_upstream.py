@@ -1,0 +1,74 @@
+"""``trio-streams serve --upstream …`` run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+import trio
+
+from tests.fake_upstream import FakeUpstream, numbered_events
+from tests.helpers import chat_body, without_event_ids
+from tests.test_cli import start_process
+
+
+async def test_serve_in_front_of_an_upstream_from_environment_variables(
+    nursery: trio.Nursery,
+) -> None:
+    upstream = FakeUpstream()
+    stop_upstream = await upstream.start(nursery)
+    server = await start_process(
+        env={
+            "TRIO_STREAMS_UPSTREAM": f"named={upstream.url} {upstream.url}",
+            "TRIO_STREAMS_UPSTREAM_API_KEY": "sk-from-env",
+            "TRIO_STREAMS_UPSTREAM_READ_TIMEOUT": "30",
+        }
+    )
+    try:
+        url = await server.wait_for_url()
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            response = await client.post(
+                "/v1/chat/completions", json=chat_body(), headers={"X-Conversation-Id": "cli"}
+            )
+            models = await client.get("/v1/models")
+        assert without_event_ids(response.content) == b"".join(numbered_events(5))
+        assert upstream.requests[0].header("authorization") == "Bearer sk-from-env"
+        assert [entry["id"] for entry in models.json()["data"]] == ["named", "fake-model"]
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            assert await server.process.wait() == 0
+        stop_upstream.set()
+    assert b"proxying to upstream named=" + upstream.url.encode() in server.stderr
+    assert b"sk-from-env" not in server.stderr
+
+
+def test_help_lists_the_upstream_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in (
+        "--upstream", "--upstream-api-key", "--upstream-connect-timeout",
+        "--upstream-read-timeout", "TRIO_STREAMS_UPSTREAM_API_KEY",
+    ):  # fmt: skip
+        assert option in result.stdout
+
+
+def test_a_bad_upstream_is_refused_before_serving() -> None:
+    for args, message in [
+        (["--upstream", "localhost:8080"], "is not an http(s) URL"),
+        (["--upstream", "http://a", "--upstream", "http://b"], "more than one default"),
+        (["--upstream", "http://a", "--upstream-read-timeout", "0"], "must be greater than 0"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_streams", "serve", "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode == 2 and message in result.stderr, result.stderr

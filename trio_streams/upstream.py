@@ -1,0 +1,94 @@
+"""Which upstream model server answers a request: ``--upstream URL`` and ``NAME=URL``.
+
+An upstream is the base URL of an OpenAI-compatible API, the part that stands for ``/v1``:
+``http://127.0.0.1:8080/v1`` for llama-server, ``http://127.0.0.1:11434/v1`` for Ollama. A
+URL given without a path (``http://127.0.0.1:8080``) means ``…/v1``, the common case.
+
+A plain URL is the default route. ``NAME=URL`` serves the requests whose ``model`` is
+``NAME``; the request body is forwarded unchanged, so ``NAME`` should be the model name that
+upstream expects (vLLM checks it; llama-server ignores it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+
+class UpstreamConfigError(ValueError):
+    """An ``--upstream`` value that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One model server: its base URL and the model name routed to it (``None`` = default)."""
+
+    base_url: str
+    name: str | None = None
+
+    def url(self, path: str, query: bytes = b"") -> str:
+        """The upstream URL of API path ``path`` (the part after ``/v1``, e.g. ``/models``)."""
+        url = self.base_url + path
+        return url + "?" + query.decode("latin-1") if query else url
+
+    def __str__(self) -> str:
+        """For logs: credentials in the URL (``http://user:secret@host``) are left out."""
+        parts = urlsplit(self.base_url)
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return f"{self.name}={url}" if self.name else url
+
+
+def parse_upstream(spec: str) -> Upstream:
+    """``URL`` or ``NAME=URL``; the URL must be ``http(s)://host[:port][/path]``."""
+    name: str | None = None
+    head, sep, tail = spec.partition("=")
+    if sep and "://" not in head:
+        name, spec = head.strip(), tail
+        if not name:
+            raise UpstreamConfigError(f"empty model name in {head + sep + tail!r}")
+    parts = urlsplit(spec.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamConfigError(
+            f"{spec!r} is not an http(s) URL such as http://127.0.0.1:8080/v1"
+        )
+    if parts.query or parts.fragment:
+        raise UpstreamConfigError(f"{spec!r}: an upstream URL takes no query or fragment")
+    path = parts.path.rstrip("/") or "/v1"
+    return Upstream(urlunsplit((parts.scheme, parts.netloc, path, "", "")), name)
+
+
+class UpstreamRoutes:
+    """The configured upstreams and the rule that picks one for a request."""
+
+    def __init__(self, upstreams: Iterable[Upstream]) -> None:
+        self.upstreams = tuple(upstreams)
+        if not self.upstreams:
+            raise UpstreamConfigError("no upstream given")
+        defaults = [upstream for upstream in self.upstreams if upstream.name is None]
+        if len(defaults) > 1:
+            raise UpstreamConfigError(
+                "more than one default upstream; name the others with NAME=URL"
+            )
+        self.default = defaults[0] if defaults else None
+        self.by_name: dict[str, Upstream] = {}
+        for upstream in self.upstreams:
+            if upstream.name is not None:
+                if upstream.name in self.by_name:
+                    raise UpstreamConfigError(f"model name {upstream.name!r} given twice")
+                self.by_name[upstream.name] = upstream
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> UpstreamRoutes:
+        return cls(parse_upstream(spec) for spec in specs)
+
+    def for_model(self, model: object) -> Upstream | None:
+        """The upstream named ``model``, else the default; ``None`` if neither exists."""
+        if isinstance(model, str) and model in self.by_name:
+            return self.by_name[model]
+        return self.default
+
+    def for_other_routes(self) -> Upstream:
+        """Requests that name no model go to the default, or the first upstream given."""
+        return self.default or self.upstreams[0]
