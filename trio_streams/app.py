@@ -22,25 +22,27 @@ from .errors import (
     error_type_for_status,
     json_response,
 )
-from .manager import ManagerClosedError, SessionManager
+from .manager import ManagerClosedError
+from .store import SessionStore, StoreUnavailableError
 
 logger = logging.getLogger("trio_streams")
 
 
 def create_app(
-    manager: SessionManager, model: DemoModel, *, max_body_bytes: int = 1024 * 1024
+    store: SessionStore, model: DemoModel, *, max_body_bytes: int = 1024 * 1024
 ) -> QuartTrio:
     app = QuartTrio("trio_streams")
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
-    http_streams.register(app, manager)
-    http_openai.register(app, manager, model)
+    http_streams.register(app, store)
+    http_openai.register(app, store, model)
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"status": "ok", "sessions": len(manager)})
+        # Never touches a shared store: health answers while Redis is down.
+        return json_response({"status": "ok", "sessions": store.local_session_count()})
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
@@ -49,6 +51,11 @@ def create_app(
     @app.errorhandler(ManagerClosedError)
     async def closed(error: ManagerClosedError) -> Response:
         return error_response(503, "Server is shutting down", UNAVAILABLE)
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(error: StoreUnavailableError) -> Response:
+        logger.warning("%s", error)
+        return error_response(503, "Session store unavailable, try again", UNAVAILABLE)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

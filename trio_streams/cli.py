@@ -11,6 +11,7 @@ import trio
 
 from .server import serve as serve_forever
 from .settings import Settings
+from .store_config import check_store
 
 _DEFAULTS = Settings()
 
@@ -19,6 +20,13 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     if value <= 0:
         raise click.BadParameter("must be greater than 0")
     return value
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_store(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -110,6 +118,25 @@ def main() -> None:
     help="Largest request body accepted.",
 )
 @click.option(
+    "--store",
+    default=_DEFAULTS.store,
+    callback=_store,
+    envvar="TRIO_STREAMS_STORE",
+    show_envvar=True,
+    help="Where sessions live: 'memory', or redis://HOST:PORT/DB to share them with "
+    "every instance using that Redis or Valkey.",
+)
+@click.option(
+    "--store-lease",
+    default=_DEFAULTS.store_lease,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_STORE_LEASE",
+    show_envvar=True,
+    help="Redis store: seconds after which a dead instance's live sessions are "
+    "finalized with an error event.",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -127,6 +154,8 @@ def serve(
     gc_interval: float,
     ping_interval: float,
     max_body_bytes: int,
+    store: str,
+    store_lease: float,
     log_level: str,
 ) -> None:
     """Serve the HTTP API, with the built-in demo model as the default producer.
@@ -148,5 +177,7 @@ def serve(
         gc_interval=gc_interval,
         ping_interval=ping_interval,
         max_body_bytes=max_body_bytes,
+        store=store,
+        store_lease=store_lease,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))

@@ -14,14 +14,14 @@ from quart_trio import QuartTrio
 
 from . import validation
 from .errors import NOT_FOUND, ApiError, json_response
-from .manager import SessionManager
-from .session import OffsetLostError, StreamSession
+from .session import OffsetLostError
+from .store import SessionStore, StreamHandle
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def stream_response(
-    session: StreamSession, offset: int, *, owns_producer: bool = False
+    session: StreamHandle, offset: int, *, owns_producer: bool = False
 ) -> Response:
     """A ``text/event-stream`` response reading ``session`` from ``offset``.
 
@@ -48,45 +48,41 @@ def stream_response(
     return response
 
 
-def register(app: QuartTrio, manager: SessionManager) -> None:
+def register(app: QuartTrio, store: SessionStore) -> None:
     """Add the stream routes to ``app``."""
 
-    def find(conversation_id: str) -> StreamSession:
-        session = manager.get(conversation_id)
-        if session is None:
-            raise ApiError(404, "Stream not found or expired", NOT_FOUND)
-        return session
-
-    def read(raw_id: str | None) -> Response:
-        session = find(validation.conversation_id(raw_id))
+    async def read(raw_id: str | None) -> Response:
+        conversation_id = validation.conversation_id(raw_id)
         offset = validation.offset(request.args.get("from"))
         try:
-            session.check_offset(offset)
+            session = await store.open(conversation_id, offset)
         except OffsetLostError:
             raise ApiError(400, "Stream offset lost, please restart") from None
+        if session is None:
+            raise ApiError(404, "Stream not found or expired", NOT_FOUND)
         return stream_response(session, offset)
 
-    def stop(raw_id: str | None) -> Response:
-        manager.stop(validation.conversation_id(raw_id))
+    async def stop(raw_id: str | None) -> Response:
+        await store.stop(validation.conversation_id(raw_id))
         return Response("", status=204)
 
     @app.get("/v1/stream")
     @app.get("/v1/stream/")
     async def read_by_query() -> Response:
-        return read(request.args.get("conv_id"))
+        return await read(request.args.get("conv_id"))
 
     @app.get("/v1/stream/<path:conversation_id>")
     async def read_by_path(conversation_id: str) -> Response:
-        return read(conversation_id)
+        return await read(conversation_id)
 
     @app.delete("/v1/stream")
     @app.delete("/v1/stream/")
     async def stop_by_query() -> Response:
-        return stop(request.args.get("conv_id"))
+        return await stop(request.args.get("conv_id"))
 
     @app.delete("/v1/stream/<path:conversation_id>")
     async def stop_by_path(conversation_id: str) -> Response:
-        return stop(conversation_id)
+        return await stop(conversation_id)
 
     @app.post("/v1/streams/lookup")
     async def lookup() -> Response:
@@ -95,4 +91,4 @@ def register(app: QuartTrio, manager: SessionManager) -> None:
         if not isinstance(requested, list):
             return json_response([])
         ids = [item for item in requested if isinstance(item, str) and item]
-        return json_response([info.as_json() for info in manager.lookup(ids)])
+        return json_response([info.as_json() for info in await store.lookup(ids)])

@@ -20,16 +20,20 @@ from .app import create_app
 from .demo import DemoModel
 from .manager import SessionManager
 from .settings import Settings
+from .store import SessionStore
+from .store_config import build_store
 
 logger = logging.getLogger("trio_streams")
 
 
 @dataclass(frozen=True, slots=True)
 class RunningServer:
-    """What :func:`serve` reports once it listens: its addresses and its session manager."""
+    """What :func:`serve` reports once it listens: its addresses, its session store and
+    the in-memory manager behind it (with the Redis store: plain streams only)."""
 
     urls: list[str]
     manager: SessionManager
+    store: SessionStore
 
     @property
     def url(self) -> str:
@@ -61,21 +65,16 @@ async def serve(
     manager) through ``task_status``, for embedding applications and tests.
     """
     stop = trio.Event() if stop is None else stop
-    manager = SessionManager(
-        max_bytes=settings.session_max_bytes,
-        ttl=settings.session_ttl,
-        gc_interval=settings.gc_interval,
-        ping_interval=settings.ping_interval,
-    )
+    store, manager = build_store(settings)
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
-    app = create_app(manager, model, max_body_bytes=settings.max_body_bytes)
+    app = create_app(store, model, max_body_bytes=settings.max_body_bytes)
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        logger.info("shutting down: finalizing %d sessions", len(manager))
-        manager.shutdown()
+        logger.info("shutting down: finalizing %d sessions", store.local_session_count())
+        store.shutdown()
 
-    async with manager, trio.open_nursery() as nursery:
+    async with store, trio.open_nursery() as nursery:
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
         binds = await nursery.start(
@@ -88,7 +87,7 @@ async def serve(
         )
         for bind in binds:
             logger.info("serving on %s", bind)
-        task_status.started(RunningServer(urls=binds, manager=manager))
+        task_status.started(RunningServer(urls=binds, manager=manager, store=store))
         await stop.wait()
     logger.info("stopped")
 

@@ -27,3 +27,9 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     #: How long shutdown waits for responses to finish (seconds).
     graceful_timeout: float = 3.0
+    #: Where sessions live: ``memory`` (this process) or ``redis://HOST:PORT/DB`` (shared
+    #: by every instance pointed at it; ``valkey://`` and ``rediss://`` work too).
+    store: str = "memory"
+    #: Redis store only: how long a dead instance's sessions wait before readers
+    #: finalize them with an error event (seconds).
+    store_lease: float = 10.0

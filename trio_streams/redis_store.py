@@ -1,0 +1,527 @@
+"""Sessions shared by every instance through Redis (or Valkey) Streams.
+
+Every instance serves every session: the log, the metadata and the lease live in Redis
+(names in ``redis_keys.py``, atomic changes in ``redis_scripts.py``), and only the
+producer task runs on the instance that started it.
+
+- **Log**: one stream entry per append, whose id is the logical offset just after it
+  (``E-0``), so ``from=N`` is a read after ``N-0`` and the first entry is sliced.
+  Readers follow with a blocking ``XREAD``: Redis wakes them on the next ``XADD``;
+  there is no polling loop here. A finalize adds the terminal marker ``T-1``.
+- **Cancel across instances**: each instance listens on its own pub/sub channel; DELETE
+  or a replacement anywhere publishes ``<gen> <id>`` to the owner, which cancels that
+  producer's cancel scope.
+- **Leases**: the owner renews ``lease:<id>`` (a key with a PX expiry) every third of
+  the lease period. A blocked reader's ``XREAD`` times out after one lease period
+  without news; it then checks the lease and, if it expired while the session is live
+  (the owner died), finalizes the session with an SSE error event. That is a bounded
+  wait per lease period, not a poll for data. Lookup and GET do the same check.
+- **Outages**: an HTTP request that needs Redis while it is down gets ``503``
+  (:class:`~trio_streams.store.StoreUnavailableError`). A producer's writes wait and
+  retry (backpressure) until Redis is back; readers retry for up to one lease period,
+  then end their response so the client can resume from the bytes it has.
+- Plain streams (no conversation id) are never shared: they stay in an in-memory
+  :class:`~trio_streams.manager.SessionManager`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import coredis
+import trio
+from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from . import redis_scripts
+from .manager import (
+    DEFAULT_GC_INTERVAL,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_TTL,
+    ManagerClosedError,
+    SessionManager,
+)
+from .producer import Producer
+from .redact import redact
+from .redis_keys import PREFIX, control_channel, log_key
+from .session import OffsetLostError, SessionClosedError, SessionInfo
+from .sse import PING, error_event
+from .store import StoreUnavailableError, StreamHandle
+
+logger = logging.getLogger("trio_streams")
+
+DEFAULT_LEASE_SECONDS = 10.0
+#: Connections in the pool: each reader waiting in a blocking XREAD holds one.
+DEFAULT_MAX_CONNECTIONS = 1000
+#: Entries one XREAD returns at most; a reader that fell behind catches up in batches.
+READ_BATCH = 1024
+#: Errors that mean "Redis cannot be reached now" (connection refused or lost, timeouts).
+REDIS_ERRORS = (RedisConnectionError, TimeoutError, OSError)
+ORPHAN_MESSAGE = "generation interrupted: the server instance producing it stopped"
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Turn "Redis is down" into :class:`StoreUnavailableError` (HTTP ``503``)."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise StoreUnavailableError(f"session store unavailable: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(eq=False)
+class _LocalProducer:
+    """A producer running on this instance, for one generation of one session."""
+
+    conversation_id: str
+    generation: str
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: trio clock time of the last append; keep-alive measures idleness on it.
+    last_append_clock: float = field(default_factory=trio.current_time)
+
+
+class RedisStream:
+    """A :class:`~trio_streams.store.StreamHandle` on one generation of a shared session."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        conversation_id: str,
+        generation: str,
+        local: _LocalProducer | None = None,
+    ) -> None:
+        self._store = store
+        self.conversation_id = conversation_id
+        self.generation = generation
+        self._local = local
+
+    def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        return self._store._read(self.conversation_id, self.generation, offset)
+
+    def cancel(self) -> None:
+        if self._local is not None:
+            self._local.cancel_scope.cancel()
+
+
+class _RedisWriter:
+    """The :class:`~trio_streams.producer.StreamWriter` that appends to the shared log."""
+
+    def __init__(self, store: RedisStore, local: _LocalProducer) -> None:
+        self._store = store
+        self._local = local
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            await trio.lowlevel.checkpoint()
+            return
+        if await self._store._append(self._local, data) < 0:
+            # Finalized, replaced or stopped elsewhere: a cancel, if one is pending,
+            # raises here; otherwise the producer learns its stream is closed.
+            await trio.lowlevel.checkpoint()
+            raise SessionClosedError("the session was finalized")
+        self._local.last_append_clock = trio.current_time()
+
+
+class RedisStore:
+    """The shared store: every instance pointed at the same Redis serves every session."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        ttl: float = DEFAULT_TTL,
+        gc_interval: float = DEFAULT_GC_INTERVAL,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        instance_id: str | None = None,
+        connect_timeout: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self.url = url
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.ping_interval = ping_interval
+        self.lease_seconds = lease_seconds
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            url, connect_timeout=connect_timeout, max_connections=max_connections
+        )
+        self._scripts = {
+            name: self.client.register_script(getattr(redis_scripts, name))
+            for name in ("START", "APPEND", "FINALIZE", "STOP", "RENEW", "OPEN", "CHECK", "LOOKUP")
+        }
+        #: Plain streams (no conversation id) never leave this instance.
+        self.memory = SessionManager(
+            max_bytes=max_bytes, ttl=ttl, gc_interval=gc_interval, ping_interval=ping_interval
+        )
+        # generation -> producer running here (a generation is unique to one session).
+        self._producing: dict[str, _LocalProducer] = {}
+        self._reader_scopes: set[trio.CancelScope] = set()
+        self._listener_scope = trio.CancelScope()
+        self._listening = trio.Event()
+        self._closed = False
+        self._nursery: trio.Nursery | None = None
+        self._exit_stack: AsyncExitStack | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.client)
+            await stack.enter_async_context(self.memory)
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery.start_soon(self._listen_for_cancels)
+            # Cancels published before we listen would be missed (the lease renewal
+            # catches those too, within a third of a lease): wait briefly, not forever,
+            # so that an instance can start while Redis is down.
+            with trio.move_on_after(2.0):
+                await self._listening.wait()
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.shutdown()
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    def shutdown(self) -> None:
+        """Refuse new streams, cancel this instance's producers (each finalizes its
+        session in Redis on its way out) and end this instance's readers. Idempotent."""
+        self._closed = True
+        self.memory.shutdown()
+        for local in list(self._producing.values()):
+            local.cancel_scope.cancel()
+        for scope in list(self._reader_scopes):
+            scope.cancel()
+        self._listener_scope.cancel()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def local_session_count(self) -> int:
+        """Producers running on this instance (sessions live in Redis, not here)."""
+        return len(self._producing)
+
+    # -- the store seam ------------------------------------------------------------------
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+    ) -> StreamHandle:
+        if self._closed or self._nursery is None:
+            raise ManagerClosedError("the session store is not running")
+        if not conversation_id:
+            return self.memory.start(None, producer, ping_interval=ping_interval)
+        local = _LocalProducer(conversation_id, uuid.uuid4().hex)
+        with _unavailable():
+            replaced = await self._run(
+                "START",
+                conversation_id,
+                local.generation,
+                self.instance_id,
+                int(time.time()),
+                self._lease_ms(),
+                self._ttl_seconds(),
+            )
+        if replaced:
+            old_owner, old_generation = (_text(value) for value in replaced)
+            logger.info("replacing stream %s", redact(conversation_id))
+            await self._cancel_producer(old_owner, conversation_id, old_generation)
+        self._producing[local.generation] = local
+        interval = self.ping_interval if ping_interval is None else ping_interval
+        self._nursery.start_soon(self._run_producer, local, producer, interval)
+        return RedisStream(self, conversation_id, local.generation, local)
+
+    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
+        with _unavailable():
+            found = await self._run(
+                "OPEN",
+                conversation_id,
+                int(time.time()),
+                self._ttl_seconds(),
+                self.max_bytes,
+                self._orphan_event(),
+            )
+        if not found:
+            return None
+        generation, dropped = _text(found[0]), int(found[1])
+        if offset < dropped:
+            raise OffsetLostError(offset, dropped)
+        return RedisStream(self, conversation_id, generation)
+
+    async def stop(self, conversation_id: str) -> bool:
+        with _unavailable():
+            result = await self._run(
+                "STOP", conversation_id, int(time.time()), self._ttl_seconds()
+            )
+        if not result:
+            return False
+        owner, generation, was_live = (_text(value) for value in result)
+        if was_live == "1":
+            await self._cancel_producer(owner, conversation_id, generation)
+        logger.info("stopped stream %s", redact(conversation_id))
+        return True
+
+    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+        requested = list(conversation_ids)
+        if not requested:
+            return []
+        with _unavailable():
+            flat = await self._run(
+                "LOOKUP",
+                int(time.time()),
+                self._ttl_seconds(),
+                self.max_bytes,
+                self._orphan_event(),
+                *requested,
+            )
+        return [
+            SessionInfo(
+                conversation_id=_text(flat[index]),
+                is_done=_text(flat[index + 1]) == "1",
+                total_bytes=int(flat[index + 2]),
+                started_at=int(flat[index + 3]),
+                completed_at=int(flat[index + 4]),
+            )
+            for index in range(0, len(flat), 5)
+        ]
+
+    # -- producers -----------------------------------------------------------------------
+
+    async def _run_producer(
+        self, local: _LocalProducer, producer: Producer, ping_interval: float | None
+    ) -> None:
+        """Run one producer under its cancel scope; finalize its session in Redis after."""
+        failure = ""
+        try:
+            with local.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew_lease, local)
+                    if ping_interval:
+                        nursery.start_soon(self._keep_alive, local, ping_interval)
+                    await producer(_RedisWriter(self, local))
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:  # a failing producer must end its stream, not the server
+            if not _only_closed(exc):
+                logger.exception("producer of stream %s failed", redact(local.conversation_id))
+                failure = error_event(f"generation failed: {_leaf_message(exc)}").decode()
+        finally:
+            self._producing.pop(local.generation, None)
+            # Finalize even when cancelled; if Redis is unreachable for a whole lease
+            # period, the lease expires and a reader finalizes the session instead.
+            with trio.move_on_after(self.lease_seconds) as scope:
+                scope.shield = True
+                await self._retrying(
+                    "FINALIZE",
+                    local.conversation_id,
+                    local.generation,
+                    int(time.time()),
+                    self._ttl_seconds(),
+                    failure,
+                    self.max_bytes,
+                )
+
+    async def _append(self, local: _LocalProducer, data: bytes) -> int:
+        result = await self._retrying(
+            "APPEND", local.conversation_id, local.generation, data, self.max_bytes
+        )
+        return int(result)
+
+    async def _keep_alive(self, local: _LocalProducer, interval: float) -> None:
+        """Append ``: ping`` whenever the stream has been silent for ``interval`` seconds
+        (the same rule as the in-memory ``keepalive.keep_alive``)."""
+        writer = _RedisWriter(self, local)
+        while True:
+            await trio.sleep_until(local.last_append_clock + interval)
+            if trio.current_time() - local.last_append_clock >= interval:
+                try:
+                    await writer.write(PING)
+                except SessionClosedError:
+                    return
+
+    async def _renew_lease(self, local: _LocalProducer) -> None:
+        """Keep the lease alive while the producer runs; stop it if the session moved on.
+
+        A renewal that finds the session replaced, stopped or finalized elsewhere cancels
+        the producer: that covers a cancel message missed during a Redis outage.
+        """
+        while True:
+            await trio.sleep(self.lease_seconds / 3)
+            try:
+                renewed = await self._run(
+                    "RENEW", local.conversation_id, local.generation, self._lease_ms()
+                )
+            except REDIS_ERRORS:
+                continue
+            if not renewed:
+                local.cancel_scope.cancel()
+                return
+
+    async def _cancel_producer(self, owner: str, conversation_id: str, generation: str) -> None:
+        """Cancel a producer wherever it runs: here directly, elsewhere by pub/sub."""
+        if owner == self.instance_id:
+            self._cancel_local(generation)
+            return
+        # If this fails, the owner's next lease renewal finds the session gone and stops.
+        with suppress(*REDIS_ERRORS):
+            await self.client.publish(control_channel(owner), f"{generation} {conversation_id}")
+
+    def _cancel_local(self, generation: str) -> None:
+        local = self._producing.get(generation)
+        if local is not None:
+            local.cancel_scope.cancel()
+
+    async def _listen_for_cancels(self) -> None:
+        channel = control_channel(self.instance_id)
+        with self._listener_scope:
+            while True:
+                try:
+                    async with self.client.pubsub(
+                        channels=[channel], ignore_subscribe_messages=True
+                    ) as messages:
+                        self._listening.set()
+                        async for message in messages:
+                            generation, _, _ = _text(message["data"]).partition(" ")
+                            self._cancel_local(generation)
+                except REDIS_ERRORS:
+                    await trio.sleep(0.5)
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def _read(
+        self, conversation_id: str, generation: str, offset: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Follow one log from ``offset``: a blocking XREAD per batch, never a poll."""
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        log = log_key(conversation_id, generation)
+        last_id = f"{offset}-0"
+        block_ms = self._lease_ms()
+        failing_since: float | None = None
+        while True:
+            scope = trio.CancelScope()
+            self._reader_scopes.add(scope)
+            reply: dict[bytes, Any] | None = None
+            try:
+                with scope:
+                    if self._closed:
+                        return
+                    reply = await self.client.xread(
+                        {log: last_id}, count=READ_BATCH, block=block_ms
+                    )
+                failing_since = None
+            except REDIS_ERRORS:
+                now = trio.current_time()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self.lease_seconds:
+                    return  # the client resumes from what it has once Redis is back
+                await trio.sleep(0.2)
+                continue
+            finally:
+                self._reader_scopes.discard(scope)
+            if scope.cancelled_caught:
+                return  # this instance is shutting down
+            if not reply:
+                # A lease period without news: is the producer's instance still alive?
+                if not await self._still_there(conversation_id, generation, offset):
+                    return
+                continue
+            chunks: list[bytes] = []
+            finished = False
+            for entries in reply.values():
+                for entry in entries:
+                    end_text, _, sequence = entry.identifier.partition(b"-")
+                    if sequence != b"0":
+                        finished = True
+                        break
+                    data: bytes = entry.field_values[b"d"]
+                    end = int(end_text)
+                    start = end - len(data)
+                    if start > offset:
+                        if chunks:
+                            break  # deliver what we have; the next read raises
+                        raise OffsetLostError(offset, start)
+                    chunks.append(data[offset - start :] if offset > start else data)
+                    offset = end
+                    last_id = entry.identifier.decode()
+            if chunks:
+                yield b"".join(chunks)
+            if finished:
+                return
+
+    async def _still_there(self, conversation_id: str, generation: str, offset: int) -> bool:
+        try:
+            result = await self._run(
+                "CHECK",
+                conversation_id,
+                generation,
+                int(time.time()),
+                self._ttl_seconds(),
+                self.max_bytes,
+                self._orphan_event(),
+                offset,
+            )
+        except REDIS_ERRORS:
+            return True  # the next XREAD meets the outage and retries
+        return bool(result)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _run(self, name: str, *args: str | int | bytes) -> Any:
+        return await self._scripts[name](keys=[], args=[PREFIX, *args])
+
+    async def _retrying(self, name: str, *args: str | int | bytes) -> Any:
+        """Run a script until Redis answers (a producer waits out an outage)."""
+        delay = 0.05
+        while True:
+            try:
+                return await self._run(name, *args)
+            except REDIS_ERRORS:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _lease_ms(self) -> int:
+        return max(1, int(self.lease_seconds * 1000))
+
+    def _ttl_seconds(self) -> int:
+        # Readers still need the log a moment after the session ends, even with TTL 0.
+        return max(1, round(self.ttl))
+
+    def _orphan_event(self) -> str:
+        return error_event(ORPHAN_MESSAGE).decode()
+
+
+def _only_closed(exc: BaseException) -> bool:
+    """True if ``exc`` is :class:`SessionClosedError`, alone or in exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_closed(inner) for inner in exc.exceptions)
+    return isinstance(exc, SessionClosedError)
+
+
+def _leaf_message(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

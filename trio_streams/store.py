@@ -1,0 +1,138 @@
+"""The store seam: what the HTTP layer needs from wherever sessions live.
+
+Two stores implement it: :class:`MemoryStore` (the default; one process owns its sessions,
+a thin adapter over :class:`~trio_streams.manager.SessionManager`) and
+:class:`~trio_streams.redis_store.RedisStore` (sessions shared by every instance through
+Redis Streams). The methods are async because a shared store answers over the network;
+the in-memory one answers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable
+from types import TracebackType
+from typing import Protocol, Self
+
+from .manager import SessionManager
+from .producer import Producer
+from .session import SessionInfo
+
+
+class StoreUnavailableError(Exception):
+    """The shared store cannot be reached; the HTTP layer answers ``503``."""
+
+
+class StreamHandle(Protocol):
+    """One session as a reader sees it: its bytes from an offset, and its cancel."""
+
+    def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        """The bytes from ``offset`` on, following the stream until it is finalized.
+
+        Raises :class:`~trio_streams.session.OffsetLostError` when ``offset`` is (or
+        becomes) older than what the log retains.
+        """
+        ...
+
+    def cancel(self) -> None:
+        """Stop the producer (used for plain streams whose client left)."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Where sessions live: started, read, looked up and stopped through here.
+
+    Used as ``async with store:`` around the server's life; leaving the block (or
+    :meth:`shutdown`) cancels this instance's producers and finalizes their sessions.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+    ) -> StreamHandle:
+        """Create (or replace) the session and start its producer on this instance.
+
+        ``conversation_id=None`` is a plain stream: never shared, never listed.
+        """
+        ...
+
+    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
+        """The session to read from ``offset``; ``None`` if unknown or expired.
+
+        Raises :class:`~trio_streams.session.OffsetLostError` if ``offset`` is below
+        what the log retains, so the HTTP layer can answer ``400`` before streaming.
+        """
+        ...
+
+    async def stop(self, conversation_id: str) -> bool:
+        """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent."""
+        ...
+
+    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+        """Sessions whose id equals a requested id or is one of its ``::`` variants."""
+        ...
+
+    def local_session_count(self) -> int:
+        """Sessions this instance holds or produces (for ``/health``; never blocks)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Refuse new streams, cancel this instance's producers, end its readers."""
+        ...
+
+
+class MemoryStore:
+    """The in-process store: a :class:`SessionManager` seen through the store seam."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    async def __aenter__(self) -> Self:
+        await self.manager.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self.manager.__aexit__(exc_type, exc, tb)
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+    ) -> StreamHandle:
+        return self.manager.start(conversation_id, producer, ping_interval=ping_interval)
+
+    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
+        session = self.manager.get(conversation_id)
+        if session is not None:
+            session.check_offset(offset)
+        return session
+
+    async def stop(self, conversation_id: str) -> bool:
+        return self.manager.stop(conversation_id)
+
+    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+        return self.manager.lookup(conversation_ids)
+
+    def local_session_count(self) -> int:
+        return len(self.manager)
+
+    def shutdown(self) -> None:
+        self.manager.shutdown()
