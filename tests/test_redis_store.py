@@ -1,0 +1,140 @@
+"""The Redis store across instances: two RedisStore objects on one real server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from trio_streams.redis_store import ORPHAN_MESSAGE, RedisStore
+from trio_streams.store import StoreUnavailableError
+
+from .redis_fixtures import RedisServer
+from .test_store_contract import Ticker, read_all, ticks
+
+
+@asynccontextmanager
+async def two_stores(
+    server: RedisServer, **options: float | None
+) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    options.setdefault("ping_interval", None)
+    async with RedisStore(server.url, **options) as a, RedisStore(server.url, **options) as b:  # type: ignore[arg-type]
+        yield a, b
+
+
+async def test_another_instance_reads_resumes_and_looks_up(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        handle = await a.start("c1", Ticker(count=20))
+        first = b""
+        async for chunk in handle.read(0):
+            first += chunk
+            if len(first) >= 30:
+                break
+        resumed = await b.open("c1", len(first))
+        assert resumed is not None
+        rest = await read_all(resumed, len(first))
+        assert first + rest == ticks(20)
+        [info] = await b.lookup(["c1"])
+        assert info.is_done and info.total_bytes == len(ticks(20))
+        assert a.local_session_count() == 0 and b.local_session_count() == 0
+
+
+async def test_delete_on_another_instance_cancels_the_producer_within_100_ms(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        ticker = Ticker(prefill=60)  # in "prompt processing": it writes nothing
+        handle = await a.start("c1", ticker)
+        await ticker.started.wait()
+        assert a.local_session_count() == 1
+        assert await b.stop("c1") is True
+        with trio.fail_after(0.1):
+            await ticker.cancelled.wait()
+        with trio.fail_after(1):
+            assert await read_all(handle) == b""
+        assert await a.open("c1", 0) is None
+
+
+async def test_replacement_on_another_instance_cancels_the_old_producer_within_100_ms(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        old_ticker = Ticker(count=1000, interval=0.02)
+        old = await a.start("c1", old_ticker)
+        await trio.sleep(0.1)
+        new = await b.start("c1", Ticker(count=3))
+        with trio.fail_after(0.1):
+            await old_ticker.cancelled.wait()
+        with trio.fail_after(1):
+            old_bytes = await read_all(old)
+        assert old_bytes and ticks(1000).startswith(old_bytes)
+        assert await read_all(new) == ticks(3)
+        reopened = await a.open("c1", 0)
+        assert reopened is not None and await read_all(reopened) == ticks(3)
+
+
+async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
+    redis_server: RedisServer,
+) -> None:
+    lease = 0.3
+    async with two_stores(redis_server, lease_seconds=lease) as (a, b):
+        # What a killed instance leaves behind: a live session whose lease nobody renews.
+        await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60)
+        await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20)
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        started = trio.current_time()
+        with trio.fail_after(5):
+            data = await read_all(handle)
+        waited = trio.current_time() - started
+        assert data.startswith(b"data: 1\n\n")
+        assert ORPHAN_MESSAGE.encode() in data and b'"type":"server_error"' in data
+        assert waited < 2 * lease + 0.5  # the lease ran out, then one reader period at most
+        [info] = await b.lookup(["c1"])
+        assert info.is_done
+
+
+async def test_lookup_finalizes_an_orphan_too(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, _):
+        await a._run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60)
+        await trio.sleep(0.1)  # Redis's own clock expires the 50 ms lease
+        [info] = await a.lookup(["c1"])
+        assert info.is_done and info.total_bytes > 0
+
+
+async def test_a_waiting_reader_blocks_in_redis_and_does_not_poll(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server, lease_seconds=10) as (a, b):
+        go_on = trio.Event()
+
+        async def producer(writer: object) -> None:
+            await go_on.wait()
+
+        await a.start("c1", producer)
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        await b.client.config_resetstat()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all, handle)
+            await trio.sleep(1.0)
+            go_on.set()  # the producer ends: its finalize wakes the reader, which ends
+        stats = await b.client.info("commandstats")
+        # One XREAD blocked for the whole second, then woke with the terminal marker.
+        assert stats["cmdstat_xread"]["calls"] == 1
+
+
+async def test_redis_down_is_unavailable_and_recovery_needs_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, _):
+        await read_all(await a.start("c1", Ticker(count=2)))
+        redis_server.stop()
+        for call in (a.open("c1", 0), a.lookup(["c1"]), a.stop("c1"), a.start("c2", Ticker())):
+            with pytest.raises(StoreUnavailableError):
+                await call
+        redis_server.start()
+        assert await read_all(await a.start("c3", Ticker(count=2))) == ticks(2)
