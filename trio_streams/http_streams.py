@@ -20,9 +20,7 @@ from .store import SessionStore, StreamHandle
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def stream_response(
-    session: StreamHandle, offset: int, *, owns_producer: bool = False
-) -> Response:
+def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool = False) -> Response:
     """A ``text/event-stream`` response reading ``session`` from ``offset``.
 
     With ``owns_producer`` (a plain stream without conversation id) the producer is

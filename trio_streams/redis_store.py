@@ -274,9 +274,7 @@ class RedisStore:
 
     async def stop(self, conversation_id: str) -> bool:
         with _unavailable():
-            result = await self._run(
-                "STOP", conversation_id, int(time.time()), self._ttl_seconds()
-            )
+            result = await self._run("STOP", conversation_id, int(time.time()), self._ttl_seconds())
         if not result:
             return False
         owner, generation, was_live = (_text(value) for value in result)

@@ -19,9 +19,7 @@ def check_store(value: str) -> str:
         return value
     parts = urlsplit(value)
     if parts.scheme not in REDIS_SCHEMES:
-        raise ValueError(
-            f"expected 'memory' or a URL such as redis://HOST:PORT/DB, got {value!r}"
-        )
+        raise ValueError(f"expected 'memory' or a URL such as redis://HOST:PORT/DB, got {value!r}")
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"no host in {value!r}")
     return value
