@@ -124,8 +124,11 @@ return replaced
 """
 )
 
-#: ARGV: prefix, cid, gen, data, max_bytes. Returns the new total, or -1 if the session
-#: is finalized or no longer this generation (replaced, stopped, expired).
+#: ARGV: prefix, cid, gen, data, max_bytes, expected_total. Returns the new total, or -1
+#: if the session is finalized or no longer this generation (replaced, stopped,
+#: expired). Idempotent: if the log already ends at expected_total + len(data), this
+#: append was applied before and only its reply was lost (Redis went away), so it
+#: is not applied twice.
 APPEND = (
     _PRELUDE
     + r"""
@@ -133,7 +136,9 @@ local cid, gen = ARGV[2], ARGV[3]
 local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
 if m[1] ~= gen or m[2] ~= '0' then return -1 end
-return append_bytes(meta, log_key(cid, gen), tonumber(m[3]), tonumber(m[4]), ARGV[4],
+local total, expected = tonumber(m[3]), tonumber(ARGV[6])
+if total == expected + string.len(ARGV[4]) then return total end
+return append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), ARGV[4],
                     tonumber(ARGV[5]))
 """
 )

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import coredis
 import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
@@ -87,6 +88,11 @@ class _LocalProducer:
     conversation_id: str
     generation: str
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: The log's end as this producer wrote it: an append names the end it expects to
+    #: extend, so a retry after a lost reply cannot append the same bytes twice.
+    total_bytes: int = 0
+    #: Appends of one producer (its own writes and keep-alive pings) go one at a time.
+    append_lock: trio.Lock = field(default_factory=trio.Lock)
     #: trio clock time of the last append; keep-alive measures idleness on it.
     last_append_clock: float = field(default_factory=trio.current_time)
 
@@ -323,7 +329,7 @@ class RedisStore:
                     await producer(_RedisWriter(self, local))
                     nursery.cancel_scope.cancel()
         except Exception as exc:  # a failing producer must end its stream, not the server
-            if not _only_closed(exc):
+            if not _only(exc, (SessionClosedError,)):
                 logger.exception("producer of stream %s failed", redact(local.conversation_id))
                 failure = error_event(f"generation failed: {_leaf_message(exc)}").decode()
         finally:
@@ -343,10 +349,20 @@ class RedisStore:
                 )
 
     async def _append(self, local: _LocalProducer, data: bytes) -> int:
-        result = await self._retrying(
-            "APPEND", local.conversation_id, local.generation, data, self.max_bytes
-        )
-        return int(result)
+        async with local.append_lock:
+            result = int(
+                await self._retrying(
+                    "APPEND",
+                    local.conversation_id,
+                    local.generation,
+                    data,
+                    self.max_bytes,
+                    local.total_bytes,
+                )
+            )
+            if result >= 0:
+                local.total_bytes = result
+            return result
 
     async def _keep_alive(self, local: _LocalProducer, interval: float) -> None:
         """Append ``: ping`` whenever the stream has been silent for ``interval`` seconds
@@ -404,7 +420,13 @@ class RedisStore:
                         async for message in messages:
                             generation, _, _ = _text(message["data"]).partition(" ")
                             self._cancel_local(generation)
-                except REDIS_ERRORS:
+                except BaseException as exc:
+                    # coredis's subscriber tasks may end with ClosedResourceError next to
+                    # our Cancelled when shutdown cancels them: that is the end we asked for.
+                    if self._closed:
+                        return
+                    if not _only(exc, (*REDIS_ERRORS, anyio.ClosedResourceError)):
+                        raise
                     await trio.sleep(0.5)
 
     # -- readers -------------------------------------------------------------------------
@@ -512,11 +534,11 @@ class RedisStore:
         return error_event(ORPHAN_MESSAGE).decode()
 
 
-def _only_closed(exc: BaseException) -> bool:
-    """True if ``exc`` is :class:`SessionClosedError`, alone or in exception groups."""
+def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """True if ``exc`` is one of ``kinds``, alone or in (nested) exception groups."""
     if isinstance(exc, BaseExceptionGroup):
-        return all(_only_closed(inner) for inner in exc.exceptions)
-    return isinstance(exc, SessionClosedError)
+        return all(_only(inner, kinds) for inner in exc.exceptions)
+    return isinstance(exc, kinds)
 
 
 def _leaf_message(exc: BaseException) -> str:
