@@ -109,7 +109,9 @@ async def test_replacement_on_one_instance_ends_the_old_stream_on_the_other(
         ) as response,
     ):
         chunks = response.aiter_raw()
-        old = await chunks.__anext__()
+        old = b""
+        while not chat_text(old):  # until the old stream has produced a token
+            old += await chunks.__anext__()
         new = await http.post(
             f"{b.url}/v1/chat/completions",
             json=chat_body("new prompt", max_tokens=5),

@@ -63,13 +63,13 @@ async def test_replacement_on_another_instance_cancels_the_old_producer_within_1
 ) -> None:
     async with two_stores(redis_server) as (a, b):
         old_ticker = Ticker(count=1000, interval=0.02)
-        old = await a.start("c1", old_ticker)
-        await trio.sleep(0.1)
+        old = (await a.start("c1", old_ticker)).read(0)
+        old_bytes = await old.__anext__()  # it is producing
         new = await b.start("c1", Ticker(count=3))
         with trio.fail_after(0.1):
             await old_ticker.cancelled.wait()
         with trio.fail_after(1):
-            old_bytes = await read_all(old)
+            old_bytes += b"".join([chunk async for chunk in old])
         assert old_bytes and ticks(1000).startswith(old_bytes)
         assert await read_all(new) == ticks(3)
         reopened = await a.open("c1", 0)
@@ -83,7 +83,7 @@ async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
     async with two_stores(redis_server, lease_seconds=lease) as (a, b):
         # What a killed instance leaves behind: a live session whose lease nobody renews.
         await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60)
-        await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20)
+        await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20, 0)
         handle = await b.open("c1", 0)
         assert handle is not None
         started = trio.current_time()

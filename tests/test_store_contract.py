@@ -154,14 +154,16 @@ async def test_replacement_cancels_the_old_producer_and_ends_its_readers(
         old_ticker, new_ticker = Ticker(count=1000, interval=0.02), Ticker(count=3)
         old = await store.start("c1", old_ticker)
         old_bytes: list[bytes] = []
+        got_some = trio.Event()
 
         async def follow_old() -> None:
             async for chunk in old.read(0):
                 old_bytes.append(chunk)
+                got_some.set()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_old)
-            await trio.sleep(0.1)
+            await got_some.wait()
             new = await store.start("c1", new_ticker)
             with trio.fail_after(1):
                 await old_ticker.cancelled.wait()
@@ -239,14 +241,16 @@ async def test_shutdown_cancels_producers_and_ends_every_reader(make_store: Make
         handles = [await store.start("a", tickers[0]), await store.start("a::m", tickers[1])]
         outputs: list[bytes] = []
 
-        async def follow(handle: StreamHandle) -> None:
-            outputs.append(await read_all(handle))
+        async def follow(handle: StreamHandle, task_status: trio.TaskStatus[None]) -> None:
+            reader = handle.read(0)
+            first = await reader.__anext__()
+            task_status.started()  # this stream is producing
+            outputs.append(first + b"".join([chunk async for chunk in reader]))
 
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 for handle in handles:
-                    nursery.start_soon(follow, handle)
-                await trio.sleep(0.1)
+                    await nursery.start(follow, handle)
                 store.shutdown()
         assert all(ticker.cancelled.is_set() for ticker in tickers)
         assert all(output and ticks(1000).startswith(output) for output in outputs)
@@ -258,8 +262,14 @@ async def test_keep_alive_pings_an_idle_stream(make_store: MakeStore) -> None:
     async with make_store(ping_interval=0.1) as store:
 
         async def slow(writer: StreamWriter) -> None:
-            await trio.sleep(0.25)
+            await trio.sleep(0.35)
             await writer.write(b"data: 1\n\n")
+            await trio.sleep(0.05)  # busy again before the next ping is due
 
         data = await read_all(await store.start("c1", slow))
-        assert data == b": ping\n\n" * 2 + b"data: 1\n\n"
+        # About one ping per 0.1 s of silence (real time: allow the scheduler a margin),
+        # all in the log before the event, none after it.
+        pings, _, rest = data.rpartition(b": ping\n\n")
+        assert rest == b"data: 1\n\n"
+        assert pings.replace(b": ping\n\n", b"") == b""
+        assert 2 <= data.count(b": ping") <= 4
