@@ -138,3 +138,36 @@ async def test_redis_down_is_unavailable_and_recovery_needs_nothing(
                 await call
         redis_server.start()
         assert await read_all(await a.start("c3", Ticker(count=2))) == ticks(2)
+
+
+async def test_shutting_down_a_reading_instance_ends_its_readers_only(
+    redis_server: RedisServer,
+) -> None:
+    async with RedisStore(redis_server.url, ping_interval=None) as a:
+        ticker = Ticker(count=1000, interval=0.02)
+        await a.start("c1", ticker)
+        async with RedisStore(redis_server.url, ping_interval=None) as b:
+            handle = await b.open("c1", 0)
+            assert handle is not None
+            reader = handle.read(0)
+            await reader.__anext__()
+            b.shutdown()
+            with trio.fail_after(1):
+                async for _ in reader:
+                    pass
+        assert not ticker.cancelled.is_set()  # the producer on A goes on
+        [info] = await a.lookup(["c1"])
+        assert not info.is_done
+        await a.stop("c1")
+
+
+async def test_finished_sessions_expire_through_redis_ttl(redis_server: RedisServer) -> None:
+    async with RedisStore(redis_server.url, ttl=1, ping_interval=None) as store:
+        await read_all(await store.start("c1", Ticker(count=1)))
+        await read_all(await store.start("c1::v", Ticker(count=1)))
+        assert len(await store.lookup(["c1"])) == 2
+        assert await store.client.ttl("trio-streams:meta:c1") == 1
+        await trio.sleep(1.5)  # Redis's own clock: a short, bounded real wait
+        assert await store.lookup(["c1"]) == []
+        assert await store.open("c1", 0) is None
+        assert await store.client.keys("trio-streams:*") == {b"trio-streams:seq"}

@@ -1,0 +1,77 @@
+"""``--store`` on the command line and in the environment, and starting while Redis is down."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+import trio
+
+from .conftest import StartServer
+from .helpers import assert_error, chat_body
+from .redis_fixtures import RedisServer
+from .test_cli import start_process
+
+
+async def test_the_store_comes_from_the_environment(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    process = await start_process(env={"TRIO_STREAMS_STORE": redis_server.url})
+    other = await start_server(store=redis_server.url)
+    try:
+        url = await process.wait_for_url()
+        async with httpx.AsyncClient(timeout=10) as http:
+            started = await http.post(
+                f"{url}/v1/chat/completions",
+                json=chat_body(max_tokens=5),
+                headers={"X-Conversation-Id": "from-env"},
+            )
+            replay = await http.get(f"{other.url}/v1/stream/from-env")
+        assert replay.status_code == 200 and replay.content == started.content
+    finally:
+        process.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await process.process.wait() == 0
+
+
+def test_help_shows_the_store_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in ("--store", "TRIO_STREAMS_STORE", "--store-lease", "TRIO_STREAMS_STORE_LEASE"):
+        assert option in result.stdout
+
+
+def test_a_bad_store_is_refused() -> None:
+    for value in ("mysql://127.0.0.1/0", "redis://", "memroy"):
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_streams", "serve", "--store", value],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, value
+        assert "Invalid value for '--store'" in result.stderr
+
+
+async def test_an_instance_starts_while_redis_is_down_and_recovers(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    server = await start_server(store=redis_server.url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        assert (await http.get("/health")).json()["status"] == "ok"
+        request = {"json": chat_body(max_tokens=3), "headers": {"X-Conversation-Id": "c"}}
+        refused = await http.post("/v1/chat/completions", **request)  # type: ignore[arg-type]
+        assert_error(refused, 503, "Session store unavailable", "unavailable_error")
+        assert_error(await http.delete("/v1/stream/c"), 503, "Session store", "unavailable_error")
+        plain = await http.post("/v1/chat/completions", json=chat_body(max_tokens=3))
+        assert plain.status_code == 200  # a plain stream needs no shared store
+        redis_server.start()
+        started = await http.post("/v1/chat/completions", **request)  # type: ignore[arg-type]
+        assert started.status_code == 200
+        assert (await http.get("/v1/stream/c")).content == started.content
