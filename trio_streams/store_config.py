@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from .manager import SessionManager
@@ -50,6 +51,9 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         return MemoryStore(manager), manager
     from .redis_store import RedisStore  # only a Redis deployment needs the client
 
+    # coredis logs each retry at INFO, including the expected ones (a script reloaded
+    # after a Redis restart, a reconnect); our own log says what matters to an operator.
+    logging.getLogger("coredis").setLevel(logging.WARNING)
     store = RedisStore(
         redis_url(settings.store),
         max_bytes=settings.session_max_bytes,
