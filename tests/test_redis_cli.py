@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import httpx
+import pytest
 import trio
+from click.testing import CliRunner
+
+from trio_streams.cli import main
 
 from .conftest import StartServer
 from .helpers import assert_error, chat_body
@@ -37,25 +39,17 @@ async def test_the_store_comes_from_the_environment(
 
 
 def test_help_shows_the_store_options() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
     for option in ("--store", "TRIO_STREAMS_STORE", "--store-lease", "TRIO_STREAMS_STORE_LEASE"):
-        assert option in result.stdout
+        assert option in result.output
 
 
-def test_a_bad_store_is_refused() -> None:
-    for value in ("mysql://127.0.0.1/0", "redis://", "memroy"):
-        result = subprocess.run(
-            [sys.executable, "-m", "trio_streams", "serve", "--store", value],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 2, value
-        assert "Invalid value for '--store'" in result.stderr
+@pytest.mark.parametrize("value", ["mysql://127.0.0.1/0", "redis://", "memroy"])
+def test_a_bad_store_is_refused(value: str) -> None:
+    result = CliRunner().invoke(main, ["serve", "--store", value])
+    assert result.exit_code == 2
+    assert "Invalid value for '--store'" in result.output
 
 
 async def test_an_instance_starts_while_redis_is_down_and_recovers(

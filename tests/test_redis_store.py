@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from trio_streams.producer import StreamWriter
 from trio_streams.redis_store import ORPHAN_MESSAGE, RedisStore
 from trio_streams.store import StoreUnavailableError
 
@@ -171,3 +172,34 @@ async def test_finished_sessions_expire_through_redis_ttl(redis_server: RedisSer
         assert await store.lookup(["c1"]) == []
         assert await store.open("c1", 0) is None
         assert await store.client.keys("trio-streams:*") == {b"trio-streams:seq"}
+
+
+async def test_readers_on_one_instance_share_one_blocking_read(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        go_on = trio.Event()
+
+        async def producer(writer: StreamWriter) -> None:
+            await go_on.wait()
+            for index in range(10):
+                await writer.write(f"data: {index}\n\n".encode())
+                await trio.sleep(0.01)
+
+        await a.start("c1", producer)
+        await b.client.config_resetstat()
+        outputs: list[bytes] = []
+
+        async def follow() -> None:
+            handle = await b.open("c1", 0)
+            assert handle is not None
+            outputs.append(await read_all(handle))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(follow)
+            await trio.sleep(0.2)
+            go_on.set()
+        assert outputs == [ticks(10)] * 50
+        stats = await b.client.info("commandstats")
+        # One follower for 50 readers: at most one XREAD per append (10), plus the marker.
+        assert stats["cmdstat_xread"]["calls"] <= 11
+        assert stats["cmdstat_xrevrange"]["calls"] == 1

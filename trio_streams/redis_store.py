@@ -51,6 +51,7 @@ from .manager import (
 )
 from .producer import Producer
 from .redact import redact
+from .redis_follower import LogFollower
 from .redis_keys import PREFIX, control_channel, log_key
 from .session import OffsetLostError, SessionClosedError, SessionInfo
 from .sse import PING, error_event
@@ -61,8 +62,6 @@ logger = logging.getLogger("trio_streams")
 DEFAULT_LEASE_SECONDS = 10.0
 #: Connections in the pool: each reader waiting in a blocking XREAD holds one.
 DEFAULT_MAX_CONNECTIONS = 1000
-#: Entries one XREAD returns at most; a reader that fell behind catches up in batches.
-READ_BATCH = 1024
 #: Errors that mean "Redis cannot be reached now" (connection refused or lost, timeouts).
 REDIS_ERRORS = (RedisConnectionError, TimeoutError, OSError)
 ORPHAN_MESSAGE = "generation interrupted: the server instance producing it stopped"
@@ -176,7 +175,8 @@ class RedisStore:
         )
         # generation -> producer running here (a generation is unique to one session).
         self._producing: dict[str, _LocalProducer] = {}
-        self._reader_scopes: set[trio.CancelScope] = set()
+        # generation -> the follower shared by this instance's readers of that log.
+        self._followers: dict[str, LogFollower] = {}
         self._listener_scope = trio.CancelScope()
         self._listening = trio.Event()
         self._closed = False
@@ -216,8 +216,8 @@ class RedisStore:
         self.memory.shutdown()
         for local in list(self._producing.values()):
             local.cancel_scope.cancel()
-        for scope in list(self._reader_scopes):
-            scope.cancel()
+        for follower in list(self._followers.values()):
+            follower.cancel_scope.cancel()
         self._listener_scope.cancel()
 
     @property
@@ -434,63 +434,61 @@ class RedisStore:
     async def _read(
         self, conversation_id: str, generation: str, offset: int
     ) -> AsyncGenerator[bytes, None]:
-        """Follow one log from ``offset``: a blocking XREAD per batch, never a poll."""
+        """Follow one log from ``offset``: the tail from this instance's shared follower
+        (one blocking XREAD, never a poll), older bytes from ``XRANGE``."""
         if offset < 0:
             raise ValueError("offset must be non-negative")
-        log = log_key(conversation_id, generation)
-        last_id = f"{offset}-0"
-        block_ms = self._lease_ms()
-        failing_since: float | None = None
-        while True:
-            scope = trio.CancelScope()
-            self._reader_scopes.add(scope)
-            reply: dict[bytes, Any] | None = None
-            try:
-                with scope:
-                    if self._closed:
-                        return
-                    reply = await self.client.xread(
-                        {log: last_id}, count=READ_BATCH, block=block_ms
-                    )
-                failing_since = None
-            except REDIS_ERRORS:
-                now = trio.current_time()
-                failing_since = now if failing_since is None else failing_since
-                if now - failing_since >= self.lease_seconds:
-                    return  # the client resumes from what it has once Redis is back
-                await trio.sleep(0.2)
-                continue
-            finally:
-                self._reader_scopes.discard(scope)
-            if scope.cancelled_caught:
-                return  # this instance is shutting down
-            if not reply:
-                # A lease period without news: is the producer's instance still alive?
-                if not await self._still_there(conversation_id, generation, offset):
+        follower = self._follower(conversation_id, generation)
+        if follower is None:
+            return  # shutting down
+        follower.readers += 1
+        try:
+            await follower.ready.wait()
+            while True:
+                if offset < follower.end:
+                    chunk = follower.take(offset)
+                    if chunk is None:
+                        chunk = await follower.backlog(offset)
+                        if chunk is None:
+                            return  # Redis unreachable: the client resumes later
+                    offset += len(chunk)
+                    yield chunk
+                    continue
+                if follower.finished:
                     return
-                continue
-            chunks: list[bytes] = []
-            finished = False
-            for entries in reply.values():
-                for entry in entries:
-                    end_text, _, sequence = entry.identifier.partition(b"-")
-                    if sequence != b"0":
-                        finished = True
-                        break
-                    data: bytes = entry.field_values[b"d"]
-                    end = int(end_text)
-                    start = end - len(data)
-                    if start > offset:
-                        if chunks:
-                            break  # deliver what we have; the next read raises
-                        raise OffsetLostError(offset, start)
-                    chunks.append(data[offset - start :] if offset > start else data)
-                    offset = end
-                    last_id = entry.identifier.decode()
-            if chunks:
-                yield b"".join(chunks)
-            if finished:
-                return
+                await follower.park()
+        finally:
+            follower.readers -= 1
+            if follower.readers == 0:
+                follower.cancel_scope.cancel()
+
+    def _follower(self, conversation_id: str, generation: str) -> LogFollower | None:
+        """This instance's follower of a log generation, started on its first reader."""
+        follower = self._followers.get(generation)
+        if follower is not None:
+            return follower
+        if self._closed or self._nursery is None:
+            return None
+
+        async def still_there(end: int) -> bool:
+            return await self._still_there(conversation_id, generation, end)
+
+        follower = LogFollower(
+            self.client,
+            log_key(conversation_id, generation),
+            block_ms=self._lease_ms(),
+            retry_for=self.lease_seconds,
+            redis_errors=REDIS_ERRORS,
+            still_there=still_there,
+            on_end=lambda ended: self._forget_follower(generation, ended),
+        )
+        self._followers[generation] = follower
+        self._nursery.start_soon(follower.run)
+        return follower
+
+    def _forget_follower(self, generation: str, follower: LogFollower) -> None:
+        if self._followers.get(generation) is follower:
+            del self._followers[generation]
 
     async def _still_there(self, conversation_id: str, generation: str, offset: int) -> bool:
         try:
