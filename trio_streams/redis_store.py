@@ -6,13 +6,14 @@ producer task runs on the instance that started it.
 
 - **Log**: one stream entry per append, whose id is the logical offset just after it
   (``E-0``), so ``from=N`` is a read after ``N-0`` and the first entry is sliced.
-  Readers follow with a blocking ``XREAD``: Redis wakes them on the next ``XADD``;
-  there is no polling loop here. A finalize adds the terminal marker ``T-1``.
+  The readers of one log on this instance share a follower (``redis_follower.py``)
+  waiting in one blocking ``XREAD``: Redis wakes it on the next ``XADD``; there is no
+  polling loop here. A finalize adds the terminal marker ``T-1``.
 - **Cancel across instances**: each instance listens on its own pub/sub channel; DELETE
   or a replacement anywhere publishes ``<gen> <id>`` to the owner, which cancels that
   producer's cancel scope.
 - **Leases**: the owner renews ``lease:<id>`` (a key with a PX expiry) every third of
-  the lease period. A blocked reader's ``XREAD`` times out after one lease period
+  the lease period. A follower's blocking ``XREAD`` times out after one lease period
   without news; it then checks the lease and, if it expired while the session is live
   (the owner died), finalizes the session with an SSE error event. That is a bounded
   wait per lease period, not a poll for data. Lookup and GET do the same check.
