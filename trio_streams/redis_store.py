@@ -335,9 +335,10 @@ class RedisStore:
                 failure = error_event(f"generation failed: {_leaf_message(exc)}").decode()
         finally:
             self._producing.pop(local.generation, None)
-            # Finalize even when cancelled; if Redis is unreachable for a whole lease
-            # period, the lease expires and a reader finalizes the session instead.
-            with trio.move_on_after(self.lease_seconds) as scope:
+            # Finalize even when cancelled. If Redis stays unreachable (for a lease period,
+            # or 2 s when shutting down), the lease expires and a reader finalizes it.
+            patience = min(self.lease_seconds, 2.0) if self._closed else self.lease_seconds
+            with trio.move_on_after(patience) as scope:
                 scope.shield = True
                 await self._retrying(
                     "FINALIZE",
