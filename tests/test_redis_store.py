@@ -203,3 +203,21 @@ async def test_readers_on_one_instance_share_one_blocking_read(redis_server: Red
         # One follower for 50 readers: at most one XREAD per append (10), plus the marker.
         assert stats["cmdstat_xread"]["calls"] <= 11
         assert stats["cmdstat_xrevrange"]["calls"] == 1
+
+
+async def test_a_reader_arriving_as_the_last_one_leaves_follows_to_the_end(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        await a.start("c1", Ticker(count=20))
+        first = await b.open("c1", 0)
+        assert first is not None
+        reader = first.read(0)
+        got = await reader.__anext__()
+        await reader.aclose()  # the last reader leaves: its follower stops...
+        second = await b.open("c1", len(got))  # ...and a resume arrives at once
+        assert second is not None
+        with trio.fail_after(5):
+            assert got + await read_all(second, len(got)) == ticks(20)
+        [info] = await b.lookup(["c1"])
+        assert info.is_done

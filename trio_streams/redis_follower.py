@@ -76,15 +76,22 @@ class LogFollower:
     # -- for readers ---------------------------------------------------------------------
 
     def take(self, offset: int) -> bytes | None:
-        """The tail's bytes from ``offset`` on, or ``None`` if ``offset`` is older than it."""
+        """The tail's bytes from ``offset`` on, or ``None`` if the tail does not hold them.
+
+        Entries are contiguous except after an append larger than the cap, which keeps
+        only its last bytes: the bytes before it are gone, and ``None`` sends the reader
+        to :meth:`backlog`, which tells it so.
+        """
         if not self._ends or offset < self._starts[0]:
             return None
-        index = bisect_right(self._ends, offset)
-        if index == len(self._ends):
-            return b""
-        parts = [self._data[index][offset - self._starts[index] :]]
-        parts.extend(self._data[index + 1 :])
-        return b"".join(parts)
+        parts: list[bytes] = []
+        for index in range(bisect_right(self._ends, offset), len(self._ends)):
+            start = self._starts[index]
+            if start > offset:
+                break
+            parts.append(self._data[index][offset - start :])
+            offset = self._ends[index]
+        return b"".join(parts) if parts else None
 
     async def backlog(self, offset: int) -> bytes | None:
         """Bytes from ``offset`` read from Redis (``XRANGE``); ``None`` if unreachable.

@@ -462,7 +462,10 @@ class RedisStore:
         finally:
             follower.readers -= 1
             if follower.readers == 0:
+                # Forget it now, not when its task ends: a reader arriving meanwhile must
+                # get a follower of its own, not one that is about to stop.
                 follower.cancel_scope.cancel()
+                self._forget_follower(generation, follower)
 
     def _follower(self, conversation_id: str, generation: str) -> LogFollower | None:
         """This instance's follower of a log generation, started on its first reader."""
