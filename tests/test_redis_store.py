@@ -214,10 +214,10 @@ async def test_a_reader_arriving_as_the_last_one_leaves_follows_to_the_end(
         assert first is not None
         reader = first.read(0)
         got = await reader.__anext__()
-        await reader.aclose()  # the last reader leaves: its follower stops...
-        second = await b.open("c1", len(got))  # ...and a resume arrives at once
+        second = await b.open("c1", len(got))
         assert second is not None
-        with trio.fail_after(5):
+        await reader.aclose()  # the last reader leaves: its follower stops...
+        with trio.fail_after(5):  # ...and a resume starts reading at that very moment
             assert got + await read_all(second, len(got)) == ticks(20)
         [info] = await b.lookup(["c1"])
         assert info.is_done
