@@ -221,3 +221,17 @@ async def test_a_reader_arriving_as_the_last_one_leaves_follows_to_the_end(
             assert got + await read_all(second, len(got)) == ticks(20)
         [info] = await b.lookup(["c1"])
         assert info.is_done
+
+
+async def test_redis_refusing_writes_is_unavailable_too(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        await read_all(await a.start("c0", Ticker(count=1)))
+        # A read-only replica (of a primary it cannot reach) refuses every write.
+        await a.client.replicaof("127.0.0.1", 1)
+        with pytest.raises(StoreUnavailableError, match="read only replica"):
+            await a.start("c1", Ticker())
+        with pytest.raises(StoreUnavailableError, match="read only replica"):
+            await b.stop("c0")
+        await a.client.replicaof()
+        assert await read_all(await a.start("c1", Ticker(count=1))) == ticks(1)
+        assert await b.stop("c0") is True

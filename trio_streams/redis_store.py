@@ -39,7 +39,7 @@ from typing import Any, Self
 import anyio
 import coredis
 import trio
-from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.exceptions import RedisError
 
 from . import redis_scripts
 from .manager import (
@@ -63,14 +63,20 @@ logger = logging.getLogger("trio_streams")
 DEFAULT_LEASE_SECONDS = 10.0
 #: Connections in the pool: each reader waiting in a blocking XREAD holds one.
 DEFAULT_MAX_CONNECTIONS = 1000
-#: Errors that mean "Redis cannot be reached now" (connection refused or lost, timeouts).
-REDIS_ERRORS = (RedisConnectionError, TimeoutError, OSError)
+#: Errors that mean "Redis cannot serve this now": connection refused or lost, timeouts,
+#: and Redis's own refusals (out of memory, still loading after a restart). Background
+#: work (appends, renewals, followers) waits them out; HTTP requests answer 503.
+REDIS_ERRORS = (RedisError, TimeoutError, OSError)
 ORPHAN_MESSAGE = "generation interrupted: the server instance producing it stopped"
 
 
 @contextmanager
 def _unavailable() -> Iterator[None]:
-    """Turn "Redis is down" into :class:`StoreUnavailableError` (HTTP ``503``)."""
+    """Turn "Redis cannot serve this" into :class:`StoreUnavailableError` (HTTP ``503``).
+
+    Besides an unreachable server, that includes Redis's own refusals (out of memory,
+    loading its dataset after a restart, read-only replica).
+    """
     try:
         yield
     except REDIS_ERRORS as exc:
