@@ -264,6 +264,10 @@ class RedisStore:
             logger.info("replacing stream %s", redact(conversation_id))
             await self._cancel_producer(old_owner, conversation_id, old_generation)
         self._producing[local.generation] = local
+        if self._closed:
+            # Shutdown began while Redis answered: still run the task, so that the
+            # session is finalized, but cancelled from the start like every other.
+            local.cancel_scope.cancel()
         interval = self.ping_interval if ping_interval is None else ping_interval
         self._nursery.start_soon(self._run_producer, local, producer, interval)
         return RedisStream(self, conversation_id, local.generation, local)
