@@ -12,14 +12,19 @@ from .bytelog import ByteLog
 from .manager import ManagerClosedError, SessionManager
 from .producer import Producer, StreamWriter
 from .session import OffsetLostError, SessionInfo, StreamSession
+from .store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandle
 
 __all__ = [
     "ByteLog",
     "ManagerClosedError",
+    "MemoryStore",
     "OffsetLostError",
     "Producer",
     "SessionInfo",
     "SessionManager",
+    "SessionStore",
+    "StoreUnavailableError",
+    "StreamHandle",
     "StreamSession",
     "StreamWriter",
 ]
