@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -25,6 +26,19 @@ def sse_data(raw: bytes) -> list[str]:
             if line.startswith("data: "):
                 events.append(line[len("data: ") :])
     return events
+
+
+_EVENT_ID_LINE = re.compile(rb"^id: [0-9]+\n", re.MULTILINE)
+
+
+def without_event_ids(raw: bytes) -> bytes:
+    """``raw`` without the ``id: N`` lines the session writer stamps (LF streams only)."""
+    return _EVENT_ID_LINE.sub(b"", raw)
+
+
+def ends_with_done(raw: bytes) -> bool:
+    """The stream's last event is the OpenAI ``[DONE]`` sentinel."""
+    return raw.endswith(b"\n\n") and sse_data(raw)[-1:] == ["[DONE]"]
 
 
 def chat_text(raw: bytes) -> str:

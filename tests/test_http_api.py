@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body, chat_text, sse_data
+from tests.helpers import assert_error, chat_body, chat_text, ends_with_done, sse_data
 from trio_streams.demo import answer_tokens
 from trio_streams.server import RunningServer
 
@@ -192,7 +192,7 @@ async def test_generation_continues_after_the_client_disconnects_and_resumes_exa
         assert_stream_headers(rest)
         whole = received + rest.content
         assert chat_text(whole) == "".join(answer_tokens("resume me")[:60])
-        assert whole.endswith(b"data: [DONE]\n\n")
+        assert ends_with_done(whole)
         assert session.is_done and not session.is_cancelled
         info = (
             await client.post("/v1/streams/lookup", json={"conversation_ids": ["c-resume"]})
@@ -238,7 +238,7 @@ async def test_a_reader_that_disconnects_leaves_the_generation_alone(
         await read_some(client, "GET", "/v1/stream/c-keep", at_least=1)
     session = server.manager.get("c-keep")
     assert session is not None and session.is_done and not session.is_cancelled
-    assert results["c-keep"].endswith(b"data: [DONE]\n\n")
+    assert ends_with_done(results["c-keep"])
 
 
 async def test_plain_stream_without_id_is_cancelled_when_its_client_leaves(
@@ -381,7 +381,7 @@ async def test_delete_is_idempotent_204_and_ends_readers(
     assert deleted.status_code == 204 and deleted.content == b""
     assert session is not None and session.is_cancelled and session.is_done
     assert results["c-del"] and results["follow"]
-    assert not results["c-del"].endswith(b"[DONE]\n\n")
+    assert not ends_with_done(results["c-del"])
     assert (await client.get("/v1/stream/c-del")).status_code == 404
     assert (await client.delete("/v1/stream/c-del")).status_code == 204
 
@@ -426,7 +426,7 @@ async def test_replacement_ends_the_old_stream_and_takes_the_id(
         with trio.fail_after(5):
             new_raw = await start_stream(client, "c-rep", "new prompt", 5)
     assert old is not None and old.is_cancelled and old.is_done
-    assert chat_text(results["c-rep"]) and not results["c-rep"].endswith(b"[DONE]\n\n")
+    assert chat_text(results["c-rep"]) and not ends_with_done(results["c-rep"])
     assert chat_text(new_raw) == "".join(answer_tokens("new prompt")[:5])
     replay = await client.get("/v1/stream/c-rep")
     assert replay.content == new_raw

@@ -18,9 +18,9 @@ ODD_ID = "conv::org/model:Q8_0"
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     if request.param == "memory":
-        return await start_server(session_max_bytes=2000)
+        return await start_server(session_max_bytes=4000)
     redis = request.getfixturevalue("redis_server")
-    return await start_server(store=redis.url, session_max_bytes=2000)
+    return await start_server(store=redis.url, session_max_bytes=4000)
 
 
 @pytest.fixture
@@ -74,15 +74,15 @@ async def test_errors_have_the_documented_shape(http: httpx.AsyncClient) -> None
 
 
 async def test_offsets_below_the_cap_are_lost(http: httpx.AsyncClient) -> None:
-    whole = await start(http, "c-cap", max_tokens=100)  # far more than the 2000-byte cap
+    whole = await start(http, "c-cap", max_tokens=100)  # far more than the 4000-byte cap
     found = (await http.post("/v1/streams/lookup", json={"conversation_ids": ["c-cap"]})).json()
     total = found[0]["total_bytes"]
     assert (
-        total > 2000
-        and whole[-2000:]
-        == (await http.get("/v1/stream/c-cap", params={"from": str(total - 2000)})).content
+        total > 4000
+        and whole[-4000:]
+        == (await http.get("/v1/stream/c-cap", params={"from": str(total - 4000)})).content
     )
-    lost = await http.get("/v1/stream/c-cap", params={"from": str(total - 2001)})
+    lost = await http.get("/v1/stream/c-cap", params={"from": str(total - 4001)})
     assert_error(lost, 400, "Stream offset lost, please restart", "invalid_request_error")
 
 

@@ -6,6 +6,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.helpers import without_event_ids
 from trio_streams.manager import ManagerClosedError, SessionManager, variant_prefixes
 from trio_streams.producer import StreamWriter
 from trio_streams.session import StreamSession
@@ -40,7 +41,8 @@ class Ticker:
 
 
 async def read_all(session: StreamSession, offset: int = 0) -> bytes:
-    return b"".join([chunk async for chunk in session.read(offset)])
+    """The session's bytes, without the event ids (tests/test_event_ids.py checks those)."""
+    return without_event_ids(b"".join([chunk async for chunk in session.read(offset)]))
 
 
 def expected_ticks(count: int) -> bytes:

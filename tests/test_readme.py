@@ -26,5 +26,8 @@ def test_embedding_example_resumes_without_loss_or_duplication() -> None:
         check=True,
     )
     stream, info = result.stdout.rsplit("\n\n", 1)
-    assert stream == "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]"
+    # Each event carries the byte offset just after it as its id (EventSource resume).
+    assert stream == (
+        "data: 1\nid: 16\n\ndata: 2\nid: 32\n\ndata: 3\nid: 48\n\ndata: [DONE]\nid: 69"
+    )
     assert "conversation_id='conversation-1'" in info and "is_done=True" in info

@@ -12,7 +12,7 @@ from trio_streams.redis_store import ORPHAN_MESSAGE
 from trio_streams.server import RunningServer
 
 from .conftest import StartServer
-from .helpers import assert_error, chat_body, chat_text
+from .helpers import assert_error, chat_body, chat_text, sse_data
 from .redis_fixtures import RedisServer
 from .test_cli import start_process
 
@@ -57,7 +57,7 @@ async def test_a_stream_started_on_one_instance_resumes_and_is_found_on_the_othe
         assert rest.headers["content-type"].startswith("text/event-stream")
         whole = (await http.get(f"{b.url}/v1/stream?conv_id=conv-1")).content
         assert first + rest.content == whole
-        assert whole.endswith(b"data: [DONE]\n\n")
+        assert sse_data(whole)[-1] == "[DONE]"
         assert chat_text(whole) == "".join(answer_tokens(PROMPT)[:60])
         await read_some(http, b.url, "conv-1::other-model", 1, max_tokens=2)
         found = (
@@ -140,10 +140,10 @@ async def test_killing_the_producer_s_instance_ends_readers_with_an_error_event(
                 "GET", f"{b.url}/v1/stream/conv-dead", params={"from": len(first)}
             ) as follower:
                 chunks = follower.aiter_raw()
-                await chunks.__anext__()
+                rest = await chunks.__anext__()
                 a.process.kill()  # no shutdown, no finalize: the instance is just gone
                 with trio.fail_after(3 * lease + 2):
-                    rest = b"".join([chunk async for chunk in chunks])
+                    rest += b"".join([chunk async for chunk in chunks])
             found = await http.post(
                 f"{b.url}/v1/streams/lookup", json={"conversation_ids": ["conv-dead"]}
             )
@@ -151,8 +151,9 @@ async def test_killing_the_producer_s_instance_ends_readers_with_an_error_event(
         if a.process.returncode is None:
             a.process.kill()
         await a.process.wait()
-    last = rest.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
-    assert json.loads(last.removeprefix(b"data: "))["error"]["message"] == ORPHAN_MESSAGE
+    assert json.loads(sse_data(rest)[-1])["error"]["message"] == ORPHAN_MESSAGE
+    # Stamped like every event: its id is the offset just after it, the end of the stream.
+    assert rest.endswith(b"\nid: %d\n\n" % (len(first) + len(rest)))
     assert found.json()[0]["is_done"] is True
 
 
@@ -175,5 +176,5 @@ async def test_redis_restart_mid_stream_loses_nothing(
         rest = await http.get(f"{b.url}/v1/stream/conv-outage", params={"from": len(first)})
         assert rest.status_code == 200
     whole = first + rest.content
-    assert whole.endswith(b"data: [DONE]\n\n")
+    assert sse_data(whole)[-1] == "[DONE]"
     assert chat_text(whole) == "".join(answer_tokens(PROMPT)[:150])

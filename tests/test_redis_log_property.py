@@ -35,7 +35,9 @@ def test_every_reader_gets_exactly_the_model_bytes(
     conversation_id = f"prop-{next(_ids)}"
 
     async def scenario() -> None:
-        async with RedisStore(redis_server.url, max_bytes=cap, ping_interval=None) as store:
+        async with RedisStore(
+            redis_server.url, max_bytes=cap, ping_interval=None, event_ids=False
+        ) as store:
             live: list[tuple[int, list[bytes], list[OffsetLostError]]] = []
             go_on = trio.Event()
 

@@ -22,6 +22,7 @@ async def two_stores(
     server: RedisServer, **options: float | None
 ) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
     options.setdefault("ping_interval", None)
+    options.setdefault("event_ids", False)  # exact bytes; test_store_contract checks ids
     async with RedisStore(server.url, **options) as a, RedisStore(server.url, **options) as b:  # type: ignore[arg-type]
         yield a, b
 
@@ -144,10 +145,10 @@ async def test_redis_down_is_unavailable_and_recovery_needs_nothing(
 async def test_shutting_down_a_reading_instance_ends_its_readers_only(
     redis_server: RedisServer,
 ) -> None:
-    async with RedisStore(redis_server.url, ping_interval=None) as a:
+    async with RedisStore(redis_server.url, ping_interval=None, event_ids=False) as a:
         ticker = Ticker(count=1000, interval=0.02)
         await a.start("c1", ticker)
-        async with RedisStore(redis_server.url, ping_interval=None) as b:
+        async with RedisStore(redis_server.url, ping_interval=None, event_ids=False) as b:
             handle = await b.open("c1", 0)
             assert handle is not None
             reader = handle.read(0)
@@ -163,7 +164,7 @@ async def test_shutting_down_a_reading_instance_ends_its_readers_only(
 
 
 async def test_finished_sessions_expire_through_redis_ttl(redis_server: RedisServer) -> None:
-    async with RedisStore(redis_server.url, ttl=1, ping_interval=None) as store:
+    async with RedisStore(redis_server.url, ttl=1, ping_interval=None, event_ids=False) as store:
         await read_all(await store.start("c1", Ticker(count=1)))
         await read_all(await store.start("c1::v", Ticker(count=1)))
         assert len(await store.lookup(["c1"])) == 2

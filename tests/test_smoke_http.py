@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import chat_body, chat_text
+from tests.helpers import chat_body, chat_text, ends_with_done
 
 
 async def test_stream_and_resume(client: httpx.AsyncClient) -> None:
@@ -12,7 +12,7 @@ async def test_stream_and_resume(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 200
     full = response.content
-    assert full.endswith(b"data: [DONE]\n\n")
+    assert ends_with_done(full)
     again = await client.get("/v1/stream/smoke", params={"from": 100})
     assert again.content == full[100:]
     assert chat_text(full).startswith("You asked about")

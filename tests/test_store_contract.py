@@ -7,6 +7,7 @@ clock in ``test_manager.py``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,9 @@ def make_store(request: pytest.FixtureRequest) -> MakeStore:
 
     def make(**options: Any) -> SessionStore:
         options.setdefault("ping_interval", None)
+        # Exact bytes in, exact bytes out; test_event_ids_are_the_same_in_both_stores
+        # checks the ids.
+        options.setdefault("event_ids", False)
         if server is None:
             options.pop("lease_seconds", None)
             return MemoryStore(SessionManager(**options))
@@ -273,3 +277,26 @@ async def test_keep_alive_pings_an_idle_stream(make_store: MakeStore) -> None:
         assert rest == b"data: 1\n\n"
         assert pings.replace(b": ping\n\n", b"") == b""
         assert 2 <= data.count(b": ping") <= 4
+
+
+async def test_event_ids_are_the_same_in_both_stores(make_store: MakeStore) -> None:
+    async with make_store(event_ids=True, ping_interval=0.05) as store:
+
+        async def producer(writer: StreamWriter) -> None:
+            await writer.write(b"data: a\n\n")
+            await trio.sleep(0.12)  # pings come in between: comments get no id
+            await writer.write(b"event: x\ndata: b\n\ndata: c\n\n")
+            raise RuntimeError("boom")  # the error event is stamped too
+
+        data = await read_all(await store.start("c1", producer))
+    events = data.split(b"\n\n")[:-1]
+    ends = list(itertools.accumulate(len(event) + 2 for event in events))
+    for event, end in zip(events, ends, strict=True):
+        if event.startswith(b": ping"):
+            assert b"id:" not in event
+        else:
+            assert event.endswith(b"\nid: %d" % end)  # the offset just after the event
+    failure = b'data: {"error":{"code":500,"message":"generation failed: boom",'
+    firsts = [event.split(b"\n")[0] for event in events if not event.startswith(b":")]
+    assert firsts[:3] == [b"data: a", b"event: x", b"data: c"]
+    assert firsts[3].startswith(failure) and len(firsts) == 4

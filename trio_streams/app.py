@@ -12,7 +12,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import http_openai, http_streams
+from . import http_openai, http_page, http_streams
 from .demo import DemoModel
 from .errors import (
     SERVER_ERROR,
@@ -38,6 +38,7 @@ def create_app(
 
     http_streams.register(app, store)
     http_openai.register(app, store, model)
+    http_page.register(app)
 
     @app.get("/health")
     async def health() -> Response:

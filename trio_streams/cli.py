@@ -9,9 +9,12 @@ from functools import partial
 import click
 import trio
 
+from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
 from .store_config import check_store
+from .tail import stdout
+from .tail import tail as tail_stream
 
 _DEFAULTS = Settings()
 
@@ -137,6 +140,13 @@ def main() -> None:
     "finalized with an error event.",
 )
 @click.option(
+    "--event-ids/--no-event-ids",
+    default=_DEFAULTS.event_ids,
+    envvar="TRIO_STREAMS_EVENT_IDS",
+    show_envvar=True,
+    help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -156,6 +166,7 @@ def serve(
     max_body_bytes: int,
     store: str,
     store_lease: float,
+    event_ids: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API, with the built-in demo model as the default producer.
@@ -179,5 +190,31 @@ def serve(
         max_body_bytes=max_body_bytes,
         store=store,
         store_lease=store_lease,
+        event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+@main.command()
+@click.argument("conversation_id")
+@click.option(
+    "--from",
+    "offset",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Byte offset to start from (an event id works too).",
+)
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    envvar="TRIO_STREAMS_URL",
+    show_envvar=True,
+    help="The trio-streams server.",
+)
+@click.option("--raw", is_flag=True, help="Print the SSE bytes as they are, not the text.")
+def tail(conversation_id: str, offset: int, url: str, raw: bool) -> None:
+    """Print a conversation's stream until it ends, resuming across reconnects."""
+    status = trio.run(
+        partial(tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr)
+    )
+    sys.exit(status)

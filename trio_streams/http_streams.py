@@ -18,6 +18,20 @@ from .session import OffsetLostError
 from .store import SessionStore, StreamHandle
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: The header a reconnecting ``EventSource`` sends with the id of the last event it got.
+LAST_EVENT_ID = "Last-Event-ID"
+
+
+def resume_offset(from_param: str | None, last_event_id: str | None) -> int:
+    """Where a GET resumes: ``Last-Event-ID`` if present, else ``from`` (absent = 0).
+
+    Event ids are byte offsets (see :mod:`trio_streams.event_ids`), so both name the same
+    place. The header wins because a reconnecting ``EventSource`` resends its original
+    URL, whose ``from`` is where it *first* started, not where it got to.
+    """
+    if last_event_id:
+        return validation.last_event_id(last_event_id)
+    return validation.offset(from_param)
 
 
 def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool = False) -> Response:
@@ -51,7 +65,7 @@ def register(app: QuartTrio, store: SessionStore) -> None:
 
     async def read(raw_id: str | None) -> Response:
         conversation_id = validation.conversation_id(raw_id)
-        offset = validation.offset(request.args.get("from"))
+        offset = resume_offset(request.args.get("from"), request.headers.get(LAST_EVENT_ID))
         try:
             session = await store.open(conversation_id, offset)
         except OffsetLostError:

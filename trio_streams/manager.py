@@ -54,8 +54,11 @@ class SessionManager:
         ttl: float = DEFAULT_TTL,
         gc_interval: float = DEFAULT_GC_INTERVAL,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        event_ids: bool = True,
     ) -> None:
         self.max_bytes = max_bytes
+        #: Stamp every SSE event with ``id: <offset after it>`` (for EventSource resume).
+        self.event_ids = event_ids
         self.ttl = ttl
         self.gc_interval = gc_interval
         self.ping_interval = ping_interval
@@ -213,18 +216,19 @@ class SessionManager:
         self, session: StreamSession, producer: Producer, ping_interval: float | None
     ) -> None:
         """Run one producer in its own nursery, under the cancel scope its session owns."""
+        writer = SessionWriter(session, event_ids=self.event_ids)
         try:
             with session.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     if ping_interval:
                         nursery.start_soon(keep_alive, session, ping_interval)
-                    await producer(SessionWriter(session))
+                    await producer(writer)
                     nursery.cancel_scope.cancel()
         except SessionClosedError:
             pass
         except Exception as exc:  # a failing producer must end its stream, not the server
             logger.exception("producer of stream %s failed", redact(session.conversation_id))
-            session.append(error_event(f"generation failed: {_leaf_message(exc)}"))
+            writer.write_nowait(error_event(f"generation failed: {_leaf_message(exc)}"))
         finally:
             self._producing.discard(session)
             session.finalize()

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import trio
 
+from .event_ids import EventIdStamper
 from .session import SessionClosedError, StreamSession
 
 
@@ -31,15 +32,33 @@ Producer = Callable[[StreamWriter], Awaitable[None]]
 
 
 class SessionWriter:
-    """The :class:`StreamWriter` over an in-memory :class:`StreamSession`."""
+    """The :class:`StreamWriter` over an in-memory :class:`StreamSession`.
 
-    __slots__ = ("_session",)
+    With ``event_ids`` (the default) every event gets an ``id:`` equal to the logical
+    offset just after it (see :mod:`trio_streams.event_ids`), so every producer's stream
+    can be resumed by a browser ``EventSource`` through ``Last-Event-ID``.
+    """
 
-    def __init__(self, session: StreamSession) -> None:
+    __slots__ = ("_session", "_stamper")
+
+    def __init__(self, session: StreamSession, *, event_ids: bool = True) -> None:
         self._session = session
+        self._stamper = EventIdStamper() if event_ids else None
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Stamp and append at once; ``False`` (nothing stored) once the session is finalized.
+
+        No checkpoint between reading ``total_bytes`` and the append: a keep-alive ping
+        cannot slip in between, so the ids are exact offsets.
+        """
+        if self._session.is_done:
+            return False
+        if self._stamper is not None:
+            data = self._stamper.stamp(data, self._session.total_bytes)
+        return self._session.append(data)
 
     async def write(self, data: bytes) -> None:
-        if not self._session.append(data):
+        if not self.write_nowait(data):
             # Finalized: if it was a cancel (DELETE, replacement, shutdown) this
             # checkpoint raises Cancelled; anything else is a misuse worth an error.
             await trio.lowlevel.checkpoint()

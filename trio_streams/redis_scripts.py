@@ -11,8 +11,9 @@ total is ``T`` is ``T-1`` with field ``end``: greater than every data entry, and
 wakes every blocked ``XREAD``. ``XTRIM MINID (D+1)-0`` removes exactly the entries that
 end at or before ``dropped_prefix = D``.
 
-Every script takes the key prefix as ``ARGV[1]``; the names are built as in
-``redis_keys.py``. Keys are not declared in ``KEYS`` (the log's name depends on the
+Every script takes the key prefix as ``ARGV[1]`` (the names are built as in
+``redis_keys.py``) and, as ``ARGV[2]``, whether the events a script writes itself (error
+events) get SSE ``id:`` lines. Keys are not declared in ``KEYS`` (the log's name depends on the
 generation read inside the script), which is fine on a standalone Redis or Valkey but
 not on a cluster.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 _PRELUDE = r"""
 local P = ARGV[1]
+-- Stamp the events this script writes itself (error events) with SSE ids.
+local STAMP = ARGV[2] == '1'
 local function meta_key(cid) return P .. 'meta:' .. cid end
 local function log_key(cid, gen) return P .. 'log:' .. gen .. ':' .. cid end
 local function lease_key(cid) return P .. 'lease:' .. cid end
@@ -69,6 +72,16 @@ local function expire_indexes(cid, ttl)
   end
 end
 
+-- The SSE id of an event is the logical offset just after it, its own id line included
+-- (as trio_streams.event_ids writes it): the fixed point of N = at + len(event) + len(id line).
+local function stamp_event(event, at)
+  local body = string.sub(event, 1, -2)
+  local fixed = at + string.len(body) + string.len('id: ') + 2
+  local digits = 1
+  while string.len(fmt(fixed + digits)) ~= digits do digits = digits + 1 end
+  return body .. 'id: ' .. fmt(fixed + digits) .. '\n\n'
+end
+
 local function finalize(cid, gen, now, ttl, error_event, maxb)
   local meta = meta_key(cid)
   local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
@@ -76,6 +89,7 @@ local function finalize(cid, gen, now, ttl, error_event, maxb)
   local log = log_key(cid, gen)
   local total = tonumber(m[3])
   if error_event ~= '' then
+    if STAMP then error_event = stamp_event(error_event, total) end
     total = append_bytes(meta, log, total, tonumber(m[4]), error_event, maxb)
   end
   redis.call('XADD', log, fmt(total) .. '-1', 'end', '1')
@@ -96,13 +110,13 @@ local function finalize_if_orphaned(cid, gen, done, now, ttl, event, maxb)
 end
 """
 
-#: ARGV: prefix, cid, gen, owner, now, lease_ms, ttl. Returns {old_owner, old_gen} if a
+#: ARGV: prefix, stamp, cid, gen, owner, now, lease_ms, ttl. Returns {old_owner, old_gen} if a
 #: live session was replaced (its log got its terminal marker), else {}.
 START = (
     _PRELUDE
     + r"""
-local cid, gen, owner, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local lease_ms, ttl = ARGV[6], tonumber(ARGV[7])
+local cid, gen, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local lease_ms, ttl = ARGV[7], tonumber(ARGV[8])
 local meta = meta_key(cid)
 local old = redis.call('HMGET', meta, 'gen', 'owner', 'done')
 local replaced = {}
@@ -124,7 +138,7 @@ return replaced
 """
 )
 
-#: ARGV: prefix, cid, gen, data, max_bytes, expected_total. Returns the new total, or -1
+#: ARGV: prefix, stamp, cid, gen, data, max_bytes, expected_total. Returns the new total, or -1
 #: if the session is finalized or no longer this generation (replaced, stopped,
 #: expired). Idempotent: if the log already ends at expected_total + len(data), this
 #: append was applied before and only its reply was lost (Redis went away), so it
@@ -132,38 +146,38 @@ return replaced
 APPEND = (
     _PRELUDE
     + r"""
-local cid, gen = ARGV[2], ARGV[3]
+local cid, gen = ARGV[3], ARGV[4]
 local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
 if m[1] ~= gen or m[2] ~= '0' then return -1 end
-local total, expected = tonumber(m[3]), tonumber(ARGV[6])
-if total == expected + string.len(ARGV[4]) then return total end
-return append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), ARGV[4],
-                    tonumber(ARGV[5]))
+local total, expected = tonumber(m[3]), tonumber(ARGV[7])
+if total == expected + string.len(ARGV[5]) then return total end
+return append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), ARGV[5],
+                    tonumber(ARGV[6]))
 """
 )
 
-#: ARGV: prefix, cid, gen, now, ttl, error_event ('' for none), max_bytes.
+#: ARGV: prefix, stamp, cid, gen, now, ttl, error_event ('' for none), max_bytes.
 #: Returns 1 if this call finalized the session.
 FINALIZE = (
     _PRELUDE
     + r"""
-return finalize(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]))
+return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]))
 """
 )
 
-#: ARGV: prefix, cid, now, ttl. DELETE: finalize if live, then evict.
+#: ARGV: prefix, stamp, cid, now, ttl. DELETE: finalize if live, then evict.
 #: Returns {owner, gen, was_live} or {} if there was no session.
 STOP = (
     _PRELUDE
     + r"""
-local cid = ARGV[2]
+local cid = ARGV[3]
 local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'owner', 'done')
 if not m[1] then return {} end
 local live = '0'
 if m[3] == '0' then
-  finalize(cid, m[1], ARGV[3], tonumber(ARGV[4]), '', 0)
+  finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0)
   live = '1'
 end
 redis.call('DEL', meta)
@@ -172,58 +186,58 @@ return {m[2], m[1], live}
 """
 )
 
-#: ARGV: prefix, cid, gen, lease_ms. Returns 1 if renewed, 0 if the session is no longer
+#: ARGV: prefix, stamp, cid, gen, lease_ms. Returns 1 if renewed, 0 if the session is no longer
 #: this live generation (its producer should stop).
 RENEW = (
     _PRELUDE
     + r"""
-local m = redis.call('HMGET', meta_key(ARGV[2]), 'gen', 'done')
-if m[1] ~= ARGV[3] or m[2] ~= '0' then return 0 end
-redis.call('SET', lease_key(ARGV[2]), ARGV[3], 'PX', ARGV[4])
+local m = redis.call('HMGET', meta_key(ARGV[3]), 'gen', 'done')
+if m[1] ~= ARGV[4] or m[2] ~= '0' then return 0 end
+redis.call('SET', lease_key(ARGV[3]), ARGV[4], 'PX', ARGV[5])
 return 1
 """
 )
 
-#: ARGV: prefix, cid, now, ttl, max_bytes, orphan_event. Opens a session for reading,
+#: ARGV: prefix, stamp, cid, now, ttl, max_bytes, orphan_event. Opens a session for reading,
 #: finalizing it first if orphaned. Returns {gen, dropped} or {} if there is none.
 OPEN = (
     _PRELUDE
     + r"""
-local cid = ARGV[2]
+local cid = ARGV[3]
 local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'done')
 if not m[1] then return {} end
-finalize_if_orphaned(cid, m[1], m[2], ARGV[3], tonumber(ARGV[4]), ARGV[6], tonumber(ARGV[5]))
+finalize_if_orphaned(cid, m[1], m[2], ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]))
 return redis.call('HMGET', meta, 'gen', 'dropped')
 """
 )
 
-#: ARGV: prefix, cid, gen, now, ttl, max_bytes, orphan_event, offset. A reader's check
+#: ARGV: prefix, stamp, cid, gen, now, ttl, max_bytes, orphan_event, offset. A reader's check
 #: after a lease period without news: finalizes the session if orphaned. Returns 1 if the
 #: reader should go on reading, 0 if there is nothing left for it (the log expired, or
 #: the session ended at or before its offset).
 CHECK = (
     _PRELUDE
     + r"""
-local cid, gen = ARGV[2], ARGV[3]
+local cid, gen = ARGV[3], ARGV[4]
 local m = redis.call('HMGET', meta_key(cid), 'gen', 'done', 'total')
 if m[1] == gen then
-  local orphaned = finalize_if_orphaned(cid, gen, m[2], ARGV[4], tonumber(ARGV[5]), ARGV[7],
-                                        tonumber(ARGV[6]))
-  if orphaned == 0 and m[2] == '1' and tonumber(m[3]) <= tonumber(ARGV[8]) then return 0 end
+  local orphaned = finalize_if_orphaned(cid, gen, m[2], ARGV[5], tonumber(ARGV[6]), ARGV[8],
+                                        tonumber(ARGV[7]))
+  if orphaned == 0 and m[2] == '1' and tonumber(m[3]) <= tonumber(ARGV[9]) then return 0 end
   return 1
 end
 return redis.call('EXISTS', log_key(cid, gen))
 """
 )
 
-#: ARGV: prefix, now, ttl, max_bytes, orphan_event, requested ids... Returns a flat
+#: ARGV: prefix, stamp, now, ttl, max_bytes, orphan_event, requested ids... Returns a flat
 #: list of (cid, done, total, started_at, completed_at) per session found: each
 #: requested id itself, then its variants in creation order, without duplicates.
 LOOKUP = (
     _PRELUDE
     + r"""
-local now, ttl, maxb, event = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local now, ttl, maxb, event = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local seen = {}
 local out = {}
 local function add(cid)
@@ -238,7 +252,7 @@ local function add(cid)
   for i = 1, 4 do table.insert(out, v[i]) end
   return true
 end
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local id = ARGV[i]
   add(id)
   local key = variants_key(id)

@@ -42,6 +42,7 @@ import trio
 from coredis.exceptions import RedisError
 
 from . import redis_scripts
+from .event_ids import EventIdStamper
 from .manager import (
     DEFAULT_GC_INTERVAL,
     DEFAULT_MAX_BYTES,
@@ -101,6 +102,8 @@ class _LocalProducer:
     append_lock: trio.Lock = field(default_factory=trio.Lock)
     #: trio clock time of the last append; keep-alive measures idleness on it.
     last_append_clock: float = field(default_factory=trio.current_time)
+    #: Adds ``id: <offset after the event>`` to each event (``None``: ids are off).
+    stamper: EventIdStamper | None = None
 
 
 class RedisStream:
@@ -157,6 +160,7 @@ class RedisStore:
         gc_interval: float = DEFAULT_GC_INTERVAL,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        event_ids: bool = True,
         instance_id: str | None = None,
         connect_timeout: float = 2.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -168,6 +172,8 @@ class RedisStore:
         self.ttl = ttl
         self.ping_interval = ping_interval
         self.lease_seconds = lease_seconds
+        #: Stamp every SSE event with ``id: <offset after it>``, as the in-memory store does.
+        self.event_ids = event_ids
         self.instance_id = instance_id or uuid.uuid4().hex
         self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
             url, connect_timeout=connect_timeout, max_connections=max_connections
@@ -178,7 +184,11 @@ class RedisStore:
         }
         #: Plain streams (no conversation id) never leave this instance.
         self.memory = SessionManager(
-            max_bytes=max_bytes, ttl=ttl, gc_interval=gc_interval, ping_interval=ping_interval
+            max_bytes=max_bytes,
+            ttl=ttl,
+            gc_interval=gc_interval,
+            ping_interval=ping_interval,
+            event_ids=event_ids,
         )
         # generation -> producer running here (a generation is unique to one session).
         self._producing: dict[str, _LocalProducer] = {}
@@ -248,7 +258,11 @@ class RedisStore:
             raise ManagerClosedError("the session store is not running")
         if not conversation_id:
             return self.memory.start(None, producer, ping_interval=ping_interval)
-        local = _LocalProducer(conversation_id, uuid.uuid4().hex)
+        local = _LocalProducer(
+            conversation_id,
+            uuid.uuid4().hex,
+            stamper=EventIdStamper() if self.event_ids else None,
+        )
         with _unavailable():
             replaced = await self._run(
                 "START",
@@ -360,8 +374,11 @@ class RedisStore:
                     self.max_bytes,
                 )
 
-    async def _append(self, local: _LocalProducer, data: bytes) -> int:
+    async def _append(self, local: _LocalProducer, data: bytes, *, stamp: bool = True) -> int:
         async with local.append_lock:
+            if stamp and local.stamper is not None:
+                # Under the lock: the ids are exact offsets, no ping can slip in between.
+                data = local.stamper.stamp(data, local.total_bytes)
             result = int(
                 await self._retrying(
                     "APPEND",
@@ -379,14 +396,13 @@ class RedisStore:
     async def _keep_alive(self, local: _LocalProducer, interval: float) -> None:
         """Append ``: ping`` whenever the stream has been silent for ``interval`` seconds
         (the same rule as the in-memory ``keepalive.keep_alive``)."""
-        writer = _RedisWriter(self, local)
         while True:
             await trio.sleep_until(local.last_append_clock + interval)
             if trio.current_time() - local.last_append_clock >= interval:
-                try:
-                    await writer.write(PING)
-                except SessionClosedError:
+                # Pings are comments: no id, as in memory (keepalive.py appends them raw).
+                if await self._append(local, PING, stamp=False) < 0:
                     return
+                local.last_append_clock = trio.current_time()
 
     async def _renew_lease(self, local: _LocalProducer) -> None:
         """Keep the lease alive while the producer runs; stop it if the session moved on.
@@ -524,7 +540,8 @@ class RedisStore:
     # -- helpers -------------------------------------------------------------------------
 
     async def _run(self, name: str, *args: str | int | bytes) -> Any:
-        return await self._scripts[name](keys=[], args=[PREFIX, *args])
+        stamp = "1" if self.event_ids else "0"
+        return await self._scripts[name](keys=[], args=[PREFIX, stamp, *args])
 
     async def _retrying(self, name: str, *args: str | int | bytes) -> Any:
         """Run a script until Redis answers (a producer waits out an outage)."""

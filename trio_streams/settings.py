@@ -25,6 +25,9 @@ class Settings:
     ping_interval: float = DEFAULT_PING_INTERVAL
     #: Largest accepted request body (bytes).
     max_body_bytes: int = 1024 * 1024
+    #: Stamp every SSE event with ``id: <byte offset after it>`` so EventSource can resume
+    #: through ``Last-Event-ID``; off leaves the producer's bytes untouched.
+    event_ids: bool = True
     #: How long shutdown waits for responses to finish (seconds).
     graceful_timeout: float = 3.0
     #: Where sessions live: ``memory`` (this process) or ``redis://HOST:PORT/DB`` (shared

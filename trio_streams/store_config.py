@@ -47,6 +47,7 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
             ttl=settings.session_ttl,
             gc_interval=settings.gc_interval,
             ping_interval=settings.ping_interval,
+            event_ids=settings.event_ids,
         )
         return MemoryStore(manager), manager
     from .redis_store import RedisStore  # only a Redis deployment needs the client
@@ -61,5 +62,6 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
         lease_seconds=settings.store_lease,
+        event_ids=settings.event_ids,
     )
     return store, store.memory

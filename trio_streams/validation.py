@@ -49,6 +49,13 @@ def offset(raw: str | None) -> int:
     return int(raw)
 
 
+def last_event_id(raw: str) -> int:
+    """The ``Last-Event-ID`` header: one of our event ids, a non-negative decimal offset."""
+    if not _OFFSET.fullmatch(raw):
+        raise ApiError(400, "Invalid 'Last-Event-ID': expected a byte offset")
+    return int(raw)
+
+
 def json_value(data: str | bytes) -> Any:
     """A request body that must be JSON (any value)."""
     try:

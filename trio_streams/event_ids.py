@@ -1,0 +1,105 @@
+"""SSE ``id:`` stamping: every event's id is the logical byte offset just after it.
+
+A browser ``EventSource`` that loses its connection reconnects by itself and sends the id
+of the last event it received as ``Last-Event-ID``. Making that id the byte offset where
+the event ends (its own ``id:`` line included) means ``Last-Event-ID: N`` and ``?from=N``
+name the same place: EventSource clients and byte-counting clients resume identically.
+
+The stamper sits in the writer, not in a producer, so every producer (the demo model, an
+upstream proxy, an embedder's own) gets ids without knowing about them. It inserts the
+``id:`` line as the *last* line of each event, just before the blank line that ends it and
+with the event's own line ending, so an ``id:`` the producer wrote itself is overridden
+(the last ``id:`` field of an event wins). Comment-only events (``: ping``) get no id:
+EventSource ignores them, and a reconnect after a ping simply re-reads the ping.
+
+Producers write whole events, but the stamper keeps its parse state across writes, so an
+event split over several writes (or a CRLF split between two) is still stamped once,
+where it ends.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LF = 0x0A
+_COLON = 0x3A
+_EOL_BYTES = b"\r\n"
+_EOL = re.compile(rb"\r\n?|\n")
+
+
+def id_line(line_start: int, eol: bytes, blank_eol: bytes) -> bytes:
+    """The ``id: N`` line starting at logical offset ``line_start``.
+
+    ``N`` is the offset just after the event: after this line and the blank line
+    (``blank_eol``) that follows it. The line's length depends on the number of digits of
+    ``N``, so ``N`` is the fixed point of ``N = line_start + len("id: N" + eol) +
+    len(blank_eol)``; it exists and is unique because one more digit moves ``N`` by one.
+    """
+    fixed = line_start + len(b"id: ") + len(eol) + len(blank_eol)
+    digits = 1
+    while len(str(fixed + digits)) != digits:
+        digits += 1
+    return b"id: %d%s" % (fixed + digits, eol)
+
+
+class EventIdStamper:
+    """Adds ``id: <offset>`` to every non-comment event of one stream's bytes.
+
+    Feed it the stream in order with :meth:`stamp`, each time with the logical offset at
+    which its output will be appended.
+    """
+
+    __slots__ = ("_after_cr", "_at_line_start", "_has_field", "_last_eol", "_line_is_comment")
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        # The previous byte was a CR ending a line: an LF right after it belongs to it.
+        self._after_cr = False
+        self._line_is_comment = False
+        # The event seen so far has a line that is not a comment: it gets an id.
+        self._has_field = False
+        self._last_eol = b"\n"
+
+    def stamp(self, data: bytes, base_offset: int) -> bytes:
+        """``data`` with an ``id:`` line inserted before the end of each event it finishes.
+
+        ``base_offset`` is the logical offset of ``data``'s first byte once appended; the
+        ids count the inserted lines too, so they are offsets in the *stamped* stream.
+        """
+        out = bytearray()
+        start = 0  # first byte of data not yet copied to out
+        i = 0
+        size = len(data)
+        while i < size:
+            if self._after_cr:
+                self._after_cr = False
+                if data[i] == _LF:  # the second half of a CRLF split across two writes
+                    if self._last_eol == b"\r":
+                        self._last_eol = b"\r\n"
+                    i += 1
+                    continue
+            if self._at_line_start and data[i] not in _EOL_BYTES:
+                self._at_line_start = False
+                self._line_is_comment = data[i] == _COLON
+            # Jump to the next line ending (CRLF, LF or CR); the bytes before it are content.
+            match = _EOL.search(data, i)
+            if match is None:
+                break
+            i, eol = match.start(), match.group()
+            if self._at_line_start:
+                # A blank line: it ends the event.
+                if self._has_field:
+                    out += data[start:i]
+                    out += id_line(base_offset + len(out), eol, eol)
+                    start = i
+                self._has_field = False
+            else:
+                if not self._line_is_comment:
+                    self._has_field = True
+                self._at_line_start = True
+            self._last_eol = eol
+            # A CR at the very end of data may still get its LF in the next write.
+            self._after_cr = eol == b"\r"
+            i += len(eol)
+        out += data[start:]
+        return bytes(out)
