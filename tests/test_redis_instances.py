@@ -178,3 +178,24 @@ async def test_redis_restart_mid_stream_loses_nothing(
     whole = first + rest.content
     assert sse_data(whole)[-1] == "[DONE]"
     assert chat_text(whole) == "".join(answer_tokens(PROMPT)[:150])
+
+
+async def test_last_event_id_resumes_on_the_other_instance(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    a, b = await two_servers(start_server, redis_server)
+    async with httpx.AsyncClient(timeout=10) as http:
+        whole = (
+            await http.post(
+                f"{a.url}/v1/chat/completions",
+                json=chat_body(PROMPT, max_tokens=10),
+                headers={"X-Conversation-Id": "conv-eid"},
+            )
+        ).content
+        third = whole.split(b"\n\n")[2]  # the third event, ending with its id line
+        event_id = int(third.rsplit(b"id: ", 1)[1])
+        resumed = await http.get(
+            f"{b.url}/v1/stream/conv-eid", headers={"Last-Event-ID": str(event_id)}
+        )
+    assert resumed.content == whole[event_id:]
+    assert whole[:event_id].endswith(third + b"\n\n")
