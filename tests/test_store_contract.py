@@ -256,7 +256,8 @@ async def test_shutdown_cancels_producers_and_ends_every_reader(make_store: Make
                 for handle in handles:
                     await nursery.start(follow, handle)
                 store.shutdown()
-        assert all(ticker.cancelled.is_set() for ticker in tickers)
+            for ticker in tickers:  # the readers may end before the producers run again
+                await ticker.cancelled.wait()
         assert all(output and ticks(1000).startswith(output) for output in outputs)
         with pytest.raises(ManagerClosedError):
             await store.start("late", Ticker())
