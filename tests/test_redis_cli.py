@@ -69,3 +69,30 @@ async def test_an_instance_starts_while_redis_is_down_and_recovers(
         started = await http.post("/v1/chat/completions", **request)  # type: ignore[arg-type]
         assert started.status_code == 200
         assert (await http.get("/v1/stream/c")).content == started.content
+
+
+async def test_sigterm_exits_cleanly_even_while_redis_is_down(redis_server: RedisServer) -> None:
+    process = await start_process("--store", redis_server.url, "--demo-tps", "20")
+    try:
+        url = await process.wait_for_url()
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            http.stream(
+                "POST",
+                f"{url}/v1/chat/completions",
+                json=chat_body(max_tokens=100_000),
+                headers={"X-Conversation-Id": "c-term"},
+            ) as response,
+        ):
+            await response.aiter_raw().__anext__()  # producing
+            redis_server.stop()
+            process.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(process.drain_stderr)
+                    assert await process.process.wait() == 0
+    finally:
+        if process.process.returncode is None:
+            process.process.kill()
+            await process.process.wait()
+    assert "Traceback" not in process.stderr.decode()
