@@ -35,7 +35,10 @@ async def test_the_store_comes_from_the_environment(
     finally:
         process.process.send_signal(signal.SIGTERM)
         with trio.fail_after(10):
-            assert await process.process.wait() == 0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(process.drain_stderr)
+                assert await process.process.wait() == 0
+    assert f"sessions shared through {redis_server.url} as instance" in process.stderr.decode()
 
 
 def test_help_shows_the_store_options() -> None:

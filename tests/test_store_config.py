@@ -41,3 +41,11 @@ def test_valkey_urls_are_redis_urls() -> None:
     assert redis_url("valkey://h:1/0") == "redis://h:1/0"
     assert redis_url("valkeys://h:1/0") == "rediss://h:1/0"
     assert redis_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_logged_urls_hide_the_password() -> None:
+    from trio_streams.redis_store import _without_password
+
+    assert _without_password("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert _without_password("rediss://user:pw@h/2") == "rediss://user:***@h/2"
+    assert _without_password("redis://h:1/0") == "redis://h:1/0"

@@ -35,6 +35,7 @@ from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import coredis
@@ -213,6 +214,13 @@ class RedisStore:
             # so that an instance can start while Redis is down.
             with trio.move_on_after(2.0):
                 await self._listening.wait()
+            if not self._listening.is_set():
+                logger.warning("session store %s unreachable for now", _without_password(self.url))
+            logger.info(
+                "sessions shared through %s as instance %s",
+                _without_password(self.url),
+                self.instance_id[:8],
+            )
             self._exit_stack = stack.pop_all()
         return self
 
@@ -562,6 +570,15 @@ class RedisStore:
 
     def _orphan_event(self) -> str:
         return error_event(ORPHAN_MESSAGE).decode()
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for a log line: a password in it is replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
