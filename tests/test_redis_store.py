@@ -252,3 +252,25 @@ async def test_redis_refusing_writes_is_unavailable_too(redis_server: RedisServe
         await a.client.replicaof()
         assert await read_all(await a.start("c1", Ticker(count=1))) == ticks(1)
         assert await b.stop("c0") is True
+
+
+async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: RedisServer) -> None:
+    """coredis retries a command whose connection dropped: applying START or APPEND twice
+    must change nothing."""
+    async with two_stores(redis_server) as (a, b):
+        generation = "a" * 32
+        for _ in range(2):
+            await a._run("START", "c1", generation, "x", int(time.time()), 60_000, 60)
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        received: list[bytes] = []
+
+        async def follow() -> None:
+            received.append(await read_all(handle))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)  # a live reader, from the start of the log
+            for _ in range(2):
+                assert await a._run("APPEND", "c1", generation, b"data: 1\n\n", 1 << 20, 0) == 9
+            await a._run("FINALIZE", "c1", generation, int(time.time()), 60, "", 1 << 20)
+        assert received == [b"data: 1\n\n"]

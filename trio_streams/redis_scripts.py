@@ -119,6 +119,8 @@ local cid, gen, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local lease_ms, ttl = ARGV[7], tonumber(ARGV[8])
 local meta = meta_key(cid)
 local old = redis.call('HMGET', meta, 'gen', 'owner', 'done')
+-- Already applied (the client retried after losing the reply): idempotent.
+if old[1] == gen then return {} end
 local replaced = {}
 if old[1] and old[3] == '0' then
   finalize(cid, old[1], now, ttl, '', 0)
