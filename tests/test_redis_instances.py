@@ -199,3 +199,33 @@ async def test_last_event_id_resumes_on_the_other_instance(
         )
     assert resumed.content == whole[event_id:]
     assert whole[:event_id].endswith(third + b"\n\n")
+
+
+async def test_api_keys_own_their_sessions_on_every_instance(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    a, b = await two_servers(start_server, redis_server, api_keys=("key-one", "key-two"))
+    one = {"Authorization": "Bearer key-one"}
+    two = {"Authorization": "Bearer key-two"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        started = await http.post(
+            f"{a.url}/v1/chat/completions",
+            json=chat_body(PROMPT, max_tokens=5),
+            headers={"X-Conversation-Id": "conv-key", **one},
+        )
+        assert started.status_code == 200
+        other = await http.get(f"{b.url}/v1/stream/conv-key", headers=two)
+        assert_error(other, 404, "Stream not found or expired", "not_found_error")
+        found = await http.post(
+            f"{b.url}/v1/streams/lookup", json={"conversation_ids": ["conv-key"]}, headers=two
+        )
+        assert found.json() == []
+        assert (await http.delete(f"{b.url}/v1/stream/conv-key", headers=two)).status_code == 204
+        taken = await http.post(
+            f"{b.url}/v1/chat/completions",
+            json=chat_body(PROMPT, max_tokens=5),
+            headers={"X-Conversation-Id": "conv-key", **two},
+        )
+        assert_error(taken, 409, "Conversation id is in use by another API key", "conflict_error")
+        mine = await http.get(f"{b.url}/v1/stream/conv-key", headers=one)
+        assert mine.status_code == 200 and mine.content == started.content

@@ -100,7 +100,7 @@ async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
     lease = 0.3
     async with two_stores(redis_server, lease_seconds=lease) as (a, b):
         # What a killed instance leaves behind: a live session whose lease nobody renews.
-        await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60)
+        await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60, "")
         await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20, 0)
         handle = await b.open("c1", 0)
         assert handle is not None
@@ -117,7 +117,7 @@ async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
 
 async def test_lookup_finalizes_an_orphan_too(redis_server: RedisServer) -> None:
     async with two_stores(redis_server) as (a, _):
-        await a._run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60)
+        await a._run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60, "")
         await trio.sleep(0.1)  # Redis's own clock expires the 50 ms lease
         [info] = await a.lookup(["c1"])
         assert info.is_done and info.total_bytes > 0
@@ -260,7 +260,7 @@ async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: Red
     async with two_stores(redis_server) as (a, b):
         generation = "a" * 32
         for _ in range(2):
-            await a._run("START", "c1", generation, "x", int(time.time()), 60_000, 60)
+            await a._run("START", "c1", generation, "x", int(time.time()), 60_000, 60, "")
         handle = await b.open("c1", 0)
         assert handle is not None
         received: list[bytes] = []

@@ -9,6 +9,7 @@ Embedding API::
 """
 
 from .bytelog import ByteLog
+from .limits import CapacityError, Limits
 from .manager import ManagerClosedError, SessionManager
 from .producer import Producer, StreamWriter
 from .session import OffsetLostError, SessionInfo, StreamSession
@@ -16,6 +17,8 @@ from .store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandl
 
 __all__ = [
     "ByteLog",
+    "CapacityError",
+    "Limits",
     "ManagerClosedError",
     "MemoryStore",
     "OffsetLostError",

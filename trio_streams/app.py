@@ -1,20 +1,25 @@
 """The Quart-Trio application: routes plus one JSON error shape for everything.
 
-The app holds no state of its own; the :class:`SessionManager` it is given outlives it, so
-the server (or an embedding application) decides when sessions are finalized.
+The app holds no state of its own; the session store it is given (or a bare
+:class:`SessionManager`, seen as a :class:`~trio_streams.store.MemoryStore`) outlives it,
+so the server (or an embedding application) decides when sessions are finalized.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from . import http_openai, http_page, http_streams
+from . import auth, http_openai, http_page, http_streams, openapi
+from .access_log import AccessLog
 from .demo import DemoModel
 from .errors import (
+    CONFLICT,
+    RATE_LIMIT,
     SERVER_ERROR,
     UNAVAILABLE,
     ApiError,
@@ -22,19 +27,45 @@ from .errors import (
     error_type_for_status,
     json_response,
 )
-from .manager import ManagerClosedError
+from .limits import CapacityError, ConversationOwnedError
+from .manager import ManagerClosedError, SessionManager
+from .metrics import EXTENSION_KEY, Metrics
 from .store import SessionStore, StoreUnavailableError
+from .store_config import as_store
 
 logger = logging.getLogger("trio_streams")
 
 
 def create_app(
-    store: SessionStore, model: DemoModel, *, max_body_bytes: int = 1024 * 1024
+    sessions: SessionStore | SessionManager,
+    model: DemoModel,
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    api_keys: Iterable[str] = (),
+    max_lookup_ids: int = http_streams.DEFAULT_MAX_LOOKUP_IDS,
 ) -> QuartTrio:
+    store, manager = as_store(sessions)
     app = QuartTrio("trio_streams")
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.config["MAX_LOOKUP_IDS"] = max_lookup_ids
+    metrics = Metrics(manager)
+    app.extensions[EXTENSION_KEY] = metrics
+    # One JSON line per request on the "trio_streams.access" logger, ids shortened.
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    async def receive_the_whole_body() -> None:
+        """Read the request body (capped by MAX_CONTENT_LENGTH) before any answer.
+
+        Hypercorn cannot reuse a keep-alive connection whose request body was still
+        arriving when the response ended: the client's next request on it would hang.
+        Early answers (401, 404, 405, 413) would trigger that, so the body is read first.
+        """
+        await request.get_data(cache=True)
+
+    auth.install(app, auth.ApiKeys(api_keys))
 
     http_streams.register(app, store)
     http_openai.register(app, store, model)
@@ -44,6 +75,24 @@ def create_app(
     async def health() -> Response:
         # Never touches a shared store: health answers while Redis is down.
         return json_response({"status": "ok", "sessions": store.local_session_count()})
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return metrics.response()
+
+    @app.get("/openapi.json")
+    async def openapi_document() -> Response:
+        return json_response(openapi.document())
+
+    @app.errorhandler(CapacityError)
+    async def at_capacity(error: CapacityError) -> Response:
+        response = error_response(429, error.reason, RATE_LIMIT)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    @app.errorhandler(ConversationOwnedError)
+    async def owned(error: ConversationOwnedError) -> Response:
+        return error_response(409, "Conversation id is in use by another API key", CONFLICT)
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
@@ -62,7 +111,10 @@ def create_app(
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
-        return error_response(status, message, error_type_for_status(status))
+        response = error_response(status, message, error_type_for_status(status))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

@@ -79,6 +79,16 @@ class ByteLog:
             return b""
         return bytes(memoryview(self._buffer)[start:end])
 
+    def discard(self) -> None:
+        """Drop every retained byte; the logical end stays where it is.
+
+        Used when a session is evicted or stopped: its memory is returned at once, even
+        if a reader that never reads still holds the session.
+        """
+        self._dropped_prefix = self.total_bytes
+        self._buffer = bytearray()
+        self._head = 0
+
     def compact(self) -> None:
         """Release the dead head and any over-allocation; used once a log stops growing."""
         if self._head or len(self._buffer):

@@ -9,6 +9,7 @@ from functools import partial
 import click
 import trio
 
+from .auth import read_key_file
 from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
@@ -140,6 +141,54 @@ def main() -> None:
     "finalized with an error event.",
 )
 @click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="TRIO_STREAMS_API_KEY",
+    show_envvar=True,
+    help="Require this API key (repeatable; the variable may hold several, space-separated).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="TRIO_STREAMS_API_KEY_FILE",
+    show_envvar=True,
+    help="Require the API keys in this file, one per line ('#' comments allowed).",
+)
+@click.option(
+    "--max-total-bytes",
+    default=_DEFAULTS.max_total_bytes,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_TOTAL_BYTES",
+    show_envvar=True,
+    help="Byte budget of all sessions together (a running one counts as its full cap).",
+)
+@click.option(
+    "--max-sessions",
+    default=_DEFAULTS.max_sessions,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_SESSIONS",
+    show_envvar=True,
+    help="Sessions held at once, running and finished.",
+)
+@click.option(
+    "--max-producers",
+    default=_DEFAULTS.max_producers,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_PRODUCERS",
+    show_envvar=True,
+    help="Streams generating at once.",
+)
+@click.option(
+    "--max-lookup-ids",
+    default=_DEFAULTS.max_lookup_ids,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_MAX_LOOKUP_IDS",
+    show_envvar=True,
+    help="Conversation ids one lookup request may name.",
+)
+@click.option(
     "--event-ids/--no-event-ids",
     default=_DEFAULTS.event_ids,
     envvar="TRIO_STREAMS_EVENT_IDS",
@@ -166,6 +215,12 @@ def serve(
     max_body_bytes: int,
     store: str,
     store_lease: float,
+    api_keys: tuple[str, ...],
+    api_key_file: str | None,
+    max_total_bytes: int,
+    max_sessions: int,
+    max_producers: int,
+    max_lookup_ids: int,
     event_ids: bool,
     log_level: str,
 ) -> None:
@@ -173,11 +228,20 @@ def serve(
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
+    if max_total_bytes < session_max_bytes:
+        raise click.BadParameter(
+            "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
+        )
+    keys = [key for key in api_keys if key.strip()]
+    if api_key_file is not None:
+        keys += read_key_file(api_key_file)
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if keys:
+        logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
     settings = Settings(
         host=host,
         port=port,
@@ -190,6 +254,11 @@ def serve(
         max_body_bytes=max_body_bytes,
         store=store,
         store_lease=store_lease,
+        api_keys=tuple(keys),
+        max_total_bytes=max_total_bytes,
+        max_sessions=max_sessions,
+        max_producers=max_producers,
+        max_lookup_ids=max_lookup_ids,
         event_ids=event_ids,
     )
     trio.run(partial(serve_forever, settings, handle_signals=True))
@@ -212,9 +281,25 @@ def serve(
     help="The trio-streams server.",
 )
 @click.option("--raw", is_flag=True, help="Print the SSE bytes as they are, not the text.")
-def tail(conversation_id: str, offset: int, url: str, raw: bool) -> None:
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="TRIO_STREAMS_CLIENT_API_KEY",
+    show_envvar=True,
+    help="API key to send (as a Bearer token) to a server that requires one.",
+)
+def tail(conversation_id: str, offset: int, url: str, raw: bool, api_key: str | None) -> None:
     """Print a conversation's stream until it ends, resuming across reconnects."""
     status = trio.run(
-        partial(tail_stream, url, conversation_id, offset, raw=raw, out=stdout(), err=sys.stderr)
+        partial(
+            tail_stream,
+            url,
+            conversation_id,
+            offset,
+            raw=raw,
+            out=stdout(),
+            err=sys.stderr,
+            api_key=api_key,
+        )
     )
     sys.exit(status)

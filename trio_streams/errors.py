@@ -13,6 +13,8 @@ NOT_FOUND = "not_found_error"
 AUTHENTICATION = "authentication_error"
 SERVER_ERROR = "server_error"
 UNAVAILABLE = "unavailable_error"
+RATE_LIMIT = "rate_limit_error"
+CONFLICT = "conflict_error"
 
 
 class ApiError(Exception):
@@ -48,6 +50,8 @@ def error_type_for_status(status: int) -> str:
         return AUTHENTICATION
     if status == 404:
         return NOT_FOUND
+    if status == 429:
+        return RATE_LIMIT
     if status >= 500:
         return SERVER_ERROR
     return INVALID_REQUEST

@@ -15,7 +15,7 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from . import validation
+from . import auth, validation
 from .demo import MODEL_ID, DemoModel, DemoRequest
 from .errors import ApiError, json_response
 from .http_streams import stream_response
@@ -25,10 +25,13 @@ from .store import SessionStore
 logger = logging.getLogger("trio_streams")
 
 CONVERSATION_HEADER = "X-Conversation-Id"
+MIN_PING_INTERVAL = 0.001
 
 
 def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
     """Validate the fields the demo model reads; a 400 names the first bad one."""
+    if "model" in body and not isinstance(body["model"], str):
+        raise ApiError(400, "'model' must be a string")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise ApiError(400, "'stream' must be a boolean")
     if chat:
@@ -43,6 +46,8 @@ def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
             raise ApiError(400, "'prompt' must be a string or an array of strings")
     for field in ("max_tokens", "max_completion_tokens"):
         value = body.get(field)
+        if isinstance(value, float) and value.is_integer():
+            body[field] = value = int(value)  # JSON's 5.0 is the integer 5 (JSON Schema agrees)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
@@ -50,6 +55,8 @@ def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object")
+    if options and not isinstance(options.get("include_usage", False), bool):
+        raise ApiError(400, "'stream_options.include_usage' must be a boolean")
     return DemoRequest.from_body(body, chat=chat)
 
 
@@ -62,6 +69,8 @@ def ping_interval(body: dict[str, Any]) -> float | None:
         raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
     if value < 0:
         raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    if 0 < value < MIN_PING_INTERVAL:  # a near-zero interval would be a busy loop of pings
+        raise ApiError(400, f"'sse_ping_interval' must be 0 or at least {MIN_PING_INTERVAL}")
     return float(value)
 
 
@@ -72,12 +81,15 @@ def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
         body = validation.json_object(await request.get_data(as_text=False))
         demo_request = completion_request(body, chat=chat)
         interval = ping_interval(body)
-        if not body.get("stream", False):
-            return json_response(model.completion(demo_request))
         raw_id = request.headers.get(CONVERSATION_HEADER, "")
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
+        if not body.get("stream", False):
+            return json_response(model.completion(demo_request))
         session = await store.start(
-            conversation_id, model.producer(demo_request), ping_interval=interval
+            conversation_id,
+            model.producer(demo_request),
+            ping_interval=interval,
+            owner=auth.current_owner(),
         )
         if conversation_id:
             logger.info("started stream %s", redact(conversation_id))

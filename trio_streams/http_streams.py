@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from quart import Response, request
+import trio
+from quart import Response, current_app, request
 from quart_trio import QuartTrio
 
-from . import validation
+from . import auth, metrics, validation
 from .errors import NOT_FOUND, ApiError, json_response
-from .session import OffsetLostError
+from .session import OffsetLostError, StreamSession
 from .store import SessionStore, StreamHandle
 
+DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: The header a reconnecting ``EventSource`` sends with the id of the last event it got.
 LAST_EVENT_ID = "Last-Event-ID"
@@ -41,13 +43,26 @@ def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool =
     cancelled when the response ends, which is when its client disconnects.
     """
 
+    observed = metrics.current()
+    # The append-to-read latency needs the session's own clock: in-memory sessions only.
+    local = session if isinstance(session, StreamSession) else None
+
     async def body() -> AsyncIterator[bytes]:
+        position, first = offset, True
         try:
             async with aclosing(session.read(offset)) as chunks:
                 async for chunk in chunks:
+                    position += len(chunk)
+                    live = local is not None and not first and not local.is_done
+                    if observed and local and live and position == local.total_bytes:
+                        latency = trio.current_time() - local.last_append_clock  # caught up
+                        observed.append_to_read.observe(latency)
+                    first = False
                     yield chunk
         except OffsetLostError:
             # A reader overtaken by the cap: end here; its resume gets the 400.
+            if observed and not (local is not None and local.is_done):
+                observed.lost_offsets.inc()
             return
         finally:
             if owns_producer:
@@ -66,16 +81,23 @@ def register(app: QuartTrio, store: SessionStore) -> None:
     async def read(raw_id: str | None) -> Response:
         conversation_id = validation.conversation_id(raw_id)
         offset = resume_offset(request.args.get("from"), request.headers.get(LAST_EVENT_ID))
+        observed = metrics.current()
         try:
-            session = await store.open(conversation_id, offset)
+            # Another key's session is answered exactly like a missing one (None).
+            session = await store.open(conversation_id, offset, owner=auth.current_owner())
         except OffsetLostError:
+            if observed:
+                observed.lost_offsets.inc()
             raise ApiError(400, "Stream offset lost, please restart") from None
         if session is None:
             raise ApiError(404, "Stream not found or expired", NOT_FOUND)
+        if observed and offset > 0:
+            observed.resumes.inc()
         return stream_response(session, offset)
 
     async def stop(raw_id: str | None) -> Response:
-        await store.stop(validation.conversation_id(raw_id))
+        conversation_id = validation.conversation_id(raw_id)
+        await store.stop(conversation_id, owner=auth.current_owner())
         return Response("", status=204)
 
     @app.get("/v1/stream")
@@ -102,5 +124,9 @@ def register(app: QuartTrio, store: SessionStore) -> None:
         requested = body.get("conversation_ids") if isinstance(body, dict) else None
         if not isinstance(requested, list):
             return json_response([])
-        ids = [item for item in requested if isinstance(item, str) and item]
-        return json_response([info.as_json() for info in await store.lookup(ids)])
+        limit: int = current_app.config.get("MAX_LOOKUP_IDS", DEFAULT_MAX_LOOKUP_IDS)
+        if len(requested) > limit:
+            raise ApiError(400, f"Too many conversation ids: at most {limit} per lookup")
+        ids = [item for item in requested if validation.is_conversation_id(item)]
+        found = await store.lookup(ids, owner=auth.current_owner())
+        return json_response([info.as_json() for info in found])

@@ -16,6 +16,7 @@ from types import TracebackType
 import trio
 
 from .keepalive import keep_alive
+from .limits import Capacity, ConversationOwnedError, Limits
 from .producer import Producer, SessionWriter
 from .redact import redact
 from .session import SessionClosedError, SessionInfo, StreamSession
@@ -54,8 +55,12 @@ class SessionManager:
         ttl: float = DEFAULT_TTL,
         gc_interval: float = DEFAULT_GC_INTERVAL,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        limits: Limits | None = None,
         event_ids: bool = True,
     ) -> None:
+        self.capacity = Capacity(Limits() if limits is None else limits, max_bytes, self)
+        self.limits = self.capacity.limits
+        self.stats = self.capacity.stats
         self.max_bytes = max_bytes
         #: Stamp every SSE event with ``id: <offset after it>`` (for EventSource resume).
         self.event_ids = event_ids
@@ -118,23 +123,35 @@ class SessionManager:
         producer: Producer,
         *,
         ping_interval: float | None = None,
+        owner: str | None = None,
     ) -> StreamSession:
         """Create (or replace) the session and start its producer; returns at once.
 
         The session exists before the producer runs, so it can be read, looked up and
         stopped during prefill. ``conversation_id=None`` makes an anonymous session that is
         never registered: its caller cancels it when its client leaves.
+
+        Raises :class:`CapacityError` when the limits leave no room (after evicting
+        finished sessions), and :class:`ConversationOwnedError` when the id belongs to a
+        session of another ``owner`` (an API key fingerprint).
         """
         if self._closed or self._nursery is None:
             raise ManagerClosedError("the session manager is not running")
+        previous = self._sessions.get(conversation_id) if conversation_id else None
+        if previous is not None and previous.owner != owner:
+            raise ConversationOwnedError("the conversation id belongs to another API key")
+        self.capacity.admit(previous, registered=bool(conversation_id))
         session = StreamSession(conversation_id or "", self.max_bytes)
+        session.owner = owner
         if conversation_id:
-            previous = self._sessions.get(conversation_id)
             self._register(session)
             if previous is not None:
                 logger.info("replacing stream %s", redact(conversation_id))
+                if not previous.is_done:
+                    self.stats.cancels += 1
                 previous.cancel()
                 previous.finalize()
+                self.capacity.retire(previous)
         interval = self.ping_interval if ping_interval is None else ping_interval
         self._producing.add(session)
         self._nursery.start_soon(self._run_producer, session, producer, interval)
@@ -149,8 +166,11 @@ class SessionManager:
         if session is None:
             return False
         self._unregister(session)
+        if not session.is_done:
+            self.stats.cancels += 1
         session.cancel()
         session.finalize()
+        self.capacity.retire(session)
         logger.info("stopped stream %s", redact(conversation_id))
         return True
 
@@ -172,6 +192,39 @@ class SessionManager:
         """Producers running now, anonymous ones included."""
         return len(self._producing)
 
+    def sessions(self) -> list[StreamSession]:
+        """Every session that holds memory: registered, running, or still being sent."""
+        found = dict.fromkeys(self._sessions.values())
+        found.update(dict.fromkeys(self._producing))
+        found.update(dict.fromkeys(self.capacity.finished()))
+        return list(found)
+
+    def retained_bytes(self) -> int:
+        """Bytes held by every session's log right now."""
+        return sum(session.retained_bytes for session in self.sessions())
+
+    def reserved_bytes(self) -> int:
+        """What the byte budget counts: a running session's cap, a finished one's bytes.
+
+        Always at least :meth:`retained_bytes`, and never above ``limits.max_total_bytes``.
+        """
+        return self.capacity.reserved_bytes()
+
+    # -- what the capacity (limits.py) needs ------------------------------------------------
+
+    def registered_count(self) -> int:
+        return len(self._sessions)
+
+    def is_registered(self, session: StreamSession) -> bool:
+        cid = session.conversation_id
+        return bool(cid) and self._sessions.get(cid) is session
+
+    def running(self) -> set[StreamSession]:
+        return self._producing
+
+    def unregister(self, session: StreamSession) -> None:
+        self._unregister(session)
+
     def collect_garbage(self) -> int:
         """Evict sessions finalized more than ``ttl`` ago; live ones are never collected."""
         cutoff = trio.current_time() - self.ttl
@@ -182,6 +235,8 @@ class SessionManager:
         ]
         for session in expired:
             self._unregister(session)
+            self.capacity.retire(session)
+        self.stats.evictions_ttl += len(expired)
         if expired:
             logger.debug("garbage collection evicted %d sessions", len(expired))
         return len(expired)
@@ -232,6 +287,10 @@ class SessionManager:
         finally:
             self._producing.discard(session)
             session.finalize()
+            # Still holding bytes the budget must count: registered (until TTL or
+            # eviction), or anonymous with a reader that may still be sending them.
+            if not self._closed and (self.is_registered(session) or not session.conversation_id):
+                self.capacity.retire(session)
 
 
 def _leaf_message(exc: BaseException) -> str:

@@ -110,17 +110,20 @@ local function finalize_if_orphaned(cid, gen, done, now, ttl, event, maxb)
 end
 """
 
-#: ARGV: prefix, stamp, cid, gen, owner, now, lease_ms, ttl. Returns {old_owner, old_gen} if a
-#: live session was replaced (its log got its terminal marker), else {}.
+#: ARGV: prefix, stamp, cid, gen, owner instance, now, lease_ms, ttl, API key owner ('' for
+#: none). Returns {old_owner, old_gen} if a live session was replaced (its log got its
+#: terminal marker), {'owned'} if the id is another API key's, else {}.
 START = (
     _PRELUDE
     + r"""
 local cid, gen, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local lease_ms, ttl = ARGV[7], tonumber(ARGV[8])
+local lease_ms, ttl, key = ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local meta = meta_key(cid)
-local old = redis.call('HMGET', meta, 'gen', 'owner', 'done')
+local old = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
 -- Already applied (the client retried after losing the reply): idempotent.
 if old[1] == gen then return {} end
+-- The id belongs to a session of another API key: refused.
+if old[1] and old[4] ~= key then return {'owned'} end
 local replaced = {}
 if old[1] and old[3] == '0' then
   finalize(cid, old[1], now, ttl, '', 0)
@@ -128,7 +131,7 @@ if old[1] and old[3] == '0' then
 end
 redis.call('DEL', meta)
 redis.call('HSET', meta, 'gen', gen, 'owner', owner, 'total', '0', 'dropped', '0',
-           'done', '0', 'started_at', now, 'completed_at', '0')
+           'done', '0', 'started_at', now, 'completed_at', '0', 'key', key)
 redis.call('SET', lease_key(cid), gen, 'PX', lease_ms)
 local seq = redis.call('INCR', P .. 'seq')
 for _, base in ipairs(prefixes(cid)) do
@@ -168,15 +171,15 @@ return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(
 """
 )
 
-#: ARGV: prefix, stamp, cid, now, ttl. DELETE: finalize if live, then evict.
-#: Returns {owner, gen, was_live} or {} if there was no session.
+#: ARGV: prefix, stamp, cid, now, ttl, API key owner. DELETE: finalize if live, then evict.
+#: Returns {owner, gen, was_live} or {} if there was no session of that API key.
 STOP = (
     _PRELUDE
     + r"""
 local cid = ARGV[3]
 local meta = meta_key(cid)
-local m = redis.call('HMGET', meta, 'gen', 'owner', 'done')
-if not m[1] then return {} end
+local m = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
+if not m[1] or m[4] ~= ARGV[6] then return {} end  -- none, or another API key's
 local live = '0'
 if m[3] == '0' then
   finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0)
@@ -201,7 +204,7 @@ return 1
 )
 
 #: ARGV: prefix, stamp, cid, now, ttl, max_bytes, orphan_event. Opens a session for reading,
-#: finalizing it first if orphaned. Returns {gen, dropped} or {} if there is none.
+#: finalizing it first if orphaned. Returns {gen, dropped, API key owner} or {} if none.
 OPEN = (
     _PRELUDE
     + r"""
@@ -210,7 +213,7 @@ local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'done')
 if not m[1] then return {} end
 finalize_if_orphaned(cid, m[1], m[2], ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]))
-return redis.call('HMGET', meta, 'gen', 'dropped')
+return redis.call('HMGET', meta, 'gen', 'dropped', 'key')
 """
 )
 
@@ -234,7 +237,7 @@ return redis.call('EXISTS', log_key(cid, gen))
 )
 
 #: ARGV: prefix, stamp, now, ttl, max_bytes, orphan_event, requested ids... Returns a flat
-#: list of (cid, done, total, started_at, completed_at) per session found: each
+#: list of (cid, done, total, started_at, completed_at, API key owner) per session found: each
 #: requested id itself, then its variants in creation order, without duplicates.
 LOOKUP = (
     _PRELUDE
@@ -249,9 +252,9 @@ local function add(cid)
   if not m[1] then return false end
   seen[cid] = true
   finalize_if_orphaned(cid, m[1], m[2], now, ttl, event, maxb)
-  local v = redis.call('HMGET', meta, 'done', 'total', 'started_at', 'completed_at')
+  local v = redis.call('HMGET', meta, 'done', 'total', 'started_at', 'completed_at', 'key')
   table.insert(out, cid)
-  for i = 1, 4 do table.insert(out, v[i]) end
+  for i = 1, 5 do table.insert(out, v[i]) end
   return true
 end
 for i = 7, #ARGV do

@@ -44,6 +44,7 @@ from coredis.exceptions import RedisError
 
 from . import redis_scripts
 from .event_ids import EventIdStamper
+from .limits import ConversationOwnedError, Limits
 from .manager import (
     DEFAULT_GC_INTERVAL,
     DEFAULT_MAX_BYTES,
@@ -163,6 +164,7 @@ class RedisStore:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         event_ids: bool = True,
         instance_id: str | None = None,
+        limits: Limits | None = None,
         connect_timeout: float = 2.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
@@ -190,6 +192,7 @@ class RedisStore:
             gc_interval=gc_interval,
             ping_interval=ping_interval,
             event_ids=event_ids,
+            limits=limits,
         )
         # generation -> producer running here (a generation is unique to one session).
         self._producing: dict[str, _LocalProducer] = {}
@@ -246,6 +249,11 @@ class RedisStore:
         self._listener_scope.cancel()
 
     @property
+    def manager(self) -> SessionManager:
+        """The in-memory manager of this instance's plain streams (never shared)."""
+        return self.memory
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -261,11 +269,12 @@ class RedisStore:
         producer: Producer,
         *,
         ping_interval: float | None = None,
+        owner: str | None = None,
     ) -> StreamHandle:
         if self._closed or self._nursery is None:
             raise ManagerClosedError("the session store is not running")
         if not conversation_id:
-            return self.memory.start(None, producer, ping_interval=ping_interval)
+            return self.memory.start(None, producer, ping_interval=ping_interval, owner=owner)
         local = _LocalProducer(
             conversation_id,
             uuid.uuid4().hex,
@@ -280,7 +289,10 @@ class RedisStore:
                 int(time.time()),
                 self._lease_ms(),
                 self._ttl_seconds(),
+                owner or "",
             )
+        if replaced and _text(replaced[0]) == "owned":
+            raise ConversationOwnedError("the conversation id belongs to another API key")
         if replaced:
             old_owner, old_generation = (_text(value) for value in replaced)
             logger.info("replacing stream %s", redact(conversation_id))
@@ -294,7 +306,9 @@ class RedisStore:
         self._nursery.start_soon(self._run_producer, local, producer, interval)
         return RedisStream(self, conversation_id, local.generation, local)
 
-    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
         with _unavailable():
             found = await self._run(
                 "OPEN",
@@ -304,16 +318,18 @@ class RedisStore:
                 self.max_bytes,
                 self._orphan_event(),
             )
-        if not found:
-            return None
+        if not found or _text(found[2] or "") != (owner or ""):
+            return None  # unknown, expired, or another API key's: all answered alike
         generation, dropped = _text(found[0]), int(found[1])
         if offset < dropped:
             raise OffsetLostError(offset, dropped)
         return RedisStream(self, conversation_id, generation)
 
-    async def stop(self, conversation_id: str) -> bool:
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
         with _unavailable():
-            result = await self._run("STOP", conversation_id, int(time.time()), self._ttl_seconds())
+            result = await self._run(
+                "STOP", conversation_id, int(time.time()), self._ttl_seconds(), owner or ""
+            )
         if not result:
             return False
         owner, generation, was_live = (_text(value) for value in result)
@@ -322,7 +338,9 @@ class RedisStore:
         logger.info("stopped stream %s", redact(conversation_id))
         return True
 
-    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
         requested = list(conversation_ids)
         if not requested:
             return []
@@ -343,7 +361,8 @@ class RedisStore:
                 started_at=int(flat[index + 3]),
                 completed_at=int(flat[index + 4]),
             )
-            for index in range(0, len(flat), 5)
+            for index in range(0, len(flat), 6)
+            if _text(flat[index + 5] or "") == (owner or "")
         ]
 
     # -- producers -----------------------------------------------------------------------

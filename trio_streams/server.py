@@ -67,7 +67,13 @@ async def serve(
     stop = trio.Event() if stop is None else stop
     store, manager = build_store(settings)
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
-    app = create_app(store, model, max_body_bytes=settings.max_body_bytes)
+    app = create_app(
+        store,
+        model,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=settings.api_keys,
+        max_lookup_ids=settings.max_lookup_ids,
+    )
 
     async def shutdown_trigger() -> None:
         await stop.wait()

@@ -19,6 +19,10 @@ import trio
 
 from .bytelog import ByteLog
 
+#: Largest chunk one ``read`` step yields. A reader whose client stops reading holds at
+#: most one chunk (plus socket buffers), however large the session is.
+MAX_READ_CHUNK = 64 * 1024
+
 
 class OffsetLostError(Exception):
     """The requested offset is below ``dropped_prefix``: those bytes are gone."""
@@ -71,6 +75,8 @@ class StreamSession:
         self._done = False
         self._waiters = trio.lowlevel.ParkingLot()
         self.reader_count = 0
+        #: Fingerprint of the API key that created the session (None without auth).
+        self.owner: str | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -125,6 +131,15 @@ class StreamSession:
         self._log.compact()
         self._waiters.unpark_all()
 
+    def release(self) -> None:
+        """Finalize and free the retained bytes: readers still behind end at once.
+
+        Eviction and DELETE use it, so that memory comes back even while a client that
+        never reads keeps its connection (and so the session object) alive.
+        """
+        self.finalize()
+        self._log.discard()
+
     def cancel(self) -> None:
         """Stop the producer through its cancel scope. Idempotent; does not finalize."""
         self.cancel_scope.cancel()
@@ -139,10 +154,11 @@ class StreamSession:
     async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """Yield the bytes from ``offset`` on, following the stream until it is finalized.
 
-        Each chunk is everything available at that moment, so a reader that fell behind
-        catches up in one write. Raises :class:`OffsetLostError` if ``offset`` is (or,
-        for a slow reader, becomes) older than what the log retains. A reader whose task
-        is cancelled (its client left) ends at once: parking is a checkpoint.
+        Each chunk is everything available at that moment, up to :data:`MAX_READ_CHUNK`,
+        so a reader that fell behind catches up in few writes and a stuck one pins little.
+        Raises :class:`OffsetLostError` if ``offset`` is (or, for a slow reader, becomes)
+        older than what the log retains. A reader whose task is cancelled (its client
+        left) ends at once: parking is a checkpoint.
         """
         if offset < 0:
             raise ValueError("offset must be non-negative")
@@ -151,7 +167,7 @@ class StreamSession:
             while True:
                 self.check_offset(offset)
                 if offset < self._log.total_bytes:
-                    chunk = self._log.read_from(offset)
+                    chunk = self._log.read_from(offset, MAX_READ_CHUNK)
                     offset += len(chunk)
                     yield chunk
                     continue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .http_streams import DEFAULT_MAX_LOOKUP_IDS
+from .limits import DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_TOTAL_BYTES, Limits
 from .manager import DEFAULT_GC_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_TTL
 
 
@@ -36,3 +38,20 @@ class Settings:
     #: Redis store only: how long a dead instance's sessions wait before readers
     #: finalize them with an error event (seconds).
     store_lease: float = 10.0
+    #: API keys; empty means no authentication. Sessions belong to the key that made them.
+    api_keys: tuple[str, ...] = ()
+    #: Bytes all sessions together may hold (a running one counts as its full cap).
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    #: Sessions registered at once (running and finished).
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    #: Producers running at once (streams being generated).
+    max_producers: int = DEFAULT_MAX_PRODUCERS
+    #: Ids one lookup request may name.
+    max_lookup_ids: int = DEFAULT_MAX_LOOKUP_IDS
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_total_bytes=self.max_total_bytes,
+            max_sessions=self.max_sessions,
+            max_producers=self.max_producers,
+        )

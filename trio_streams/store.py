@@ -43,7 +43,16 @@ class SessionStore(Protocol):
 
     Used as ``async with store:`` around the server's life; leaving the block (or
     :meth:`shutdown`) cancels this instance's producers and finalizes their sessions.
+
+    ``owner`` is the fingerprint of the API key of the request (``None`` without
+    authentication): a session belongs to the key that started it, and any other key is
+    answered as if it did not exist.
     """
+
+    @property
+    def manager(self) -> SessionManager:
+        """The in-memory manager behind the store (plain streams only, for Redis)."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -60,27 +69,35 @@ class SessionStore(Protocol):
         producer: Producer,
         *,
         ping_interval: float | None = None,
+        owner: str | None = None,
     ) -> StreamHandle:
         """Create (or replace) the session and start its producer on this instance.
 
-        ``conversation_id=None`` is a plain stream: never shared, never listed.
+        ``conversation_id=None`` is a plain stream: never shared, never listed. Raises
+        :class:`~trio_streams.limits.ConversationOwnedError` if the id is another owner's.
         """
         ...
 
-    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
-        """The session to read from ``offset``; ``None`` if unknown or expired.
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
+        """The session to read from ``offset``; ``None`` if unknown, expired or another
+        owner's.
 
         Raises :class:`~trio_streams.session.OffsetLostError` if ``offset`` is below
         what the log retains, so the HTTP layer can answer ``400`` before streaming.
         """
         ...
 
-    async def stop(self, conversation_id: str) -> bool:
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
         """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent."""
         ...
 
-    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
-        """Sessions whose id equals a requested id or is one of its ``::`` variants."""
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
+        """``owner``'s sessions whose id equals a requested id or is one of its ``::``
+        variants."""
         ...
 
     def local_session_count(self) -> int:
@@ -96,7 +113,11 @@ class MemoryStore:
     """The in-process store: a :class:`SessionManager` seen through the store seam."""
 
     def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
+        self._manager = manager
+
+    @property
+    def manager(self) -> SessionManager:
+        return self._manager
 
     async def __aenter__(self) -> Self:
         await self.manager.__aenter__()
@@ -116,20 +137,36 @@ class MemoryStore:
         producer: Producer,
         *,
         ping_interval: float | None = None,
+        owner: str | None = None,
     ) -> StreamHandle:
-        return self.manager.start(conversation_id, producer, ping_interval=ping_interval)
+        return self.manager.start(
+            conversation_id, producer, ping_interval=ping_interval, owner=owner
+        )
 
-    async def open(self, conversation_id: str, offset: int) -> StreamHandle | None:
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
         session = self.manager.get(conversation_id)
-        if session is not None:
-            session.check_offset(offset)
+        if session is None or session.owner != owner:
+            return None
+        session.check_offset(offset)
         return session
 
-    async def stop(self, conversation_id: str) -> bool:
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return False
         return self.manager.stop(conversation_id)
 
-    async def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
-        return self.manager.lookup(conversation_ids)
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
+        found = self.manager.lookup(conversation_ids)
+        return [info for info in found if self._owned(info.conversation_id, owner)]
+
+    def _owned(self, conversation_id: str, owner: str | None) -> bool:
+        session = self.manager.get(conversation_id)
+        return session is not None and session.owner == owner
 
     def local_session_count(self) -> int:
         return len(self.manager)

@@ -35,6 +35,13 @@ def redis_url(value: str) -> str:
     return value
 
 
+def as_store(sessions: SessionStore | SessionManager) -> tuple[SessionStore, SessionManager]:
+    """A store and its in-memory manager, from either (a bare manager is a MemoryStore)."""
+    if isinstance(sessions, SessionManager):
+        return MemoryStore(sessions), sessions
+    return sessions, sessions.manager
+
+
 def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
     """The store ``settings`` names, and the in-memory manager behind it.
 
@@ -47,6 +54,7 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
             ttl=settings.session_ttl,
             gc_interval=settings.gc_interval,
             ping_interval=settings.ping_interval,
+            limits=settings.limits(),
             event_ids=settings.event_ids,
         )
         return MemoryStore(manager), manager
@@ -63,5 +71,6 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         ping_interval=settings.ping_interval,
         lease_seconds=settings.store_lease,
         event_ids=settings.event_ids,
+        limits=settings.limits(),
     )
     return store, store.memory

@@ -23,6 +23,7 @@ async def tail(
     raw: bool,
     out: BinaryIO,
     err: TextIO,
+    api_key: str | None = None,
 ) -> int:
     """Print the stream from ``offset``: its SSE bytes (``raw``) or the text it carries.
 
@@ -37,7 +38,8 @@ async def tail(
         )
 
     splitter = EventSplitter(offset)
-    async with StreamsClient(url, on_reconnect=reconnecting) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with StreamsClient(url, headers=headers, on_reconnect=reconnecting) as client:
         try:
             async with aclosing(client.iter_bytes(conversation_id, offset)) as chunks:
                 async for chunk in chunks:

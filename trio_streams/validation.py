@@ -36,6 +36,16 @@ def checked_conversation_id(raw: str) -> str:
     return raw
 
 
+def is_conversation_id(value: object) -> bool:
+    """Whether ``value`` could name a session (lookup ignores anything else, as SPEC says
+    for non-string and empty ids: no session can have an invalid id)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CONVERSATION_ID_LENGTH
+        and _CONVERSATION_ID.fullmatch(value) is not None
+    )
+
+
 def offset(raw: str | None) -> int:
     """The ``from`` query parameter: a non-negative decimal integer; absent or empty is 0.
 
@@ -62,6 +72,8 @@ def json_value(data: str | bytes) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"invalid body: {exc}") from None
+    except RecursionError:  # "[[[[…" deeper than the parser's stack: hostile, not a 500
+        raise ApiError(400, "invalid body: nested too deeply") from None
 
 
 def json_object(data: str | bytes) -> dict[str, Any]:

@@ -1,8 +1,22 @@
 // The trio-streams HTTP API, as the page uses it. Relative URLs: the page is served by
 // the same app, so it works wherever the server is.
 
+// A server started with --api-key needs one on every call. Open the page once as
+// /#key=<key>: the key is kept in this browser's localStorage and removed from the URL.
+const KEY_STORAGE = "trio-streams-api-key";
+const fragmentKey = new URLSearchParams(location.hash.slice(1)).get("key");
+if (fragmentKey) {
+  localStorage.setItem(KEY_STORAGE, fragmentKey);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function withKey(headers = {}) {
+  const key = localStorage.getItem(KEY_STORAGE);
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
 export async function models() {
-  const response = await fetch("v1/models");
+  const response = await fetch("v1/models", { headers: withKey() });
   if (!response.ok) throw new Error(`models: HTTP ${response.status}`);
   return (await response.json()).data.map((model) => model.id);
 }
@@ -11,7 +25,7 @@ export async function models() {
 export function startChat(conversationId, model, prompt, signal) {
   return fetch("v1/chat/completions", {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-Conversation-Id": conversationId },
+    headers: withKey({ "Content-Type": "application/json", "X-Conversation-Id": conversationId }),
     body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: prompt }] }),
     signal,
   });
@@ -21,7 +35,7 @@ export function startChat(conversationId, model, prompt, signal) {
 export async function lookup(conversationId) {
   const response = await fetch("v1/streams/lookup", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: withKey({ "Content-Type": "application/json" }),
     body: JSON.stringify({ conversation_ids: [conversationId] }),
   });
   if (!response.ok) throw new Error(`lookup: HTTP ${response.status}`);
@@ -32,12 +46,16 @@ export async function lookup(conversationId) {
 /** The stream's bytes from `offset` on, following it until it ends. */
 export function resume(conversationId, offset, signal) {
   return fetch(`v1/stream?conv_id=${encodeURIComponent(conversationId)}&from=${offset}`, {
+    headers: withKey(),
     signal,
   });
 }
 
 export function stop(conversationId) {
-  return fetch(`v1/stream?conv_id=${encodeURIComponent(conversationId)}`, { method: "DELETE" });
+  return fetch(`v1/stream?conv_id=${encodeURIComponent(conversationId)}`, {
+    method: "DELETE",
+    headers: withKey(),
+  });
 }
 
 /** The JSON error message of a failed response, or its status. */
