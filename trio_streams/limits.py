@@ -149,10 +149,16 @@ class Capacity:
     def retire(self, session: StreamSession) -> None:
         """Queue a finished session for eviction: registered ones until they expire,
         unregistered ones (their bytes still counted) while readers may still send them."""
-        if session in self._finished:
-            return
-        if self._registry.is_registered(session) or session.retained_bytes:
-            self._finished[session] = None
+        # An unregistered session nobody reads is held by nothing else: keeping it queued
+        # (it was queued when it finished, registered) would keep its bytes until the next
+        # admission or lookup ran _forget_unread (never, with no byte budget), so memory
+        # would not come back after TTL eviction.
+        if self._registry.is_registered(session) or (
+            session.retained_bytes and session.reader_count
+        ):
+            self._finished.setdefault(session, None)  # keeps its place in the order
+        else:
+            self._finished.pop(session, None)
 
     def _freed_by_replacing(self, session: StreamSession | None) -> int:
         if session is None:
