@@ -68,8 +68,16 @@ DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
 #: Errors that mean "Redis cannot serve this now": connection refused or lost, timeouts,
 #: and Redis's own refusals (out of memory, still loading after a restart). Background
-#: work (appends, renewals, followers) waits them out; HTTP requests answer 503.
-REDIS_ERRORS = (RedisError, TimeoutError, OSError)
+#: work (appends, renewals, followers) waits them out; HTTP requests answer 503. coredis
+#: may also surface a connection closed under it (a blocking read's connection is dropped
+#: when that read is cancelled) as anyio's Closed/BrokenResourceError: a retry gets a new one.
+REDIS_ERRORS = (
+    RedisError,
+    TimeoutError,
+    OSError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+)
 ORPHAN_MESSAGE = "generation interrupted: the server instance producing it stopped"
 
 
@@ -480,7 +488,7 @@ class RedisStore:
                     # our Cancelled when shutdown cancels them: that is the end we asked for.
                     if self._closed:
                         return
-                    if not _only(exc, (*REDIS_ERRORS, anyio.ClosedResourceError)):
+                    if not _only(exc, REDIS_ERRORS):
                         raise
                     await trio.sleep(0.5)
 
