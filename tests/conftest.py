@@ -15,6 +15,9 @@ from trio_streams.settings import Settings
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
+#: A real Redis-protocol server, for the Redis-store tests.
+pytest_plugins = ["tests.redis_fixtures"]
+
 #: Fast enough for quick tests, slow enough that a test can act mid-stream.
 TEST_TPS = 200.0
 

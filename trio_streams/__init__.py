@@ -13,16 +13,21 @@ from .limits import CapacityError, Limits
 from .manager import ManagerClosedError, SessionManager
 from .producer import Producer, StreamWriter
 from .session import OffsetLostError, SessionInfo, StreamSession
+from .store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandle
 
 __all__ = [
     "ByteLog",
     "CapacityError",
     "Limits",
     "ManagerClosedError",
+    "MemoryStore",
     "OffsetLostError",
     "Producer",
     "SessionInfo",
     "SessionManager",
+    "SessionStore",
+    "StoreUnavailableError",
+    "StreamHandle",
     "StreamSession",
     "StreamWriter",
 ]

@@ -1,7 +1,8 @@
 """The Quart-Trio application: routes plus one JSON error shape for everything.
 
-The app holds no state of its own; the :class:`SessionManager` it is given outlives it, so
-the server (or an embedding application) decides when sessions are finalized.
+The app holds no state of its own; the session store it is given (or a bare
+:class:`SessionManager`, seen as a :class:`~trio_streams.store.MemoryStore`) outlives it,
+so the server (or an embedding application) decides when sessions are finalized.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from .errors import (
 from .limits import CapacityError, ConversationOwnedError
 from .manager import ManagerClosedError, SessionManager
 from .metrics import EXTENSION_KEY, Metrics
+from .store import SessionStore, StoreUnavailableError
+from .store_config import as_store
 from .upstream_client import UpstreamClient
 
 logger = logging.getLogger("trio_streams")
 
 
 def create_app(
-    manager: SessionManager,
+    sessions: SessionStore | SessionManager,
     model: DemoModel,
     *,
     max_body_bytes: int = 1024 * 1024,
@@ -44,6 +47,7 @@ def create_app(
     upstream: UpstreamClient | None = None,
 ) -> QuartTrio:
     """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
+    store, manager = as_store(sessions)
     app = QuartTrio("trio_streams")
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
@@ -66,16 +70,17 @@ def create_app(
 
     auth.install(app, auth.ApiKeys(api_keys))
 
-    http_streams.register(app, manager)
+    http_streams.register(app, store)
     if upstream is None:
-        http_openai.register(app, manager, model)
+        http_openai.register(app, store, model)
     else:
-        http_proxy.register(app, manager, upstream)
+        http_proxy.register(app, store, upstream)
     http_page.register(app)
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"status": "ok", "sessions": len(manager)})
+        # Never touches a shared store: health answers while Redis is down.
+        return json_response({"status": "ok", "sessions": store.local_session_count()})
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -102,6 +107,11 @@ def create_app(
     @app.errorhandler(ManagerClosedError)
     async def closed(error: ManagerClosedError) -> Response:
         return error_response(503, "Server is shutting down", UNAVAILABLE)
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(error: StoreUnavailableError) -> Response:
+        logger.warning("%s", error)
+        return error_response(503, "Session store unavailable, try again", UNAVAILABLE)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

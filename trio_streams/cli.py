@@ -13,6 +13,7 @@ from .auth import read_key_file
 from .client import DEFAULT_URL
 from .server import serve as serve_forever
 from .settings import Settings
+from .store_config import check_store
 from .tail import stdout
 from .tail import tail as tail_stream
 from .upstream import UpstreamConfigError, UpstreamRoutes
@@ -24,6 +25,13 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     if value <= 0:
         raise click.BadParameter("must be greater than 0")
     return value
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_store(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -124,6 +132,25 @@ def main() -> None:
     envvar="TRIO_STREAMS_MAX_BODY_BYTES",
     show_envvar=True,
     help="Largest request body accepted.",
+)
+@click.option(
+    "--store",
+    default=_DEFAULTS.store,
+    callback=_store,
+    envvar="TRIO_STREAMS_STORE",
+    show_envvar=True,
+    help="Where sessions live: 'memory', or redis://HOST:PORT/DB to share them with "
+    "every instance using that Redis or Valkey.",
+)
+@click.option(
+    "--store-lease",
+    default=_DEFAULTS.store_lease,
+    type=float,
+    callback=_positive,
+    envvar="TRIO_STREAMS_STORE_LEASE",
+    show_envvar=True,
+    help="Redis store: seconds after which a dead instance's live sessions are "
+    "finalized with an error event.",
 )
 @click.option(
     "--api-key",
@@ -237,6 +264,8 @@ def serve(
     gc_interval: float,
     ping_interval: float,
     max_body_bytes: int,
+    store: str,
+    store_lease: float,
     api_keys: tuple[str, ...],
     api_key_file: str | None,
     max_total_bytes: int,
@@ -281,6 +310,8 @@ def serve(
         gc_interval=gc_interval,
         ping_interval=ping_interval,
         max_body_bytes=max_body_bytes,
+        store=store,
+        store_lease=store_lease,
         api_keys=tuple(keys),
         max_total_bytes=max_total_bytes,
         max_sessions=max_sessions,

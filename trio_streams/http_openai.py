@@ -19,8 +19,8 @@ from . import auth, validation
 from .demo import MODEL_ID, DemoModel, DemoRequest
 from .errors import ApiError, json_response
 from .http_streams import stream_response
-from .manager import SessionManager
 from .redact import redact
+from .store import SessionStore
 
 logger = logging.getLogger("trio_streams")
 
@@ -74,7 +74,7 @@ def ping_interval(body: dict[str, Any]) -> float | None:
     return float(value)
 
 
-def register(app: QuartTrio, manager: SessionManager, model: DemoModel) -> None:
+def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
     """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
 
     async def complete(*, chat: bool) -> Response:
@@ -85,7 +85,7 @@ def register(app: QuartTrio, manager: SessionManager, model: DemoModel) -> None:
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         if not body.get("stream", False):
             return json_response(model.completion(demo_request))
-        session = manager.start(
+        session = await store.start(
             conversation_id,
             model.producer(demo_request),
             ping_interval=interval,

@@ -23,8 +23,8 @@ from . import auth, validation
 from .errors import NOT_FOUND, ApiError, json_response
 from .http_openai import CONVERSATION_HEADER, ping_interval
 from .http_streams import stream_response
-from .manager import SessionManager
 from .redact import redact
+from .store import SessionStore
 from .upstream import Upstream
 from .upstream_client import UpstreamClient
 from .upstream_stream import (
@@ -59,7 +59,7 @@ def _json_object(data: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def register(app: QuartTrio, manager: SessionManager, client: UpstreamClient) -> None:
+def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> None:
     """Add the proxy routes to ``app``."""
     routes = client.routes
 
@@ -94,13 +94,13 @@ def register(app: QuartTrio, manager: SessionManager, client: UpstreamClient) ->
         raw_id = request.headers.get(CONVERSATION_HEADER, "")
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         handoff = UpstreamHandoff()
-        session = manager.start(
+        session = await store.start(
             conversation_id,
             UpstreamStreamProducer(client, outgoing, handoff),
             ping_interval=interval,
             owner=auth.current_owner(),
         )
-        commit_after = manager.ping_interval if interval is None else interval
+        commit_after = store.manager.ping_interval if interval is None else interval
         try:
             reply = await handoff.wait(commit_after)
         except BaseException:
@@ -108,7 +108,7 @@ def register(app: QuartTrio, manager: SessionManager, client: UpstreamClient) ->
                 session.cancel()  # its client left before the upstream even answered
             raise
         if reply is not None:
-            manager.discard(session)
+            await store.discard(session)
             return reply.response()
         if conversation_id:
             logger.info("started upstream stream %s", redact(conversation_id))

@@ -15,8 +15,8 @@ from quart_trio import QuartTrio
 
 from . import auth, metrics, validation
 from .errors import NOT_FOUND, ApiError, json_response
-from .manager import SessionManager
 from .session import OffsetLostError, StreamSession
+from .store import SessionStore, StreamHandle
 
 DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -36,9 +36,7 @@ def resume_offset(from_param: str | None, last_event_id: str | None) -> int:
     return validation.offset(from_param)
 
 
-def stream_response(
-    session: StreamSession, offset: int, *, owns_producer: bool = False
-) -> Response:
+def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool = False) -> Response:
     """A ``text/event-stream`` response reading ``session`` from ``offset``.
 
     With ``owns_producer`` (a plain stream without conversation id) the producer is
@@ -46,6 +44,8 @@ def stream_response(
     """
 
     observed = metrics.current()
+    # The append-to-read latency needs the session's own clock: in-memory sessions only.
+    local = session if isinstance(session, StreamSession) else None
 
     async def body() -> AsyncIterator[bytes]:
         position, first = offset, True
@@ -53,15 +53,15 @@ def stream_response(
             async with aclosing(session.read(offset)) as chunks:
                 async for chunk in chunks:
                     position += len(chunk)
-                    live = not first and not session.is_done
-                    if observed and live and position == session.total_bytes:  # caught up
-                        latency = trio.current_time() - session.last_append_clock
+                    live = local is not None and not first and not local.is_done
+                    if observed and local and live and position == local.total_bytes:
+                        latency = trio.current_time() - local.last_append_clock  # caught up
                         observed.append_to_read.observe(latency)
                     first = False
                     yield chunk
         except OffsetLostError:
             # A reader overtaken by the cap: end here; its resume gets the 400.
-            if observed and not session.is_done:
+            if observed and not (local is not None and local.is_done):
                 observed.lost_offsets.inc()
             return
         finally:
@@ -75,53 +75,48 @@ def stream_response(
     return response
 
 
-def register(app: QuartTrio, manager: SessionManager) -> None:
+def register(app: QuartTrio, store: SessionStore) -> None:
     """Add the stream routes to ``app``."""
 
-    def find(conversation_id: str) -> StreamSession:
-        session = manager.get(conversation_id)
-        if session is None or not auth.may_access(session):
-            # Another key's session is answered exactly like a missing one.
-            raise ApiError(404, "Stream not found or expired", NOT_FOUND)
-        return session
-
-    def read(raw_id: str | None) -> Response:
-        session = find(validation.conversation_id(raw_id))
+    async def read(raw_id: str | None) -> Response:
+        conversation_id = validation.conversation_id(raw_id)
         offset = resume_offset(request.args.get("from"), request.headers.get(LAST_EVENT_ID))
         observed = metrics.current()
         try:
-            session.check_offset(offset)
+            # Another key's session is answered exactly like a missing one (None).
+            session = await store.open(conversation_id, offset, owner=auth.current_owner())
         except OffsetLostError:
             if observed:
                 observed.lost_offsets.inc()
             raise ApiError(400, "Stream offset lost, please restart") from None
+        if session is None:
+            raise ApiError(404, "Stream not found or expired", NOT_FOUND)
         if observed and offset > 0:
             observed.resumes.inc()
         return stream_response(session, offset)
 
-    def stop(raw_id: str | None) -> Response:
+    async def stop(raw_id: str | None) -> Response:
         conversation_id = validation.conversation_id(raw_id)
-        if auth.may_access(manager.get(conversation_id)):
-            manager.stop(conversation_id)
+        await store.stop(conversation_id, owner=auth.current_owner())
         return Response("", status=204)
 
     @app.get("/v1/stream")
     @app.get("/v1/stream/")
     async def read_by_query() -> Response:
-        return read(request.args.get("conv_id"))
+        return await read(request.args.get("conv_id"))
 
     @app.get("/v1/stream/<path:conversation_id>")
     async def read_by_path(conversation_id: str) -> Response:
-        return read(conversation_id)
+        return await read(conversation_id)
 
     @app.delete("/v1/stream")
     @app.delete("/v1/stream/")
     async def stop_by_query() -> Response:
-        return stop(request.args.get("conv_id"))
+        return await stop(request.args.get("conv_id"))
 
     @app.delete("/v1/stream/<path:conversation_id>")
     async def stop_by_path(conversation_id: str) -> Response:
-        return stop(conversation_id)
+        return await stop(conversation_id)
 
     @app.post("/v1/streams/lookup")
     async def lookup() -> Response:
@@ -133,6 +128,5 @@ def register(app: QuartTrio, manager: SessionManager) -> None:
         if len(requested) > limit:
             raise ApiError(400, f"Too many conversation ids: at most {limit} per lookup")
         ids = [item for item in requested if validation.is_conversation_id(item)]
-        found = manager.lookup(ids)
-        visible = [info for info in found if auth.may_access(manager.get(info.conversation_id))]
-        return json_response([info.as_json() for info in visible])
+        found = await store.lookup(ids, owner=auth.current_owner())
+        return json_response([info.as_json() for info in found])

@@ -22,6 +22,8 @@ from .app import create_app
 from .demo import DemoModel
 from .manager import SessionManager
 from .settings import Settings
+from .store import SessionStore
+from .store_config import build_store
 from .upstream import UpstreamRoutes
 from .upstream_client import UpstreamClient, UpstreamOptions
 
@@ -30,10 +32,12 @@ logger = logging.getLogger("trio_streams")
 
 @dataclass(frozen=True, slots=True)
 class RunningServer:
-    """What :func:`serve` reports once it listens: its addresses and its session manager."""
+    """What :func:`serve` reports once it listens: its addresses, its session store and
+    the in-memory manager behind it (with the Redis store: plain streams only)."""
 
     urls: list[str]
     manager: SessionManager
+    store: SessionStore
 
     @property
     def url(self) -> str:
@@ -65,25 +69,18 @@ async def serve(
     manager) through ``task_status``, for embedding applications and tests.
     """
     stop = trio.Event() if stop is None else stop
-    manager = SessionManager(
-        max_bytes=settings.session_max_bytes,
-        ttl=settings.session_ttl,
-        gc_interval=settings.gc_interval,
-        ping_interval=settings.ping_interval,
-        limits=settings.limits(),
-        event_ids=settings.event_ids,
-    )
+    store, manager = build_store(settings)
     model = DemoModel(settings.demo_tps, settings.demo_prefill)
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        logger.info("shutting down: finalizing %d sessions", len(manager))
-        manager.shutdown()
+        logger.info("shutting down: finalizing %d sessions", store.local_session_count())
+        store.shutdown()
 
-    # The upstream client outlives the manager: producers still use it until they end.
-    async with open_upstream(settings) as upstream, manager, trio.open_nursery() as nursery:
+    # The upstream client outlives the store: producers still use it until they end.
+    async with open_upstream(settings) as upstream, store, trio.open_nursery() as nursery:
         app = create_app(
-            manager,
+            store,
             model,
             max_body_bytes=settings.max_body_bytes,
             api_keys=settings.api_keys,
@@ -102,7 +99,7 @@ async def serve(
         )
         for bind in binds:
             logger.info("serving on %s", bind)
-        task_status.started(RunningServer(urls=binds, manager=manager))
+        task_status.started(RunningServer(urls=binds, manager=manager, store=store))
         await stop.wait()
     logger.info("stopped")
 

@@ -33,6 +33,12 @@ class Settings:
     event_ids: bool = True
     #: How long shutdown waits for responses to finish (seconds).
     graceful_timeout: float = 3.0
+    #: Where sessions live: ``memory`` (this process) or ``redis://HOST:PORT/DB`` (shared
+    #: by every instance pointed at it; ``valkey://`` and ``rediss://`` work too).
+    store: str = "memory"
+    #: Redis store only: how long a dead instance's sessions wait before readers
+    #: finalize them with an error event (seconds).
+    store_lease: float = 10.0
     #: API keys; empty means no authentication. Sessions belong to the key that made them.
     api_keys: tuple[str, ...] = ()
     #: Bytes all sessions together may hold (a running one counts as its full cap).

@@ -1,0 +1,36 @@
+"""Names of the Redis keys and channels one shared session uses.
+
+Every name starts with :data:`PREFIX`. A session ``C`` has a metadata hash
+(``meta:C``), a lease (``lease:C``) and one log stream per generation
+(``log:<gen>:C``): a replacement starts a new generation, so the old log keeps its
+terminal marker for the readers still on it while the new log starts empty. ``gen`` is
+32 hex digits, so ``log:<gen>:C`` is unambiguous even though ids may contain ``:``.
+Lookup needs no scan: each base id ``B`` has a sorted set ``variants:B`` of the
+``B::…`` ids, ordered by creation. The Lua scripts (``redis_scripts.py``) build the
+same names from the same prefix.
+"""
+
+from __future__ import annotations
+
+PREFIX = "trio-streams:"
+
+
+def meta_key(conversation_id: str) -> str:
+    return f"{PREFIX}meta:{conversation_id}"
+
+
+def log_key(conversation_id: str, generation: str) -> str:
+    return f"{PREFIX}log:{generation}:{conversation_id}"
+
+
+def lease_key(conversation_id: str) -> str:
+    return f"{PREFIX}lease:{conversation_id}"
+
+
+def variants_key(base_id: str) -> str:
+    return f"{PREFIX}variants:{base_id}"
+
+
+def control_channel(instance_id: str) -> str:
+    """The pub/sub channel an instance listens on for cancels of its producers."""
+    return f"{PREFIX}control:{instance_id}"
