@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from tests.fake_upstream import FakeUpstream
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
 
@@ -49,3 +50,12 @@ async def server(start_server: StartServer) -> RunningServer:
 async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         yield http
+
+
+@pytest.fixture
+async def upstream(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
+    """A fake OpenAI-compatible model server (Hypercorn, free port) the test can script."""
+    fake = FakeUpstream()
+    stop = await fake.start(nursery)
+    yield fake
+    stop.set()

@@ -6,25 +6,14 @@ Redis-protocol server, and two trio-streams instances proxying through the same 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-import trio
 
 from tests.conftest import StartServer
 from tests.fake_upstream import FakeUpstream, numbered_events
 from tests.helpers import chat_body
 from tests.redis_fixtures import RedisServer
-
-
-@pytest.fixture
-async def upstream(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    stop = await fake.start(nursery)
-    yield fake
-    stop.set()
 
 
 def proxy_options(upstream: FakeUpstream, redis: RedisServer) -> dict[str, Any]:

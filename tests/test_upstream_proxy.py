@@ -25,14 +25,6 @@ from trio_streams.server import RunningServer
 from trio_streams.sse import PING
 
 
-@pytest.fixture
-async def upstream(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    stop = await fake.start(nursery)
-    yield fake
-    stop.set()
-
-
 async def start_proxy(
     start_server: StartServer, *upstreams: FakeUpstream | str, **overrides: Any
 ) -> RunningServer:
