@@ -31,12 +31,22 @@ class SSEEventSplitter:
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return the events it completed (possibly none)."""
         self._buffer += data
+        return self._split(at_end=False)
+
+    def flush(self) -> list[bytes]:
+        """At end of input: also the event ended by a CR that :meth:`feed` held back.
+
+        Bytes of an event not yet terminated stay :meth:`pending`.
+        """
+        return self._split(at_end=True)
+
+    def _split(self, *, at_end: bool) -> list[bytes]:
         events: list[bytes] = []
         start = 0
         position = self._scan_from
         while match := _BLANK_LINE.search(self._buffer, position):
             end = match.end()
-            if end == len(self._buffer) and self._buffer.endswith(b"\r"):
+            if not at_end and end == len(self._buffer) and self._buffer.endswith(b"\r"):
                 # "...\r\r" or "\n\r" at the very end: the next byte may be the "\n" of this
                 # CRLF; wait for it so the event ends after the whole line ending.
                 break

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_EOL = re.compile(rb"\r\n|\r|\n")
+from .sse_events import SSEEventSplitter
+
 _EOL_TEXT = re.compile(r"\r\n|\r|\n")
 
 
@@ -49,43 +50,27 @@ def parse_event(raw: bytes, offset: int) -> Event:
 
 
 class EventSplitter:
-    """Feed bytes in stream order; get back the whole events they complete."""
+    """Feed bytes in stream order; get back the whole events they complete, parsed.
+
+    The cutting is the server's (:class:`~trio_streams.sse_events.SSEEventSplitter`, which
+    cuts an upstream's stream into whole events); this adds the offsets and the fields.
+    """
 
     def __init__(self, offset: int = 0) -> None:
-        self._buffer = b""
-        #: Logical offset of the first buffered byte.
+        self._raw = SSEEventSplitter()
+        #: Logical offset just after the last event returned.
         self._offset = offset
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
-        return self._split(final=False)
+        return self._parsed(self._raw.feed(chunk))
 
     def flush(self) -> list[Event]:
         """At the end of the stream: a last event ended by a lone CR is complete after all."""
-        return self._split(final=True)
+        return self._parsed(self._raw.flush())
 
-    def _split(self, *, final: bool) -> list[Event]:
+    def _parsed(self, raw_events: list[bytes]) -> list[Event]:
         events = []
-        start = 0
-        while True:
-            # An event ends at a blank line: a line ending right after a line ending. A CR
-            # at the very end may be half of a CRLF, so it waits for the next byte.
-            end = self._find_end(start, final)
-            if end is None:
-                break
-            events.append(parse_event(self._buffer[start:end], self._offset + end))
-            start = end
-        self._buffer = self._buffer[start:]
-        self._offset += start
+        for raw in raw_events:
+            self._offset += len(raw)
+            events.append(parse_event(raw, self._offset))
         return events
-
-    def _find_end(self, start: int, final: bool) -> int | None:
-        """The buffer index just after the blank line that ends the event at ``start``."""
-        position = start  # always the start of a line
-        while match := _EOL.search(self._buffer, position):
-            if match.group() == b"\r" and match.end() == len(self._buffer) and not final:
-                return None  # a CR or the first half of a CRLF: the next byte decides
-            if match.start() == position:  # a blank line
-                return match.end()
-            position = match.end()
-        return None
