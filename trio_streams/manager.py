@@ -20,7 +20,7 @@ from .limits import Capacity, ConversationOwnedError, Limits
 from .producer import Producer, SessionWriter
 from .redact import redact
 from .session import SessionClosedError, SessionInfo, StreamSession
-from .sse import error_event
+from .sse import generation_failed_event
 
 logger = logging.getLogger("trio_streams")
 
@@ -293,7 +293,7 @@ class SessionManager:
             pass
         except Exception as exc:  # a failing producer must end its stream, not the server
             logger.exception("producer of stream %s failed", redact(session.conversation_id))
-            writer.write_nowait(error_event(f"generation failed: {_leaf_message(exc)}"))
+            writer.write_nowait(generation_failed_event(exc))
         finally:
             self._producing.discard(session)
             session.finalize()
@@ -301,9 +301,3 @@ class SessionManager:
             # eviction), or anonymous with a reader that may still be sending them.
             if not self._closed and (self.is_registered(session) or not session.conversation_id):
                 self.capacity.retire(session)
-
-
-def _leaf_message(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__

@@ -58,7 +58,7 @@ from .redact import redact
 from .redis_follower import LogFollower
 from .redis_keys import PREFIX, control_channel, log_key, meta_key
 from .session import OffsetLostError, SessionClosedError, SessionInfo, StreamSession
-from .sse import PING, error_event
+from .sse import PING, error_event, generation_failed_event
 from .store import StoreUnavailableError, StreamHandle
 
 logger = logging.getLogger("trio_streams")
@@ -408,7 +408,7 @@ class RedisStore:
         except Exception as exc:  # a failing producer must end its stream, not the server
             if not _only(exc, (SessionClosedError,)):
                 logger.exception("producer of stream %s failed", redact(local.conversation_id))
-                failure = error_event(f"generation failed: {_leaf_message(exc)}").decode()
+                failure = generation_failed_event(exc).decode()
         finally:
             self._producing.pop(local.generation, None)
             # Finalize even when cancelled. If Redis stays unreachable (for a lease period,
@@ -630,9 +630,3 @@ def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_only(inner, kinds) for inner in exc.exceptions)
     return isinstance(exc, kinds)
-
-
-def _leaf_message(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__

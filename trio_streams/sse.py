@@ -22,3 +22,14 @@ def error_event(message: str, error_type: str = "server_error", code: int = 500)
     Same shape as the HTTP errors, so OpenAI SDKs raise it as an ``APIError``.
     """
     return data_event({"error": {"code": code, "message": message, "type": error_type}})
+
+
+def generation_failed_event(exc: BaseException) -> bytes:
+    """The error event for a producer that raised ``exc`` (either store writes it).
+
+    A producer's own nursery wraps its exception in a group of one; the message names the
+    exception inside, which is what the producer actually raised.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return error_event(f"generation failed: {str(exc) or type(exc).__name__}")
