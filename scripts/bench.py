@@ -47,6 +47,7 @@ VARIANTS = {
     "anon": ("trio", "anon"),
     "direct": ("trio", "direct"),
     "sse-starlette": ("sse", "direct"),
+    "bare-hypercorn": ("floor", "direct"),
 }
 
 
@@ -588,6 +589,10 @@ def main() -> None:
         if "sse-starlette" in plan.variants:
             servers["sse"] = Server.start(
                 "sse-starlette", ["bench_sse_server.py"], out / f"{name}-sse-starlette.log"
+            )
+        if "bare-hypercorn" in plan.variants:
+            servers["floor"] = Server.start(
+                "bare-hypercorn", ["bench_floor_server.py"], out / f"{name}-bare-hypercorn.log"
             )
         if "fanout" in only:
             results["fanout"] = fanout(plan, servers)
