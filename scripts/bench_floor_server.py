@@ -1,7 +1,8 @@
 """The floor of the fixed stack: a bare ASGI app on Hypercorn's trio worker, nothing else.
 
 No Quart, no trio-streams, no second task: the producer loop runs inline in the response,
-as sse-starlette's does, and each event goes straight to Hypercorn's ``send``. Nothing built
+as sse-starlette's does, and its events go straight to Hypercorn's ``send``, paced as the
+other trio bench servers pace theirs (``bench_pacing``). Nothing built
 on Hypercorn's trio worker can deliver an event for less CPU than this server, so its
 figures are what trio-streams' own overhead is judged against, and its ratio to
 sse-starlette on uvicorn is what the stack itself costs.
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs
 
 import trio
 from bench_common import DONE, sse_event
+from bench_pacing import Metronome, due_count
 from bench_server import raise_fd_limit
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
@@ -35,6 +37,9 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+METRONOME = Metronome()
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -54,10 +59,16 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
     start, start_ns = trio.current_time(), time.monotonic_ns()
     interval = 1.0 / rate
-    for index in range(tokens):
-        await trio.sleep_until(start + index * interval)
-        event = sse_event(index, start_ns + round(index * interval * 1e9))
-        await send({"type": "http.response.body", "body": event, "more_body": True})
+    written = 0
+    while written < tokens:
+        await METRONOME.wait_until(start + written * interval)
+        due = due_count(start, interval, trio.current_time(), written, tokens)
+        events = b"".join(
+            sse_event(index, start_ns + round(index * interval * 1e9))
+            for index in range(written, due)
+        )
+        await send({"type": "http.response.body", "body": events, "more_body": True})
+        written = due
     await send({"type": "http.response.body", "body": DONE, "more_body": False})
 
 
@@ -68,6 +79,7 @@ async def main() -> None:
     config.accesslog = None
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(METRONOME.run)
         binds = await nursery.start(
             partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
         )
@@ -77,6 +89,7 @@ async def main() -> None:
             async for _ in signals:
                 break
         stop.set()
+        nursery.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
