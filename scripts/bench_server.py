@@ -129,24 +129,28 @@ async def main(args: argparse.Namespace) -> None:
         with metronome_scope:
             await metronome.run()
 
+    def requested_producer() -> Produce:
+        """The paced producer the request's ``tokens`` and ``rate`` ask for."""
+        return paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
+
     async with manager, trio.open_nursery() as nursery:
         nursery.start_soon(keep_time)
 
         @app.get("/bench/session/<path:conversation_id>")
         async def bench_session(conversation_id: str) -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
+            produce = requested_producer()
             session = manager.start(conversation_id, produce)
             started.append(conversation_id)
             return stream_response(session, 0)
 
         @app.get("/bench/anon")
         async def bench_anon() -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
+            produce = requested_producer()
             return stream_response(manager.start(None, produce), 0, owns_producer=True)
 
         @app.get("/bench/direct")
         async def bench_direct() -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
+            produce = requested_producer()
             send, receive = trio.open_memory_channel[bytes](math.inf)
             scope = trio.CancelScope()
 
