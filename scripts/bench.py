@@ -438,9 +438,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "Ratios (session ÷ other, same S, same run):", ""]
     lines += [
-        "| S | CPU/event vs direct | CPU/event vs bare-hypercorn | CPU/event vs sse-starlette "
-        "| p99 vs sse-starlette | the stack: bare-hypercorn CPU/event vs sse-starlette |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| S | CPU/event vs anon | CPU/event vs direct | CPU/event vs bare-hypercorn "
+        "| CPU/event vs sse-starlette | p99 vs sse-starlette "
+        "| the stack: bare-hypercorn CPU/event vs sse-starlette |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for streams, point in sorted(by_point(results["fanout"]).items()):
         if "session" not in point:
@@ -448,6 +449,7 @@ def markdown(results: dict[str, Any]) -> str:
         ours = point["session"]
         cells = []
         for other, key in (
+            ("anon", "cpu_s_per_1000_events"),
             ("direct", "cpu_s_per_1000_events"),
             ("bare-hypercorn", "cpu_s_per_1000_events"),
             ("sse-starlette", "cpu_s_per_1000_events"),
@@ -550,7 +552,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--sweep", help="comma-separated S values")
-    parser.add_argument("--variants", default="session,direct,bare-hypercorn,sse-starlette")
+    parser.add_argument("--variants", default="session,anon,direct,bare-hypercorn,sse-starlette")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--store", default="memory", help="session store for the bench server")
     parser.add_argument("--out", default="bench-results", help="output folder")
