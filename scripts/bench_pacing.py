@@ -41,7 +41,9 @@ class Metronome:
     async def wait_until(self, deadline: float) -> None:
         """Return at the first tick at or after ``deadline`` (at once if it has passed)."""
         tick = math.ceil(deadline * TICKS)
-        if tick <= trio.current_time() * TICKS:
+        # Compared as the float deadline trio itself compares (tick / TICKS): a product
+        # like ``now * TICKS`` can round below the tick and never catch up.
+        if tick / TICKS <= trio.current_time():
             await trio.lowlevel.checkpoint()
             return
         lot = self._lots.get(tick)
@@ -63,8 +65,8 @@ class Metronome:
             with trio.CancelScope(deadline=self._ticks[0] / TICKS) as self._scope:
                 await trio.sleep_forever()
             self._scope = None
-            now = trio.current_time() * TICKS
-            while self._ticks and self._ticks[0] <= now:
+            now = trio.current_time()
+            while self._ticks and self._ticks[0] / TICKS <= now:
                 self._lots.pop(heapq.heappop(self._ticks)).unpark_all()
 
 
