@@ -54,6 +54,7 @@ VARIANTS = {
     "anon": ("trio", "anon"),
     "direct": ("trio", "direct"),
     "sse-starlette": ("sse", "direct"),
+    "bare-hypercorn": ("floor", "direct"),
 }
 #: The variants that run through the Redis store (``--stores …,redis``): the same route
 #: as their memory twin (the name without ``-redis``), on the bench server whose
@@ -429,6 +430,18 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 ours["due_p99_ms"] <= theirs["due_p99_ms"],
             )
         )
+    if "bare-hypercorn" in point and "sse-starlette" in point:
+        floor, theirs = point["bare-hypercorn"], point["sse-starlette"]
+        checks.append(
+            (
+                "(the stack, not a target) bare Hypercorn-trio events per CPU-second vs "
+                "sse-starlette at S=1,000: what nothing on Hypercorn's trio worker can beat",
+                f"{floor['events_per_cpu_s']:.0f} vs {theirs['events_per_cpu_s']:.0f} "
+                f"(x{floor['events_per_cpu_s'] / theirs['events_per_cpu_s']:.2f}), "
+                f"{floor['connected']} of 1,000 streams connected",
+                None,
+            )
+        )
     if "x1" in results.get("replay", {}):  # the memory store's (the targets are its)
         for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
             entry = results["replay"][key]
@@ -480,8 +493,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "Ratios (session ÷ other, same S, same run):", ""]
     lines += [
-        "| S | CPU/event vs direct | CPU/event vs sse-starlette | p99 vs sse-starlette |",
-        "| ---: | ---: | ---: | ---: |",
+        "| S | CPU/event vs direct | CPU/event vs bare-hypercorn | CPU/event vs sse-starlette "
+        "| p99 vs sse-starlette | the stack: bare-hypercorn CPU/event vs sse-starlette |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for streams, point in sorted(by_point(results["fanout"]).items()):
         if "session" not in point:
@@ -490,10 +504,16 @@ def markdown(results: dict[str, Any]) -> str:
         cells = []
         for other, key in (
             ("direct", "cpu_s_per_1000_events"),
+            ("bare-hypercorn", "cpu_s_per_1000_events"),
             ("sse-starlette", "cpu_s_per_1000_events"),
             ("sse-starlette", "p99_ms"),
         ):
             cells.append(f"{ours[key] / point[other][key]:.2f}" if other in point else "-")
+        cells.append(
+            f"{ratio_of(point, 'bare-hypercorn', 'sse-starlette', 'cpu_s_per_1000_events'):.2f}"
+            if {"bare-hypercorn", "sse-starlette"} <= set(point)
+            else "-"
+        )
         lines.append(f"| {streams} | " + " | ".join(cells) + " |")
     lines += ["", "Largest S with p99 < 100 ms (append→receipt / due→receipt):", ""]
     for variant in results["plan"]["variants"]:
@@ -530,7 +550,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "## Targets", "", "| target | figures | met |", "| --- | --- | :---: |"]
     for name, figures, met in targets(results):
-        lines.append(f"| {name} | {figures} | {'yes' if met else 'NO'} |")
+        verdict = "—" if met is None else "yes" if met else "NO"
+        lines.append(f"| {name} | {figures} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -716,7 +737,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run of a minute or two")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--sweep", help="comma-separated S values")
-    parser.add_argument("--variants", default="session,direct,sse-starlette")
+    parser.add_argument("--variants", default="session,direct,bare-hypercorn,sse-starlette")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument(
         "--stores",
@@ -798,6 +819,10 @@ def main() -> None:
         if "sse-starlette" in plan.variants:
             servers["sse"] = Server.start(
                 "sse-starlette", ["bench_sse_server.py"], out / f"{name}-sse-starlette.log"
+            )
+        if "bare-hypercorn" in plan.variants:
+            servers["floor"] = Server.start(
+                "bare-hypercorn", ["bench_floor_server.py"], out / f"{name}-bare-hypercorn.log"
             )
         if "fanout" in only:
             results["fanout"] = fanout(plan, servers)

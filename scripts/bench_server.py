@@ -40,6 +40,7 @@ from functools import partial
 
 import trio
 from bench_common import DONE, sse_event
+from bench_pacing import Metronome, due_count
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 
@@ -58,15 +59,28 @@ Produce = Callable[[StreamWriter], Awaitable[None]]
 UNLIMITED = Limits(max_total_bytes=None, max_sessions=None, max_producers=None)
 
 
-def paced(tokens: int, rate: float) -> Produce:
-    """A producer writing ``tokens`` timestamped events at ``rate`` per second, then DONE."""
+def paced(tokens: int, rate: float, metronome: Metronome) -> Produce:
+    """A producer writing ``tokens`` timestamped events at ``rate`` per second, then DONE.
+
+    It models a model: tokens fall due on a fixed schedule whether or not the server keeps
+    up, and a producer that wakes late writes every token due by then in one write, as a
+    proxy writes what one read of the upstream brought (see ``bench_pacing``).
+    """
 
     async def produce(writer: StreamWriter) -> None:
         start, start_ns = trio.current_time(), time.monotonic_ns()
         interval = 1.0 / rate
-        for index in range(tokens):
-            await trio.sleep_until(start + index * interval)
-            await writer.write(sse_event(index, start_ns + round(index * interval * 1e9)))
+        written = 0
+        while written < tokens:
+            await metronome.wait_until(start + written * interval)
+            due = due_count(start, interval, trio.current_time(), written, tokens)
+            await writer.write(
+                b"".join(
+                    sse_event(index, start_ns + round(index * interval * 1e9))
+                    for index in range(written, due)
+                )
+            )
+            written = due
         await writer.write(DONE)
 
     return produce
@@ -147,24 +161,34 @@ async def main(args: argparse.Namespace) -> None:
     app = create_app(store, DemoModel())
     started: list[str] = []
     stop = trio.Event()
+    metronome, metronome_scope = Metronome(), trio.CancelScope()
+
+    async def keep_time() -> None:
+        with metronome_scope:
+            await metronome.run()
+
+    def requested_producer() -> Produce:
+        """The paced producer the request's ``tokens`` and ``rate`` ask for."""
+        return paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
 
     async with store, trio.open_nursery() as nursery:
+        nursery.start_soon(keep_time)
 
         @app.get("/bench/session/<path:conversation_id>")
         async def bench_session(conversation_id: str) -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            produce = requested_producer()
             session = await store.start(conversation_id, produce)
             started.append(conversation_id)
             return stream_response(session, 0)
 
         @app.get("/bench/anon")
         async def bench_anon() -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            produce = requested_producer()
             return stream_response(manager.start(None, produce), 0, owns_producer=True)
 
         @app.get("/bench/direct")
         async def bench_direct() -> Response:
-            produce = paced(query_int("tokens", 100), float(request.args.get("rate", 20)))
+            produce = requested_producer()
             send, receive = trio.open_memory_channel[bytes](math.inf)
             scope = trio.CancelScope()
 
@@ -220,6 +244,7 @@ async def main(args: argparse.Namespace) -> None:
                 break
         store.shutdown()
         stop.set()
+        metronome_scope.cancel()
 
 
 async def stop_all(store: SessionStore, conversation_ids: list[str]) -> int:

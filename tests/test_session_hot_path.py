@@ -85,11 +85,14 @@ def lf_event(fields: list[tuple[str, str]]) -> str:
     return "".join(f"{name}: {value}\n" for name, value in fields) + "\n"
 
 
+_LF_EVENT = st.lists(
+    st.tuples(st.sampled_from(["data", "event", "id"]), _TEXT), min_size=1, max_size=3
+).map(lf_event)
 _WRITE = st.one_of(
-    # what producers write: one whole event per write, LF endings (the fast path)
-    st.lists(
-        st.tuples(st.sampled_from(["data", "event", "id"]), _TEXT), min_size=1, max_size=3
-    ).map(lf_event),
+    # what producers write: whole events, LF endings (the fast path), one per write or
+    # several (what one upstream read brought)
+    _LF_EVENT,
+    st.lists(_LF_EVENT, min_size=2, max_size=4).map("".join),
     _TEXT.map(lambda text: f": {text}\n\n"),  # a comment, as keep-alive pings are
     _TEXT,  # anything else, split events and CR endings included
 )
@@ -97,7 +100,7 @@ _WRITE = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_WRITE, max_size=10), st.integers(min_value=0, max_value=10**7))
-def test_the_one_event_fast_path_stamps_exactly_as_the_general_parser(
+def test_the_whole_events_fast_path_stamps_exactly_as_the_general_parser(
     writes: list[str], start: int
 ) -> None:
     fast, general = EventIdStamper(), EventIdStamper()

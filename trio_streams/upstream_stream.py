@@ -169,8 +169,10 @@ class UpstreamStreamProducer:
                 streaming = True
                 self._handoff.stream()
                 async for chunk in response.aiter_raw():
-                    for event in splitter.feed(chunk):
-                        await writer.write(event)
+                    if events := splitter.feed(chunk):
+                        # All that one read brought, in one write: readers wake once and
+                        # send it in one write too (the upstream was faster than us).
+                        await writer.write(b"".join(events))
         except httpx.TransportError as exc:
             if not streaming:
                 await self._answer(writer, gateway_error(exc))
