@@ -254,7 +254,9 @@ async def stop_all(store: SessionStore, conversation_ids: list[str]) -> int:
     async def stop_some(ids: list[str]) -> None:
         nonlocal stopped
         for conversation_id in ids:
-            stopped += await store.stop(conversation_id)
+            # Not ``stopped += await …``: that reads ``stopped`` before the await.
+            was_there = await store.stop(conversation_id)
+            stopped += was_there
 
     async with trio.open_nursery() as nursery:
         for first in range(8):
