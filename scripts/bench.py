@@ -503,9 +503,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "Ratios (session ÷ other, same S, same run):", ""]
     lines += [
-        "| S | CPU/event vs direct | CPU/event vs bare-hypercorn | CPU/event vs sse-starlette "
-        "| p99 vs sse-starlette | the stack: bare-hypercorn CPU/event vs sse-starlette |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| S | CPU/event vs anon | CPU/event vs direct | CPU/event vs bare-hypercorn "
+        "| CPU/event vs sse-starlette | p99 vs sse-starlette "
+        "| the stack: bare-hypercorn CPU/event vs sse-starlette |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for streams, point in sorted(by_point(results["fanout"]).items()):
         if "session" not in point:
@@ -513,6 +514,7 @@ def markdown(results: dict[str, Any]) -> str:
         ours = point["session"]
         cells = []
         for other, key in (
+            ("anon", "cpu_s_per_1000_events"),
             ("direct", "cpu_s_per_1000_events"),
             ("bare-hypercorn", "cpu_s_per_1000_events"),
             ("sse-starlette", "cpu_s_per_1000_events"),
@@ -765,7 +767,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run of a minute or two")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--sweep", help="comma-separated S values")
-    parser.add_argument("--variants", default="session,direct,bare-hypercorn,sse-starlette")
+    parser.add_argument("--variants", default="session,anon,direct,bare-hypercorn,sse-starlette")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument(
         "--stores",

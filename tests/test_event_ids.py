@@ -151,6 +151,19 @@ def test_the_id_is_a_fixed_point_across_a_change_in_digit_count() -> None:
     assert line == b"id: 100004\r\n" and 99_990 + len(line) + 2 == 100_004
 
 
+@given(
+    st.one_of(st.integers(0, 10**15), st.integers(1, 15).map(lambda k: 10**k - 12)),
+    st.sampled_from([(b"\n", b"\n"), (b"\r\n", b"\r\n"), (b"\r", b"\r"), (b"\r", b"\n")]),
+)
+def test_every_id_line_names_the_offset_just_after_its_event(
+    line_start: int, endings: tuple[bytes, bytes]
+) -> None:
+    eol, blank_eol = endings
+    line = id_line(line_start, eol, blank_eol)
+    assert line.startswith(b"id: ") and line.endswith(eol)
+    assert int(line[4 : -len(eol)]) == line_start + len(line) + len(blank_eol)
+
+
 # -- over real Hypercorn ----------------------------------------------------------------------
 
 

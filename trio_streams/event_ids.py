@@ -36,8 +36,9 @@ def id_line(line_start: int, eol: bytes, blank_eol: bytes) -> bytes:
     len(blank_eol)``; it exists and is unique because one more digit moves ``N`` by one.
     """
     fixed = line_start + len(b"id: ") + len(eol) + len(blank_eol)
-    digits = 1
-    while len(str(fixed + digits)) != digits:
+    # N has at least as many digits as ``fixed`` and, adding so few, at most one more.
+    digits = len(str(fixed))
+    if len(str(fixed + digits)) != digits:
         digits += 1
     return b"id: %d%s" % (fixed + digits, eol)
 
@@ -66,43 +67,36 @@ class EventIdStamper:
         ``base_offset`` is the logical offset of ``data``'s first byte once appended; the
         ids count the inserted lines too, so they are offsets in the *stamped* stream.
         """
-        events = self._plain_events(data)
-        if events is None:
-            return self._stamp_lines(data, base_offset)
         # The hot path (issue 7): producers write whole LF events, one per write, or all
         # that one upstream read brought. The general parser below handles them at several
         # times the cost. Same bytes out, same state after (a clean line start), as
         # ``_stamp_lines`` would give.
-        if len(events) == 1:
-            end = len(data) - 1
-            return data[:end] + id_line(base_offset + end, b"\n", b"\n") + b"\n"
-        out = bytearray()
-        for event in events:
-            out += event
-            out += b"\n"
-            out += id_line(base_offset + len(out), b"\n", b"\n")
-            out += b"\n"
-        return bytes(out)
+        if self._clean_lf_start(data):
+            if data.find(b"\n\n") == len(data) - 2:  # one whole event
+                end = len(data) - 1
+                return data[:end] + id_line(base_offset + end, b"\n", b"\n") + b"\n"
+            events = _whole_events(data)
+            if events is not None:
+                out = bytearray()
+                for event in events:
+                    out += event
+                    out += b"\n"
+                    out += id_line(base_offset + len(out), b"\n", b"\n")
+                    out += b"\n"
+                return bytes(out)
+        return self._stamp_lines(data, base_offset)
 
-    def _plain_events(self, data: bytes) -> list[bytes] | None:
-        """The events of ``data`` (each without its blank line) if it is whole LF events
-        that each begin with a field line; ``None`` when the general parser is needed."""
-        if not (
+    def _clean_lf_start(self, data: bytes) -> bool:
+        """Between events, LF endings only, and ``data`` starts with a field line."""
+        return (
             self._at_line_start
             and not self._after_cr
             and not self._has_field
             and self._last_eol == b"\n"
             and len(data) > 2
-            and data.endswith(b"\n\n")
+            and data[0] not in b"\r\n:"
             and b"\r" not in data
-        ):
-            return None
-        events = data[:-2].split(b"\n\n")
-        for event in events:
-            # Empty or edged by a newline: blank lines between events; or a comment first.
-            if not event or event[0] in b"\n:" or event[-1] == _LF:
-                return None
-        return events
+        )
 
     def _stamp_lines(self, data: bytes, base_offset: int) -> bytes:
         """The general case: events split across writes, CR or CRLF endings, comments."""
@@ -143,3 +137,16 @@ class EventIdStamper:
             i += len(eol)
         out += data[start:]
         return bytes(out)
+
+
+def _whole_events(data: bytes) -> list[bytes] | None:
+    """The events of ``data``, each without its blank line, if ``data`` is whole LF events
+    that each begin with a field line; ``None`` when the general parser is needed."""
+    if not data.endswith(b"\n\n"):
+        return None
+    events = data[:-2].split(b"\n\n")
+    for event in events:
+        # Empty or edged by a newline: blank lines between events; or a comment first.
+        if not event or event[0] in b"\n:" or event[-1] == _LF:
+            return None
+    return events
