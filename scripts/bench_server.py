@@ -4,8 +4,9 @@ It serves trio-streams' whole HTTP API (``create_app``, so ``GET /v1/stream/…`
 work as in production) plus bench routes whose producers emit timestamped OpenAI chunks at
 ``rate`` tokens per second (see ``bench_common``):
 
-- ``GET /bench/session/<id>``: a resumable session through the ``SessionManager`` (the
-  response is a reader of the session's log, exactly as ``/v1/chat/completions`` does it);
+- ``GET /bench/session/<id>``: a resumable session started through the session store
+  (``--store``: ``memory``, or a ``redis://`` URL for the Redis store); the response is a
+  reader of the session's log, exactly as ``/v1/chat/completions`` does it;
 - ``GET /bench/anon``: the same without a conversation id (an unregistered session);
 - ``GET /bench/direct``: no session at all. The producer runs in its own task, as a
   session's does, but writes straight into a memory channel that the response drains
@@ -14,7 +15,10 @@ work as in production) plus bench routes whose producers emit timestamped OpenAI
 - ``POST /bench/reset``: stop every session started so far (their producers keep running
   after their clients leave, which would load the next measurement);
 - ``POST /bench/fill/<id>?bytes=N``: a finished session holding just under ``N`` bytes
-  (nothing dropped), for replays.
+  (nothing dropped), for replays through ``GET /v1/stream/<id>?from=0``.
+
+``anon`` and ``direct`` share nothing between instances, so they never touch Redis: with
+the Redis store, ``anon`` runs in its in-memory manager as plain streams do in production.
 
 It prints one JSON line ``{"port": …, "pid": …}`` once it listens and stops on SIGTERM.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import resource
@@ -39,13 +44,16 @@ from bench_pacing import Metronome, due_count
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 
-from trio_streams import SessionManager, StreamSession, StreamWriter
+from trio_streams import SessionManager, StreamWriter
 from trio_streams.app import create_app
 from trio_streams.demo import DemoModel
 from trio_streams.http_streams import STREAM_HEADERS, stream_response
 from trio_streams.limits import Limits
 from trio_streams.server import hypercorn_config
+from trio_streams.session import OffsetLostError
 from trio_streams.settings import Settings
+from trio_streams.store import MemoryStore, SessionStore
+from trio_streams.store_config import MEMORY, check_store, redis_url
 
 Produce = Callable[[StreamWriter], Awaitable[None]]
 UNLIMITED = Limits(max_total_bytes=None, max_sessions=None, max_producers=None)
@@ -78,26 +86,56 @@ def paced(tokens: int, rate: float, metronome: Metronome) -> Produce:
     return produce
 
 
-def filling(size: int, total_bytes: Callable[[], int], written_all: trio.Event) -> Produce:
+#: The longest ``id: <offset>`` line (with its LF) the writer adds to an event of a log
+#: under 100 MB.
+ID_LINE_BOUND = 13
+
+
+def filling(size: int, written_all: trio.Event) -> Produce:
     """A producer writing events as fast as it can until the log nearly holds ``size`` bytes.
 
     It stops a little short, never beyond (the log would drop its oldest bytes and
-    ``from=0`` would be lost): ``total_bytes`` reads the session, since the writer adds each
-    event's ``id:`` line.
+    ``from=0`` would be lost). A store's log is not readable from the producer (Redis holds
+    it), so it counts what it wrote plus a bound on each event's ``id:`` line.
     """
 
     async def produce(writer: StreamWriter) -> None:
-        index = 0
+        index = written = 0
         while True:
             event = sse_event(index, time.monotonic_ns())
-            if total_bytes() + 2 * (len(event) + 32) > size:
+            if written + 2 * (len(event) + ID_LINE_BOUND + 32) > size:
                 break
             await writer.write(event)
+            written += len(event) + ID_LINE_BOUND
             index += 1
         await writer.write(DONE)
         written_all.set()
 
     return produce
+
+
+async def fill(store: SessionStore, conversation_id: str, size: int) -> dict[str, int]:
+    """Start a :func:`filling` session and wait until it is finished and readable from 0.
+
+    ``dropped`` is 0 when ``from=0`` still answers (the store raises
+    :class:`OffsetLostError` otherwise), else the offset it would have to start at.
+    """
+    written_all = trio.Event()
+    await store.start(conversation_id, filling(size, written_all))
+    await written_all.wait()
+    total_bytes = 0
+    with trio.fail_after(10):  # the store finalizes the session just after the producer
+        while True:
+            found = await store.lookup([conversation_id])
+            if found and found[0].is_done:
+                total_bytes = found[0].total_bytes
+                break
+            await trio.sleep(0.01)
+    try:
+        await store.open(conversation_id, 0)
+    except OffsetLostError as lost:
+        return {"total_bytes": total_bytes, "dropped": lost.dropped_prefix}
+    return {"total_bytes": total_bytes, "dropped": 0}
 
 
 class ChannelWriter:
@@ -119,8 +157,8 @@ def query_int(name: str, default: int) -> int:
 
 async def main(args: argparse.Namespace) -> None:
     settings = Settings(host="127.0.0.1", port=0, ping_interval=args.ping_interval)
-    manager = open_manager(settings, args.store)
-    app = create_app(manager, DemoModel())
+    store, manager = open_store(settings, args.store)
+    app = create_app(store, DemoModel())
     started: list[str] = []
     stop = trio.Event()
     metronome, metronome_scope = Metronome(), trio.CancelScope()
@@ -133,13 +171,13 @@ async def main(args: argparse.Namespace) -> None:
         """The paced producer the request's ``tokens`` and ``rate`` ask for."""
         return paced(query_int("tokens", 100), float(request.args.get("rate", 20)), metronome)
 
-    async with manager, trio.open_nursery() as nursery:
+    async with store, trio.open_nursery() as nursery:
         nursery.start_soon(keep_time)
 
         @app.get("/bench/session/<path:conversation_id>")
         async def bench_session(conversation_id: str) -> Response:
             produce = requested_producer()
-            session = manager.start(conversation_id, produce)
+            session = await store.start(conversation_id, produce)
             started.append(conversation_id)
             return stream_response(session, 0)
 
@@ -184,21 +222,14 @@ async def main(args: argparse.Namespace) -> None:
 
         @app.post("/bench/reset")
         async def bench_reset() -> Response:
-            stopped = sum(manager.stop(cid) for cid in started)
-            started.clear()
+            ids = started.copy()
+            started.clear()  # before the awaits: a session started meanwhile is the next run's
+            stopped = await stop_all(store, ids)
             return Response(json.dumps({"stopped": stopped}), content_type="application/json")
 
         @app.post("/bench/fill/<path:conversation_id>")
         async def bench_fill(conversation_id: str) -> Response:
-            written_all = trio.Event()
-            sessions: list[StreamSession] = []
-            session = manager.start(
-                conversation_id,
-                filling(query_int("bytes", 4 << 20), lambda: sessions[0].total_bytes, written_all),
-            )
-            sessions.append(session)
-            await written_all.wait()
-            body = {"total_bytes": session.total_bytes, "dropped": session.dropped_prefix}
+            body = await fill(store, conversation_id, query_int("bytes", 4 << 20))
             return Response(json.dumps(body), content_type="application/json")
 
         config = hypercorn_config(settings)
@@ -211,29 +242,64 @@ async def main(args: argparse.Namespace) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 break
-        manager.shutdown()
+        store.shutdown()
         stop.set()
         metronome_scope.cancel()
 
 
-def open_manager(settings: Settings, store: str) -> SessionManager:
-    """The session manager for ``--store``: ``memory`` (the default) is the in-process one.
+async def stop_all(store: SessionStore, conversation_ids: list[str]) -> int:
+    """Stop these sessions (a few at a time: with Redis each stop is a round trip)."""
+    stopped = 0
 
-    Hook for the Redis store (issue 5): once trio-streams can put sessions in Redis, build
-    that manager here from ``store`` (a ``redis://`` URL) so the fan-out and replay
-    scenarios run through it unchanged.
+    async def stop_some(ids: list[str]) -> None:
+        nonlocal stopped
+        for conversation_id in ids:
+            # Not ``stopped += await …``: that reads ``stopped`` before the await.
+            was_there = await store.stop(conversation_id)
+            stopped += was_there
+
+    async with trio.open_nursery() as nursery:
+        for first in range(8):
+            nursery.start_soon(stop_some, conversation_ids[first::8])
+    return stopped
+
+
+def open_store(settings: Settings, store: str) -> tuple[SessionStore, SessionManager]:
+    """The session store for ``--store`` (``memory`` or a Redis URL), and its manager.
+
+    Built as ``store_config.build_store`` builds the server's, with one difference: the
+    bench measures the engine, not the admission policy, so no global limits (the default
+    of 256 producers would turn the sweep's upper points into 429s). With Redis, those
+    limits only ever bound the plain streams of its in-memory manager anyway.
     """
-    if store != "memory":
-        sys.exit(f"bench_server: --store {store!r} is not supported by this trio-streams yet")
-    return SessionManager(
+    try:
+        check_store(store)
+    except ValueError as error:
+        sys.exit(f"bench_server: --store: {error}")
+    if store == MEMORY:
+        manager = SessionManager(
+            max_bytes=settings.session_max_bytes,
+            ttl=settings.session_ttl,
+            gc_interval=settings.gc_interval,
+            ping_interval=settings.ping_interval,
+            limits=UNLIMITED,
+        )
+        return MemoryStore(manager), manager
+    from trio_streams.redis_store import RedisStore
+
+    # As build_store does: coredis logs every retry at INFO.
+    logging.getLogger("coredis").setLevel(logging.WARNING)
+    redis = RedisStore(
+        redis_url(store),
         max_bytes=settings.session_max_bytes,
         ttl=settings.session_ttl,
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
-        # The bench measures the engine, not the admission policy: no global limits (the
-        # default of 256 producers would turn the sweep's upper points into 429s).
+        lease_seconds=settings.store_lease,
+        event_ids=settings.event_ids,
         limits=UNLIMITED,
     )
+    return redis, redis.memory
 
 
 def _pid() -> int:
@@ -247,7 +313,7 @@ def raise_fd_limit() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default="memory")
+    parser.add_argument("--store", default=MEMORY, help="memory, or redis://HOST:PORT/DB")
     parser.add_argument("--ping-interval", type=float, default=5.0)
     raise_fd_limit()
     trio.run(main, parser.parse_args())
