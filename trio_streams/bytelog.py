@@ -17,7 +17,7 @@ from __future__ import annotations
 class ByteLog:
     """Append-only bytes with a cap; offsets are logical and never reused."""
 
-    __slots__ = ("_buffer", "_dropped_prefix", "_head", "max_bytes")
+    __slots__ = ("_buffer", "_head", "dropped_prefix", "max_bytes", "total_bytes")
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes <= 0:
@@ -25,21 +25,16 @@ class ByteLog:
         self.max_bytes = max_bytes
         self._buffer = bytearray()
         self._head = 0
-        self._dropped_prefix = 0
-
-    @property
-    def dropped_prefix(self) -> int:
-        """How many bytes from the start of the stream are gone for good."""
-        return self._dropped_prefix
+        # Plain attributes, not properties: every append and every read step looks at
+        # them (issue 7's hot path). Only this class writes them.
+        #: How many bytes from the start of the stream are gone for good.
+        self.dropped_prefix = 0
+        #: Logical end of the stream: ``dropped_prefix + retained_bytes``.
+        self.total_bytes = 0
 
     @property
     def retained_bytes(self) -> int:
-        return len(self._buffer) - self._head
-
-    @property
-    def total_bytes(self) -> int:
-        """Logical end of the stream: ``dropped_prefix + retained_bytes``."""
-        return self._dropped_prefix + self.retained_bytes
+        return self.total_bytes - self.dropped_prefix
 
     def append(self, data: bytes) -> None:
         """Append ``data``, dropping the oldest bytes if the cap would be exceeded.
@@ -50,16 +45,16 @@ class ByteLog:
         size = len(data)
         if size == 0:
             return
+        self.total_bytes += size
         if size >= self.max_bytes:
-            skip = size - self.max_bytes
-            self._dropped_prefix += self.retained_bytes + skip
-            self._buffer = bytearray(memoryview(data)[skip:])
+            self.dropped_prefix = self.total_bytes - self.max_bytes
+            self._buffer = bytearray(memoryview(data)[size - self.max_bytes :])
             self._head = 0
             return
-        overflow = self.retained_bytes + size - self.max_bytes
+        overflow = self.total_bytes - self.dropped_prefix - self.max_bytes
         if overflow > 0:
             self._head += overflow
-            self._dropped_prefix += overflow
+            self.dropped_prefix += overflow
             if self._head > len(self._buffer) // 2:
                 del self._buffer[: self._head]
                 self._head = 0
@@ -71,9 +66,9 @@ class ByteLog:
         The caller checks ``offset`` against :attr:`dropped_prefix` first; an offset at or
         beyond the end returns ``b""``.
         """
-        if offset < self._dropped_prefix:
+        if offset < self.dropped_prefix:
             raise ValueError("offset below dropped_prefix")
-        start = self._head + offset - self._dropped_prefix
+        start = self._head + offset - self.dropped_prefix
         end = len(self._buffer) if limit is None else min(len(self._buffer), start + limit)
         if start >= end:
             return b""
@@ -85,7 +80,7 @@ class ByteLog:
         Used when a session is evicted or stopped: its memory is returned at once, even
         if a reader that never reads still holds the session.
         """
-        self._dropped_prefix = self.total_bytes
+        self.dropped_prefix = self.total_bytes
         self._buffer = bytearray()
         self._head = 0
 

@@ -182,12 +182,10 @@ class StreamSession:
                     # writes, and a stuck one pins little.
                     chunk = log.read_from(offset, MAX_READ_CHUNK)
                     offset += len(chunk)
+                    # No checkpoint of our own here: the consumer's send is one, and a
+                    # scheduler pass per chunk cost more than the coalescing it bought
+                    # once producers write what is due together (``scripts/bench.py``).
                     yield chunk
-                    # One pass of the scheduler before looking again: the producers that
-                    # are due in it append first, so a busy server's readers take several
-                    # events per write (the benchmarks' coalescing window). Shielded: a
-                    # cancelled reader still ends at its next park, at once.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
                     continue
                 waiters = self._waiters
                 if waiters is None:  # finalized, and everything was delivered
