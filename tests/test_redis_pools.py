@@ -1,0 +1,129 @@
+"""The Redis store's two connection pools: blocked reads never hold up writes.
+
+Each followed session holds one connection in a blocking ``XREAD``. These tests size
+both pools small (4 connections) and follow more sessions than that on one instance, on
+a real server: producers, lease renewals, lookups and stops must go on at once, and the
+readers take turns on the followers' pool until each has every byte.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from trio_streams.producer import StreamWriter
+from trio_streams.redis_store import ORPHAN_MESSAGE, RedisStore
+
+from .redis_fixtures import RedisServer
+from .test_store_contract import Ticker, read_all, ticks
+
+POOL = 4
+SESSIONS = 2 * POOL
+#: Short, so that a renewal held up for about a block period lets the lease lapse.
+LEASE = 1.5
+#: A command that waits behind the blocked reads waits for up to a block (``LEASE``);
+#: one that does not takes a few milliseconds, even on a busy 2-core machine.
+PROMPT = 0.5
+
+
+class TimedTicker(Ticker):
+    """A :class:`Ticker` that records its slowest append (the time ``write`` took)."""
+
+    slowest = 0.0
+
+    async def __call__(self, writer: StreamWriter) -> None:
+        ticker = self
+
+        class Timed:
+            async def write(self, data: bytes) -> None:
+                begin = trio.current_time()
+                await writer.write(data)
+                ticker.slowest = max(ticker.slowest, trio.current_time() - begin)
+
+        await super().__call__(Timed())
+
+
+def small_store(server: RedisServer) -> RedisStore:
+    return RedisStore(
+        server.url,
+        lease_seconds=LEASE,
+        ping_interval=None,
+        event_ids=False,
+        command_connections=POOL,
+        follower_connections=POOL,
+    )
+
+
+async def test_more_followed_sessions_than_connections_hold_up_no_writer(
+    redis_server: RedisServer,
+) -> None:
+    count = 20
+    async with small_store(redis_server) as store:
+        # A quiet start: every follower is waiting in XREAD BLOCK when the appends begin.
+        tickers = [TimedTicker(count=count, interval=0.05, prefill=0.3) for _ in range(SESSIONS)]
+        received: dict[str, bytes] = {}
+
+        async def follow(conversation_id: str) -> None:
+            handle = await store.open(conversation_id, 0)
+            assert handle is not None
+            received[conversation_id] = await read_all(handle)
+
+        slowest_lookup = slowest_stop = 0.0
+        most_waiting = 0  # followers waiting for a turn: the followers' pool was full
+        with trio.fail_after(15):  # the readers' turns: slower than a free pool, but bounded
+            async with trio.open_nursery() as nursery:
+                for index, ticker in enumerate(tickers):
+                    await store.start(f"c{index}", ticker)
+                    nursery.start_soon(follow, f"c{index}")
+                # One more followed session, stopped (DELETE) while the others stream.
+                doomed = Ticker(count=1000, interval=0.05)
+                await store.start("doomed", doomed)
+                nursery.start_soon(follow, "doomed")
+                for _ in range(4):
+                    await trio.sleep(0.25)
+                    most_waiting = max(most_waiting, store.follower_reads.waiting)
+                    begin = trio.current_time()
+                    infos = await store.lookup([f"c{index}" for index in range(SESSIONS)])
+                    slowest_lookup = max(slowest_lookup, trio.current_time() - begin)
+                    assert len(infos) == SESSIONS
+                begin = trio.current_time()
+                assert await store.stop("doomed") is True
+                await doomed.cancelled.wait()
+                slowest_stop = trio.current_time() - begin
+        assert most_waiting > 0
+        slowest_append = max(ticker.slowest for ticker in tickers)
+        assert slowest_append < PROMPT, f"an append waited {slowest_append:.2f} s"
+        assert slowest_lookup < PROMPT, f"a lookup waited {slowest_lookup:.2f} s"
+        assert slowest_stop < PROMPT, f"a stop waited {slowest_stop:.2f} s"
+        # No lease lapsed: every producer ran to its end, no session ended as an orphan,
+        # and every reader got every byte.
+        assert all(ticker.finished and not ticker.cancelled.is_set() for ticker in tickers)
+        for index in range(SESSIONS):
+            assert ORPHAN_MESSAGE.encode() not in received[f"c{index}"]
+            assert received[f"c{index}"] == ticks(count), index
+        assert ORPHAN_MESSAGE.encode() not in received["doomed"]
+        infos = await store.lookup([f"c{index}" for index in range(SESSIONS)])
+        assert all(info.is_done for info in infos)
+        assert {info.total_bytes for info in infos} == {len(ticks(count))}
+
+
+async def test_readers_leaving_mid_read_do_not_use_up_the_pools(
+    redis_server: RedisServer,
+) -> None:
+    """A reader leaving cancels its follower's blocking read: coredis then drops that
+    connection, and its pool must open another rather than shrink by one for good."""
+    async with small_store(redis_server) as store:
+        for index in range(3 * POOL):
+            handle = await store.start(f"c{index}", Ticker(count=1000, interval=0.2))
+            reader = handle.read(0)
+            with trio.fail_after(2):
+                await reader.__anext__()
+                await trio.sleep(0.05)  # its follower is now waiting in XREAD BLOCK
+                await reader.aclose()  # ...and is cancelled there
+                await trio.sleep(0.05)
+                [info] = await store.lookup([f"c{index}"])
+                assert not info.is_done
+                assert await store.stop(f"c{index}") is True
+        # The followers' pool is whole too: a new reader follows a live stream to its end.
+        handle = await store.start("last", Ticker(count=5))
+        with trio.fail_after(5):
+            assert await read_all(handle) == ticks(5)

@@ -1,0 +1,105 @@
+"""The Redis store's connections: one pool for commands, one for the followers' reads.
+
+coredis multiplexes ordinary commands over a few pooled connections (a command hands its
+connection back as soon as it is sent), but a blocking command such as ``XREAD BLOCK``
+keeps a connection to itself until it returns. Each session being followed on an
+instance has one such read waiting, for up to a lease period. In one shared pool, past
+its size, appends, lease renewals, stops and lookups waited for a blocked read to return:
+leases lapsed and live sessions were finalized as orphans. So the store has two pools:
+
+- **commands** (:func:`command_client`): scripts, ``XRANGE``, pub/sub. It needs few
+  connections: the subscriber holds one, the rest are shared by multiplexing.
+- **followers** (:class:`FollowerReads`): only the blocking reads, one connection each.
+
+When more sessions are followed than the followers' pool holds, their followers take
+turns (:meth:`FollowerReads.xread`). Waiting for a turn is not an error and has no
+deadline of its own: each turn ends within one block period, so every follower gets one,
+later than with a free pool. Readers get their bytes late; no reader is refused, none
+waits forever, and producers never wait, since they use the other pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import coredis
+import trio
+from coredis.connection import BaseConnection
+from coredis.pool import ConnectionPool
+
+#: Followed sessions whose blocking reads wait at once; more take turns.
+DEFAULT_FOLLOWER_CONNECTIONS = 1000
+#: Commands are multiplexed: a few connections serve many producers and requests.
+DEFAULT_COMMAND_CONNECTIONS = 64
+#: A blocking read's longest wait (ms) while other followers wait for a turn.
+CONTENDED_BLOCK_MS = 1000
+#: A blocking read that outlives its block by this much (seconds) has lost its server:
+#: it is cancelled, so that it cannot hold a turn forever.
+STUCK_MARGIN = 5.0
+
+
+class SlotKeepingPool(ConnectionPool[Any]):
+    """coredis' blocking pool, minus a leak.
+
+    A connection that dies while lent out (a blocking read cancelled, which coredis
+    answers by dropping the connection, or a connection lost to a Redis restart) is not
+    handed back, and coredis 6.9 then loses its place in the pool: the pool shrinks by
+    one for good, and once it is empty every command waits forever. Here the place comes
+    back, empty, and the next command opens a new connection in it.
+    """
+
+    def release(self, connection: BaseConnection) -> None:
+        usable = connection.usable
+        super().release(connection)
+        if not usable and not self._available_connections.full():
+            self._available_connections.append_nowait(None)
+
+
+def _client(url: str, *, connections: int, connect_timeout: float) -> coredis.Redis[bytes]:
+    pool = SlotKeepingPool.from_url(
+        url, connect_timeout=connect_timeout, max_connections=connections
+    )
+    return coredis.Redis(connection_pool=pool)
+
+
+def command_client(url: str, *, connections: int, connect_timeout: float) -> coredis.Redis[bytes]:
+    """The client for everything but the followers' blocking reads."""
+    return _client(url, connections=connections, connect_timeout=connect_timeout)
+
+
+class FollowerReads:
+    """The followers' blocking reads, on a pool of their own, taken in turns when full.
+
+    A follower waits for a turn (a :class:`trio.Semaphore` as large as the pool: fair,
+    first come first served, and safe to cancel while waiting, which coredis' own wait
+    for a connection is not) and holds it for one ``XREAD``. While others wait, that
+    read blocks for :data:`CONTENDED_BLOCK_MS` at most, so a quiet session does not keep
+    its connection for a whole lease period; a busy one returns on its next append.
+    """
+
+    def __init__(self, url: str, *, connections: int, connect_timeout: float) -> None:
+        if connections < 1:
+            raise ValueError("the followers need at least one connection")
+        self.connections = connections
+        self.client = _client(url, connections=connections, connect_timeout=connect_timeout)
+        self._turns = trio.Semaphore(connections)
+
+    @property
+    def waiting(self) -> int:
+        """Followers waiting for a turn (0 unless more sessions are followed than fit)."""
+        return self._turns.statistics().tasks_waiting
+
+    async def xread(self, log: str, last_id: str, *, count: int, block_ms: int) -> tuple[Any, bool]:
+        """``XREAD COUNT count BLOCK block_ms`` on ``log`` after ``last_id``, in turn.
+
+        Returns the reply and whether the read could block for all of ``block_ms``
+        (``False``: a shorter turn, because other followers were waiting).
+        Raises :class:`TimeoutError` if Redis does not answer well after the block.
+        """
+        async with self._turns:
+            full = not self.waiting
+            block = block_ms if full else min(block_ms, CONTENDED_BLOCK_MS)
+            with trio.move_on_after(block / 1000 + STUCK_MARGIN):
+                reply = await self.client.xread({log: last_id}, count=count, block=block)
+                return reply, full or block == block_ms
+            raise TimeoutError("the blocking read outlived its block")
