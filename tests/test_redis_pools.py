@@ -127,3 +127,11 @@ async def test_readers_leaving_mid_read_do_not_use_up_the_pools(
         handle = await store.start("last", Ticker(count=5))
         with trio.fail_after(5):
             assert await read_all(handle) == ticks(5)
+
+
+def test_the_followers_take_as_many_turns_as_their_pool_has_connections() -> None:
+    """``?max_connections=N`` in the URL wins in coredis: the turns follow it, so that no
+    follower waits inside coredis' pool (whose wait is not safe to cancel)."""
+    store = RedisStore("redis://127.0.0.1:1/0?max_connections=3", follower_connections=50)
+    assert store.follower_reads.connections == 3
+    assert RedisStore("redis://127.0.0.1:1/0").follower_reads.connections == 1000

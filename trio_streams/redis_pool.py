@@ -80,9 +80,12 @@ class FollowerReads:
     def __init__(self, url: str, *, connections: int, connect_timeout: float) -> None:
         if connections < 1:
             raise ValueError("the followers need at least one connection")
-        self.connections = connections
         self.client = _client(url, connections=connections, connect_timeout=connect_timeout)
-        self._turns = trio.Semaphore(connections)
+        #: As many turns as connections: ``?max_connections=N`` in the URL wins over
+        #: ``connections`` in coredis, and more turns than connections would leave
+        #: followers waiting in coredis' pool instead of here.
+        self.connections: int = self.client.connection_pool.max_connections
+        self._turns = trio.Semaphore(self.connections)
 
     @property
     def waiting(self) -> int:
