@@ -129,6 +129,39 @@ async def test_readers_leaving_mid_read_do_not_use_up_the_pools(
             assert await read_all(handle) == ticks(5)
 
 
+async def test_redis_restarts_mid_read_do_not_use_up_the_pools(
+    persistent_redis_server: RedisServer,
+) -> None:
+    """A restart drops every connection, the subscriber's and the followers' blocked
+    reads among them: each pool must open new ones, however many restarts there are."""
+    redis = persistent_redis_server
+    restarts = 2 * POOL
+    steps = trio.Semaphore(0)
+
+    async def producer(writer: StreamWriter) -> None:
+        for index in range(restarts + 1):
+            await steps.acquire()
+            await writer.write(f"data: {index}\n\n".encode())
+
+    async with small_store(redis) as store:
+        reader = (await store.start("c1", producer)).read(0)
+        received = b""
+        for index in range(restarts + 1):
+            if index:
+                await trio.sleep(0.1)  # the follower is waiting in XREAD BLOCK
+                redis.stop()
+                redis.start()
+            steps.release()
+            with trio.fail_after(5):
+                while len(received) < len(ticks(index + 1)):
+                    received += await reader.__anext__()
+                [info] = await store.lookup(["c1"])
+            assert info.is_done == (index == restarts)  # the producer's last append ends it
+        assert received == ticks(restarts + 1)
+        with trio.fail_after(5):
+            assert b"".join([chunk async for chunk in reader]) == b""  # the end, no error
+
+
 def test_the_followers_take_as_many_turns_as_their_pool_has_connections() -> None:
     """``?max_connections=N`` in the URL wins in coredis: the turns follow it, so that no
     follower waits inside coredis' pool (whose wait is not safe to cancel)."""

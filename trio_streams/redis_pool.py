@@ -12,10 +12,15 @@ leases lapsed and live sessions were finalized as orphans. So the store has two 
 - **followers** (:class:`FollowerReads`): only the blocking reads, one connection each.
 
 When more sessions are followed than the followers' pool holds, their followers take
-turns (:meth:`FollowerReads.xread`). Waiting for a turn is not an error and has no
-deadline of its own: each turn ends within one block period, so every follower gets one,
-later than with a free pool. Readers get their bytes late; no reader is refused, none
-waits forever, and producers never wait, since they use the other pool.
+turns (:meth:`FollowerReads.xread`), first come first served. Why wait rather than
+refuse: the bytes are safe in Redis, so a reader that gets them late loses nothing, while
+a refused or ended response would send its client back to reconnect and resume, adding
+work just when the instance is over its budget. Why this wait is bounded: a turn is one
+``XREAD``, which returns on the session's next append or at the end of its block (cut
+to :data:`CONTENDED_BLOCK_MS` while others wait), and one that Redis never answers is
+cancelled :data:`STUCK_MARGIN` after that; so every follower gets a turn, and a reader
+that leaves while its follower waits simply cancels the wait. Producers, renewals, stops
+and lookups never wait for any of it: they use the other pool.
 """
 
 from __future__ import annotations
