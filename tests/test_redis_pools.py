@@ -8,9 +8,12 @@ readers take turns on the followers' pool until each has every byte.
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 
 from trio_streams.producer import StreamWriter
+from trio_streams.redis_pool import FollowerReads, command_client
 from trio_streams.redis_store import ORPHAN_MESSAGE, RedisStore
 
 from .redis_fixtures import RedisServer
@@ -160,6 +163,27 @@ async def test_redis_restarts_mid_read_do_not_use_up_the_pools(
         assert received == ticks(restarts + 1)
         with trio.fail_after(5):
             assert b"".join([chunk async for chunk in reader]) == b""  # the end, no error
+
+
+async def test_reads_cancelled_at_any_moment_use_up_no_place_in_a_pool(
+    redis_server: RedisServer,
+) -> None:
+    """Cancelled while its connection opens, while it is sent, or while it blocks: a
+    read gives its place in the pool back every time."""
+    reads = FollowerReads(redis_server.url, connections=2, connect_timeout=2)
+    async with reads.client:
+        for step in range(40):  # 0 to 4 ms: every stage of a read, many times over
+            with trio.move_on_after(step / 10_000):
+                await reads.xread("k", "0-0", count=1, block_ms=1000)
+            await trio.sleep(0.001)
+        # Both places are there: two reads block in Redis at once.
+        async with command_client(redis_server.url, connections=2, connect_timeout=2) as other:
+            with trio.fail_after(2):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(2):
+                        nursery.start_soon(partial(reads.xread, "k", "0-0", count=1, block_ms=500))
+                    await trio.sleep(0.2)
+                    assert (await other.info("clients"))["blocked_clients"] == 2
 
 
 def test_the_followers_take_as_many_turns_as_their_pool_has_connections() -> None:

@@ -25,11 +25,13 @@ and lookups never wait for any of it: they use the other pool.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import coredis
 import trio
 from coredis.connection import BaseConnection
+from coredis.exceptions import RedisError
 from coredis.pool import ConnectionPool
 
 #: Followed sessions whose blocking reads wait at once; more take turns.
@@ -43,20 +45,54 @@ CONTENDED_BLOCK_MS = 1000
 STUCK_MARGIN = 5.0
 
 
-class SlotKeepingPool(ConnectionPool[Any]):
-    """coredis' blocking pool, minus a leak.
+#: The connection the current :meth:`SlotKeepingPool.get_connection` call is opening.
+_OPENING: ContextVar[list[BaseConnection] | None] = ContextVar("opening", default=None)
 
-    A connection that dies while lent out (a blocking read cancelled, which coredis
-    answers by dropping the connection, or a connection lost to a Redis restart) is not
-    handed back, and coredis 6.9 then loses its place in the pool: the pool shrinks by
-    one for good, and once it is empty every command waits forever. Here the place comes
-    back, empty, and the next command opens a new connection in it.
+
+class SlotKeepingPool(ConnectionPool[Any]):
+    """coredis' blocking pool, minus two leaks.
+
+    coredis 6.9 loses a place in its pool, for good, when a connection dies while lent
+    out (a blocking read cancelled, which coredis answers by dropping the connection, or
+    a connection lost to a Redis restart), and when the command taking a new connection
+    is cancelled while that connection opens (the next read after a dropped one opens
+    one). Each loss shrinks the pool by one; once it is empty every command waits
+    forever. Followers are cancelled whenever their last reader leaves, so this is the
+    common case, not a corner. Here the place comes back, empty, and the next command
+    opens a new connection in it.
     """
+
+    async def get_connection(self, **kwargs: Any) -> BaseConnection:
+        opening: list[BaseConnection] = []
+        token = _OPENING.set(opening)
+        try:
+            connection: BaseConnection = await super().get_connection(**kwargs)
+            return connection
+        except RedisError:
+            raise  # the connection failed to open: coredis gave its place back itself
+        except BaseException:
+            if opening:  # cancelled while opening: its place was taken, nothing holds it
+                opening[0].invalidate()
+                self._give_place_back()
+            raise
+        finally:
+            _OPENING.reset(token)
+
+    async def _construct_connection(self) -> BaseConnection:
+        connection: BaseConnection = await super()._construct_connection()
+        opening = _OPENING.get()
+        if opening is not None:
+            opening.append(connection)
+        return connection
 
     def release(self, connection: BaseConnection) -> None:
         usable = connection.usable
         super().release(connection)
-        if not usable and not self._available_connections.full():
+        if not usable:
+            self._give_place_back()
+
+    def _give_place_back(self) -> None:
+        if not self._available_connections.full():
             self._available_connections.append_nowait(None)
 
 
