@@ -186,6 +186,55 @@ async def test_reads_cancelled_at_any_moment_use_up_no_place_in_a_pool(
                     assert (await other.info("clients"))["blocked_clients"] == 2
 
 
+async def test_a_quiet_session_holds_a_turn_for_a_second_while_others_wait(
+    redis_server: RedisServer,
+) -> None:
+    """One connection, two followers: a quiet log's read gives way within
+    ``CONTENDED_BLOCK_MS``, not its whole block, so a busy log's reader gets bytes every
+    second or so rather than once per lease period."""
+    block_ms = 10_000  # a lease period: a read alone waits this long
+    reads = FollowerReads(redis_server.url, connections=1, connect_timeout=2)
+    async with (
+        reads.client,
+        command_client(redis_server.url, connections=2, connect_timeout=2) as writer,
+    ):
+        await writer.xadd("busy", {"d": "x"})
+        replies: list[float] = []
+        two_replies = trio.Event()
+
+        async def follow(log: str) -> None:
+            last = "0-0"
+            while True:
+                reply, _ = await reads.xread(log, last, count=10, block_ms=block_ms)
+                for entries in reply.values() if reply else ():
+                    last = entries[-1].identifier.decode()
+                    replies.append(trio.current_time())
+                    if len(replies) == 2:
+                        two_replies.set()
+
+        async def append() -> None:
+            while True:
+                await trio.sleep(0.1)
+                await writer.xadd("busy", {"d": "x"})
+
+        begin = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            # A read of another log holds the one connection briefly, so that the quiet
+            # log's follower and the busy one's both wait, then take turns.
+            nursery.start_soon(partial(reads.xread, "other", "0-0", count=1, block_ms=200))
+            await trio.sleep(0.05)
+            nursery.start_soon(follow, "quiet")
+            await trio.sleep(0.05)
+            nursery.start_soon(follow, "busy")
+            nursery.start_soon(append)
+            with trio.fail_after(5):
+                await two_replies.wait()
+            nursery.cancel_scope.cancel()
+        # Turns of CONTENDED_BLOCK_MS (1 s): the second reply comes after two quiet turns
+        # (about 2.2 s in), where whole blocks would have made it wait 10 s for the first.
+        assert replies[1] - begin < 3.0, [round(at - begin, 2) for at in replies]
+
+
 def test_the_followers_take_as_many_turns_as_their_pool_has_connections() -> None:
     """``?max_connections=N`` in the URL wins in coredis: the turns follow it, so that no
     follower waits inside coredis' pool (whose wait is not safe to cancel)."""
