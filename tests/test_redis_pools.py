@@ -1,9 +1,11 @@
 """The Redis store's two connection pools: blocked reads never hold up writes.
 
-Each followed session holds one connection in a blocking ``XREAD``. These tests size
-both pools small (4 connections) and follow more sessions than that on one instance, on
-a real server: producers, lease renewals, lookups and stops must go on at once, and the
-readers take turns on the followers' pool until each has every byte.
+Each followed session holds one connection in a blocking ``XREAD``. These tests, on a
+real server, size both pools small (4 connections) and follow more sessions than that on
+one instance: producers, lease renewals, lookups and stops must go on at once, and the
+readers take turns on the followers' pool until each has every byte. Others check that
+neither pool shrinks when reads are cancelled or Redis restarts (coredis 6.9 lost a
+place each time), and that a quiet session's read gives way to waiting followers.
 """
 
 from __future__ import annotations
