@@ -44,7 +44,14 @@ async def test_the_store_comes_from_the_environment(
 def test_help_shows_the_store_options() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--store", "TRIO_STREAMS_STORE", "--store-lease", "TRIO_STREAMS_STORE_LEASE"):
+    for option in (
+        "--store",
+        "TRIO_STREAMS_STORE",
+        "--store-lease",
+        "TRIO_STREAMS_STORE_LEASE",
+        "--store-follower-connections",
+        "TRIO_STREAMS_STORE_FOLLOWER_CONNECTIONS",
+    ):
         assert option in result.output
 
 

@@ -17,11 +17,17 @@ def test_memory_is_the_default() -> None:
 
 
 def test_a_redis_url_builds_the_shared_store_with_the_settings() -> None:
-    settings = Settings(store="valkey://127.0.0.1:1/2", session_max_bytes=99, store_lease=3)
+    settings = Settings(
+        store="valkey://127.0.0.1:1/2",
+        session_max_bytes=99,
+        store_lease=3,
+        store_follower_connections=7,
+    )
     store, manager = build_store(settings)
     assert isinstance(store, RedisStore) and isinstance(manager, SessionManager)
     assert store.url == "redis://127.0.0.1:1/2"
     assert (store.max_bytes, store.lease_seconds, manager.max_bytes) == (99, 3, 99)
+    assert store.follower_reads.connections == 7
 
 
 @pytest.mark.parametrize(

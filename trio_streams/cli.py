@@ -153,6 +153,15 @@ def main() -> None:
     "finalized with an error event.",
 )
 @click.option(
+    "--store-follower-connections",
+    default=_DEFAULTS.store_follower_connections,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_STORE_FOLLOWER_CONNECTIONS",
+    show_envvar=True,
+    help="Redis store: sessions this instance follows at once, one Redis connection each; "
+    "beyond it their readers take turns (bytes arrive later; producers never wait).",
+)
+@click.option(
     "--api-key",
     "api_keys",
     multiple=True,
@@ -266,6 +275,7 @@ def serve(
     max_body_bytes: int,
     store: str,
     store_lease: float,
+    store_follower_connections: int,
     api_keys: tuple[str, ...],
     api_key_file: str | None,
     max_total_bytes: int,
@@ -312,6 +322,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         store=store,
         store_lease=store_lease,
+        store_follower_connections=store_follower_connections,
         api_keys=tuple(keys),
         max_total_bytes=max_total_bytes,
         max_sessions=max_sessions,

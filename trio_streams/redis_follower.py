@@ -10,6 +10,11 @@ The follower starts at the log's current end (``XREVRANGE … COUNT 1``), so its
 always covers every offset from there on. It ends at the terminal marker, when its
 session is gone, when Redis has been unreachable for a whole lease period (its readers
 end; clients resume later), or when its last reader leaves.
+
+Its blocking reads go through the followers' own pool (``redis_pool.FollowerReads``):
+they never hold up the store's commands, and they take turns when more sessions are
+followed than that pool holds. Its other reads (``XREVRANGE``, ``XRANGE``) do not block
+and use the command client.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import coredis
 import trio
 
+from .redis_pool import FollowerReads
 from .session import OffsetLostError
 
 #: Entries one XREAD or XRANGE returns at most; a reader far behind catches up in batches.
@@ -45,6 +51,7 @@ class LogFollower:
     def __init__(
         self,
         client: coredis.Redis[bytes],
+        reads: FollowerReads,
         log: str,
         *,
         block_ms: int,
@@ -54,6 +61,7 @@ class LogFollower:
         on_end: Callable[[LogFollower], None],
     ) -> None:
         self._client = client
+        self._reads = reads
         self.log = log
         self._block_ms = block_ms
         self._retry_for = retry_for
@@ -137,10 +145,11 @@ class LogFollower:
         if last_id is None:
             return
         failing_since: float | None = None
+        news_at = trio.current_time()
         while True:
             try:
-                reply = await self._client.xread(
-                    {self.log: last_id}, count=READ_BATCH, block=self._block_ms
+                reply, full_block = await self._reads.xread(
+                    self.log, last_id, count=READ_BATCH, block_ms=self._block_ms
                 )
                 failing_since = None
             except self._redis_errors:
@@ -151,10 +160,16 @@ class LogFollower:
                 await trio.sleep(0.2)
                 continue
             if not reply:
-                # A lease period without news: the check may finalize an orphan.
-                if not await self._still_there(self.end):
-                    return
+                # A lease period without news: the check may finalize an orphan. (A
+                # shorter turn, taken while other followers wait, says less: the check
+                # waits until a lease period has passed since the last news.)
+                now = trio.current_time()
+                if full_block or now - news_at >= self._block_ms / 1000:
+                    if not await self._still_there(self.end):
+                        return
+                    news_at = now
                 continue
+            news_at = trio.current_time()
             for entries in reply.values():
                 for entry in entries:
                     end, data = parse_entry(entry)

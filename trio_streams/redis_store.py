@@ -9,6 +9,9 @@ producer task runs on the instance that started it.
   The readers of one log on this instance share a follower (``redis_follower.py``)
   waiting in one blocking ``XREAD``: Redis wakes it on the next ``XADD``; there is no
   polling loop here. A finalize adds the terminal marker ``T-1``.
+- **Connections**: those blocking reads have a connection pool of their own
+  (``redis_pool.py``), so appends, lease renewals, stops, lookups and pub/sub never wait
+  behind them. Past that pool's size, followers take turns: readers get bytes later.
 - **Cancel across instances**: each instance listens on its own pub/sub channel; DELETE
   or a replacement anywhere publishes ``<gen> <id>`` to the owner, which cancels that
   producer's cancel scope.
@@ -57,6 +60,12 @@ from .producer import Producer
 from .redact import redact
 from .redis_follower import LogFollower
 from .redis_keys import PREFIX, control_channel, log_key, meta_key
+from .redis_pool import (
+    DEFAULT_COMMAND_CONNECTIONS,
+    DEFAULT_FOLLOWER_CONNECTIONS,
+    FollowerReads,
+    command_client,
+)
 from .session import OffsetLostError, SessionClosedError, SessionInfo, StreamSession
 from .sse import PING, error_event, generation_failed_event
 from .store import StoreUnavailableError, StreamHandle
@@ -64,8 +73,8 @@ from .store import StoreUnavailableError, StreamHandle
 logger = logging.getLogger("trio_streams")
 
 DEFAULT_LEASE_SECONDS = 10.0
-#: Connections in the pool: each reader waiting in a blocking XREAD holds one.
-DEFAULT_MAX_CONNECTIONS = 1000
+#: The former single pool's size, now the followers' pool's (``scripts/bench.py`` reads it).
+DEFAULT_MAX_CONNECTIONS = DEFAULT_FOLLOWER_CONNECTIONS
 #: Errors that mean "Redis cannot serve this now": connection refused or lost, timeouts,
 #: and Redis's own refusals (out of memory, still loading after a restart). Background
 #: work (appends, renewals, followers) waits them out; HTTP requests answer 503. coredis
@@ -174,8 +183,13 @@ class RedisStore:
         instance_id: str | None = None,
         limits: Limits | None = None,
         connect_timeout: float = 2.0,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        command_connections: int = DEFAULT_COMMAND_CONNECTIONS,
+        follower_connections: int = DEFAULT_FOLLOWER_CONNECTIONS,
     ) -> None:
+        """``follower_connections``: sessions this instance follows at once, each with a
+        blocking read on a connection of its own; past it, their readers take turns
+        (``redis_pool.FollowerReads``). ``command_connections``: everything else, shared.
+        """
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         self.url = url
@@ -186,8 +200,13 @@ class RedisStore:
         #: Stamp every SSE event with ``id: <offset after it>``, as the in-memory store does.
         self.event_ids = event_ids
         self.instance_id = instance_id or uuid.uuid4().hex
-        self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            url, connect_timeout=connect_timeout, max_connections=max_connections
+        #: Commands: scripts, XRANGE, pub/sub. Never a blocking read.
+        self.client: coredis.Redis[bytes] = command_client(
+            url, connections=command_connections, connect_timeout=connect_timeout
+        )
+        #: The followers' blocking reads, on their own pool.
+        self.follower_reads = FollowerReads(
+            url, connections=follower_connections, connect_timeout=connect_timeout
         )
         self._scripts = {
             name: self.client.register_script(getattr(redis_scripts, name))
@@ -217,6 +236,7 @@ class RedisStore:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.client)
+            await stack.enter_async_context(self.follower_reads.client)
             await stack.enter_async_context(self.memory)
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery.start_soon(self._listen_for_cancels)
@@ -558,6 +578,7 @@ class RedisStore:
 
         follower = LogFollower(
             self.client,
+            self.follower_reads,
             log_key(conversation_id, generation),
             block_ms=self._lease_ms(),
             retry_for=self.lease_seconds,

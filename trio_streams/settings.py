@@ -39,6 +39,10 @@ class Settings:
     #: Redis store only: how long a dead instance's sessions wait before readers
     #: finalize them with an error event (seconds).
     store_lease: float = 10.0
+    #: Redis store only: sessions one instance follows at once, each with a blocking read
+    #: on a Redis connection of its own; past it, their readers take turns (bytes arrive
+    #: later), while producers and requests keep their own connections.
+    store_follower_connections: int = 1000
     #: API keys; empty means no authentication. Sessions belong to the key that made them.
     api_keys: tuple[str, ...] = ()
     #: Bytes all sessions together may hold (a running one counts as its full cap).

@@ -70,6 +70,7 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         gc_interval=settings.gc_interval,
         ping_interval=settings.ping_interval,
         lease_seconds=settings.store_lease,
+        follower_connections=settings.store_follower_connections,
         event_ids=settings.event_ids,
         limits=settings.limits(),
     )
