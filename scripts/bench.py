@@ -44,8 +44,6 @@ from typing import Any
 import psutil
 from bench_redis import RedisProcess, find_binary
 
-from trio_streams.redis_store import DEFAULT_MAX_CONNECTIONS
-
 SCRIPTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
 REPLAY_BYTES = 4 * 1024 * 1024
@@ -64,11 +62,6 @@ VARIANTS = {
 REDIS_VARIANTS = {"session-redis": ("trio-redis", "session")}
 VARIANTS.update(REDIS_VARIANTS)
 STORES = ("memory", "redis")
-#: Live sessions one Redis-store server can follow: each reader's log is followed through
-#: a pooled connection waiting in a blocking XREAD, so past the pool the appends wait out
-#: the block (a lease period, 10 s) and leases lapse. The sweep stops the Redis variants
-#: there rather than measure a stall (and wait minutes for its reset).
-REDIS_MAX_STREAMS = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass
@@ -271,9 +264,6 @@ def fanout(plan: Plan, servers: dict[str, Server]) -> list[dict[str, Any]]:
         order = plan.variants[shift:] + plan.variants[:shift]
         for variant in order:
             if variant in saturated and streams > 1000:
-                continue
-            if variant in REDIS_VARIANTS and streams > REDIS_MAX_STREAMS:
-                print(f"S={streams:>5} {variant}: skipped, past the Redis store's connection pool")
                 continue
             result = fanout_once(plan, servers, variant, streams)
             rows.append(result)
@@ -641,14 +631,6 @@ def redis_fanout_table(results: dict[str, Any]) -> list[str]:
             f"trio-streams server alone, {both:.2f} times counting the Redis server too. Behind "
             "schedule a producer writes every token due at once, so CPU per event falls as "
             "latency climbs: those points are not a cost comparison.",
-        ]
-    if max(results["plan"]["sweep"]) > REDIS_MAX_STREAMS:
-        lines += [
-            "",
-            f"Not run above S = {REDIS_MAX_STREAMS:,}: a Redis-store server follows each live "
-            "session through a pooled connection waiting in a blocking XREAD, and its pool "
-            f"holds {DEFAULT_MAX_CONNECTIONS:,} (`redis_store.DEFAULT_MAX_CONNECTIONS`); past it, "
-            "appends wait out the block (a lease period) and leases lapse.",
         ]
     return lines
 
