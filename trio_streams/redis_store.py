@@ -73,8 +73,6 @@ from .store import StoreUnavailableError, StreamHandle
 logger = logging.getLogger("trio_streams")
 
 DEFAULT_LEASE_SECONDS = 10.0
-#: The former single pool's size, now the followers' pool's (``scripts/bench.py`` reads it).
-DEFAULT_MAX_CONNECTIONS = DEFAULT_FOLLOWER_CONNECTIONS
 #: Errors that mean "Redis cannot serve this now": connection refused or lost, timeouts,
 #: and Redis's own refusals (out of memory, still loading after a restart). Background
 #: work (appends, renewals, followers) waits them out; HTTP requests answer 503. coredis
