@@ -57,6 +57,23 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     query = parse_qs(scope["query_string"].decode())
     tokens, rate = int(query["tokens"][0]), float(query["rate"][0])
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+    async with trio.open_nursery() as nursery:
+        # Hypercorn ignores what an app sends after its client left, so without this
+        # the producer would run on after the load process closed the connection and
+        # load the next measurement. sse-starlette watches for the same message.
+        nursery.start_soon(stop_on_disconnect, receive, nursery.cancel_scope)
+        await produce(tokens, rate, send)
+        nursery.cancel_scope.cancel()
+
+
+async def stop_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def produce(tokens: int, rate: float, send: Any) -> None:
+    """The events, inline in the response, paced as the other trio bench servers pace theirs."""
     start, start_ns = trio.current_time(), time.monotonic_ns()
     interval = 1.0 / rate
     written = 0
