@@ -130,6 +130,10 @@ class Plan:
     memory_sessions: int
     memory_readers: int
     ramp_timeout: float = 10.0
+    #: Runs per variant at the points up to ``repeat_up_to`` streams (short ones), whose
+    #: median row is reported: one 3 s window of a few thousand events swings by ±10 %.
+    repeats: int = 1
+    repeat_up_to: int = 300
     profile: Path | None = None
     profile_streams: int = 1000
     profile_variants: tuple[str, ...] = ("session", "session-redis", "direct")
@@ -259,18 +263,31 @@ def fanout(plan: Plan, servers: dict[str, Server]) -> list[dict[str, Any]]:
     for variant in plan.variants:
         fanout_once(warm, servers, variant, 10)
     for index, streams in enumerate(plan.sweep):
-        # Rotate the order at every point, so no variant always runs first or last.
-        shift = index % len(plan.variants)
-        order = plan.variants[shift:] + plan.variants[:shift]
-        for variant in order:
-            if variant in saturated and streams > 1000:
-                continue
-            result = fanout_once(plan, servers, variant, streams)
-            rows.append(result)
-            print(format_row(result), flush=True)
-            if overloaded(result):
+        rounds = plan.repeats if streams <= plan.repeat_up_to else 1
+        samples: dict[str, list[dict[str, Any]]] = {}
+        for round_ in range(rounds):
+            # Rotate the order at every point and round: no variant always runs first.
+            shift = (index + round_) % len(plan.variants)
+            for variant in plan.variants[shift:] + plan.variants[:shift]:
+                if variant in saturated and streams > 1000:
+                    continue
+                result = fanout_once(plan, servers, variant, streams)
+                samples.setdefault(variant, []).append(result)
+                print(format_row(result), flush=True)
+        for variant, runs in samples.items():
+            row = median_run(runs)
+            rows.append(row)
+            if overloaded(row):
                 saturated.add(variant)
     return rows
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median CPU per event, carrying every run's figure beside it."""
+    ordered = sorted(runs, key=lambda run: float(run["cpu_s_per_1000_events"]))
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["runs_cpu_s_per_1000_events"] = [run["cpu_s_per_1000_events"] for run in runs]
+    return row
 
 
 #: The bench server that replays a session of each store, and its label in the samples.
@@ -381,9 +398,18 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """The issue's targets, each with the figure that decides it."""
     points = by_point(results["fanout"])
     checks: list[tuple[str, str, bool | None]] = []
-    # Judged on the loaded points pooled (S from 100 to 1,000): at S = 10 a window holds a
-    # few hundred milliseconds of CPU, read in 10 ms ticks, and idle costs dominate.
-    pooled = [p for s, p in points.items() if 100 <= s <= 1000 and {"session", "direct"} <= set(p)]
+
+    # Judged on the loaded points (S >= 100; at S = 10 a window holds a few hundred ms of
+    # CPU, read in 10 ms ticks, and idle costs dominate) where both kept up (due p99
+    # under 100 ms), pooled: behind schedule a producer writes every token due at once,
+    # so CPU per event there measures how far behind a server is, not what it costs, and
+    # the two may not even have connected as many streams.
+    def kept_up(point: dict[str, dict[str, Any]]) -> bool:
+        return all(point[v]["due_p99_ms"] < P99_TARGET_MS for v in ("session", "direct"))
+
+    pooled = [
+        p for s, p in points.items() if s >= 100 and {"session", "direct"} <= set(p) and kept_up(p)
+    ]
     if pooled:
 
         def cpu_per_event(variant: str) -> float:
@@ -399,7 +425,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         )
         checks.append(
             (
-                "CPU per event, session / direct ≤ 1.10 (pooled over S = 100 to 1,000)",
+                "CPU per event, session / direct ≤ 1.10 (pooled over the points from S = 100 "
+                "where both kept due p99 under 100 ms)",
                 f"{ratio:.2f} (each point: {each})",
                 ratio <= 1.10,
             )
@@ -478,6 +505,15 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Fan-out",
         "",
+        *(
+            [
+                f"Points up to S = {results['plan']['repeat_up_to']:,}: the run with the median "
+                f"CPU per event of {results['plan']['repeats']} per variant (alternating).",
+                "",
+            ]
+            if results["plan"].get("repeats", 1) > 1
+            else []
+        ),
         "| S | connected | variant | delivered ev/s | server CPU s / 1k ev | ev per CPU-s | "
         "p50 ms | p99 ms | max ms | due p99 ms | server CPU | load CPU |",
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -752,6 +788,9 @@ def main() -> None:
     parser.add_argument("--variants", default="session,anon,direct,bare-hypercorn,sse-starlette")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument(
+        "--repeats", type=int, help="runs per variant at S <= 300, median reported (full: 3)"
+    )
+    parser.add_argument(
         "--stores",
         help="session stores the session variants and the replay run through: memory, redis "
         "or both (default: memory,redis if a Redis/Valkey server binary is found)",
@@ -777,9 +816,11 @@ def main() -> None:
         plan = Plan([10, 100, 1000], [], args.rate, 0.5, 1.5, 2, 100, 2_000, 1_000, 4.0)
     else:
         sweep = [10, 100, 300, 1000, 2000, 5000]
-        plan = Plan(sweep, [], args.rate, 1.0, 3.0, 3, 100, 20_000, 5_000)
+        plan = Plan(sweep, [], args.rate, 1.0, 3.0, 3, 100, 20_000, 5_000, repeats=3)
     if args.sweep:
         plan.sweep = [int(s) for s in args.sweep.split(",")]
+    if args.repeats:
+        plan.repeats = args.repeats
     plan.variants = [v for v in args.variants.split(",") if v]
     unknown = set(plan.variants) - set(VARIANTS)
     if unknown:
@@ -809,6 +850,8 @@ def main() -> None:
             "warmup": plan.warmup,
             "window": plan.window,
             "replay_concurrency": plan.replay_concurrency,
+            "repeats": plan.repeats,
+            "repeat_up_to": plan.repeat_up_to,
         },
     }
     began = time.monotonic()
