@@ -431,6 +431,21 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 ratio <= 1.10,
             )
         )
+    with_anon = [p for p in pooled if "anon" in p]
+    if with_anon:
+
+        def pooled_cpu_per_event(variant: str) -> float:
+            cpu = float(sum(p[variant]["server_cpu_seconds"] for p in with_anon))
+            return cpu / int(sum(p[variant]["events"] for p in with_anon))
+
+        checks.append(
+            (
+                "(judged on direct above) CPU per event, session / anon: the same server "
+                "streaming without a conversation id (scenario 2a), same points",
+                f"{pooled_cpu_per_event('session') / pooled_cpu_per_event('anon'):.2f}",
+                None,
+            )
+        )
     point = points.get(1000, {})
     if "session" in point and "sse-starlette" in point:
         ours, theirs = point["session"], point["sse-starlette"]
