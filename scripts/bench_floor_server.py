@@ -18,14 +18,13 @@ import argparse
 import json
 import os
 import signal
-import time
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
 import trio
-from bench_common import DONE, sse_event
-from bench_pacing import Metronome, due_count
+from bench_common import DONE
+from bench_pacing import Metronome, Schedule
 from bench_server import raise_fd_limit
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
@@ -74,18 +73,9 @@ async def stop_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
 
 async def produce(tokens: int, rate: float, send: Any) -> None:
     """The events, inline in the response, paced as the other trio bench servers pace theirs."""
-    start, start_ns = trio.current_time(), time.monotonic_ns()
-    interval = 1.0 / rate
-    written = 0
-    while written < tokens:
-        await METRONOME.wait_until(start + written * interval)
-        due = due_count(start, interval, trio.current_time(), written, tokens)
-        events = b"".join(
-            sse_event(index, start_ns + round(index * interval * 1e9))
-            for index in range(written, due)
-        )
+    schedule = Schedule(METRONOME, tokens, rate)
+    while (events := await schedule.next_due()) is not None:
         await send({"type": "http.response.body", "body": events, "more_body": True})
-        written = due
     await send({"type": "http.response.body", "body": DONE, "more_body": False})
 
 

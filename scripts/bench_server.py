@@ -40,7 +40,7 @@ from functools import partial
 
 import trio
 from bench_common import DONE, sse_event
-from bench_pacing import Metronome, due_count
+from bench_pacing import Metronome, Schedule
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 
@@ -68,19 +68,9 @@ def paced(tokens: int, rate: float, metronome: Metronome) -> Produce:
     """
 
     async def produce(writer: StreamWriter) -> None:
-        start, start_ns = trio.current_time(), time.monotonic_ns()
-        interval = 1.0 / rate
-        written = 0
-        while written < tokens:
-            await metronome.wait_until(start + written * interval)
-            due = due_count(start, interval, trio.current_time(), written, tokens)
-            await writer.write(
-                b"".join(
-                    sse_event(index, start_ns + round(index * interval * 1e9))
-                    for index in range(written, due)
-                )
-            )
-            written = due
+        schedule = Schedule(metronome, tokens, rate)
+        while (events := await schedule.next_due()) is not None:
+            await writer.write(events)
         await writer.write(DONE)
 
     return produce
