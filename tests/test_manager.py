@@ -10,7 +10,7 @@ from tests.helpers import without_event_ids
 from trio_streams.manager import ManagerClosedError, SessionManager, variant_prefixes
 from trio_streams.producer import StreamWriter
 from trio_streams.session import StreamSession
-from trio_streams.sse import PING
+from trio_streams.sse import PING, ends_with_done
 
 
 class Ticker:
@@ -205,6 +205,35 @@ async def test_keep_alive_pings_only_while_idle(autojump_clock: trio.abc.Clock) 
         session = manager.start("c1", producer)
         data = await read_all(session)
     assert data == PING * 2 + expected_ticks(3) + PING * 2
+
+
+@pytest.mark.parametrize(
+    ("tail", "done"),
+    [
+        (b"data: x\n\ndata: [DONE]\n\n", True),
+        (b"data: [DONE]\nid: 1431\n\n", True),
+        (b"\r\ndata: [DONE]\r\nid: 9\r\n\r\n", True),
+        (b"data:[DONE]\r\r", True),
+        (b"data: [DONE]\n\n: ping\n\n", False),  # something came after it
+        (b"data: [DONE]x\n\n", False),
+        (b"data: [DONE]\n", False),  # the event is not over yet
+        (b'data: {"content":"data: [DONE]"}\n\n', False),
+    ],
+)
+def test_the_done_sentinel_is_recognised_as_the_last_event(tail: bytes, done: bool) -> None:
+    assert ends_with_done(tail) is done
+
+
+async def test_keep_alive_ends_with_the_answer(autojump_clock: trio.abc.Clock) -> None:
+    """After ``data: [DONE]`` (CRLF, with our id line) a slow producer exit gets no pings."""
+    async with SessionManager(ping_interval=5) as manager:
+
+        async def producer(writer: StreamWriter) -> None:
+            await writer.write(b"data: 0\r\n\r\ndata: [DONE]\r\n\r\n")
+            await trio.sleep(30)
+
+        data = await read_all(manager.start("c1", producer))
+    assert b": ping" not in data and data.endswith(b"\r\n\r\n")
 
 
 async def test_per_stream_ping_interval_overrides_and_zero_disables(

@@ -280,6 +280,20 @@ async def test_keep_alive_pings_an_idle_stream(make_store: MakeStore) -> None:
         assert 2 <= data.count(b": ping") <= 4
 
 
+async def test_no_keep_alive_after_the_done_sentinel(make_store: MakeStore) -> None:
+    async with make_store(event_ids=True, ping_interval=0.05) as store:
+
+        async def producer(writer: StreamWriter) -> None:
+            await trio.sleep(0.12)  # idle before the answer: pinged
+            await writer.write(b"data: a\n\ndata: [DONE]\n\n")
+            await trio.sleep(0.3)  # cleanup after the answer: six intervals, no pings
+
+        data = await read_all(await store.start("c1", producer))
+    before, _, after = data.partition(b"data: a\n")
+    assert before.count(b": ping") >= 1
+    assert b": ping" not in after and after.endswith(b"data: [DONE]\nid: %d\n\n" % len(data))
+
+
 async def test_event_ids_are_the_same_in_both_stores(make_store: MakeStore) -> None:
     async with make_store(event_ids=True, ping_interval=0.05) as store:
 

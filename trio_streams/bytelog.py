@@ -74,6 +74,10 @@ class ByteLog:
             return b""
         return bytes(memoryview(self._buffer)[start:end])
 
+    def tail(self, size: int) -> bytes:
+        """The last ``size`` retained bytes (fewer if fewer are retained)."""
+        return bytes(memoryview(self._buffer)[max(self._head, len(self._buffer) - size) :])
+
     def discard(self) -> None:
         """Drop every retained byte; the logical end stays where it is.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import trio
 
 from .session import StreamSession
-from .sse import PING
+from .sse import DONE_TAIL, PING, ends_with_done
 
 
 async def keep_alive(session: StreamSession, interval: float) -> None:
@@ -18,9 +18,12 @@ async def keep_alive(session: StreamSession, interval: float) -> None:
 
     Sleeps until the moment a ping could first be due; an append in the meantime moves
     that moment, so an active stream gets no pings and this task wakes once per interval.
+    Ends once the stream ends with ``data: [DONE]``: the answer is complete.
     """
     while True:
         await trio.sleep_until(session.last_append_clock + interval)
         idle = trio.current_time() - session.last_append_clock
-        if idle >= interval and not session.append(PING):
-            return  # finalized
+        if idle < interval:
+            continue
+        if ends_with_done(session.tail(DONE_TAIL)) or not session.append(PING):
+            return  # the answer is complete, or the session finalized

@@ -67,7 +67,7 @@ from .redis_pool import (
     command_client,
 )
 from .session import OffsetLostError, SessionClosedError, SessionInfo, StreamSession
-from .sse import PING, error_event, generation_failed_event
+from .sse import DONE_TAIL, PING, ends_with_done, error_event, generation_failed_event
 from .store import StoreUnavailableError, StreamHandle
 
 logger = logging.getLogger("trio_streams")
@@ -121,6 +121,8 @@ class _LocalProducer:
     last_append_clock: float = field(default_factory=trio.current_time)
     #: Adds ``id: <offset after the event>`` to each event (``None``: ids are off).
     stamper: EventIdStamper | None = None
+    #: The last bytes appended (``sse.DONE_TAIL`` of them): keep-alive ends after DONE.
+    tail: bytes = b""
 
 
 class RedisStream:
@@ -461,14 +463,17 @@ class RedisStore:
             )
             if result >= 0:
                 local.total_bytes = result
+                local.tail = (local.tail + data)[-DONE_TAIL:]
             return result
 
     async def _keep_alive(self, local: _LocalProducer, interval: float) -> None:
         """Append ``: ping`` whenever the stream has been silent for ``interval`` seconds
-        (the same rule as the in-memory ``keepalive.keep_alive``)."""
+        (the same rule as the in-memory ``keepalive.keep_alive``), until ``data: [DONE]``."""
         while True:
             await trio.sleep_until(local.last_append_clock + interval)
             if trio.current_time() - local.last_append_clock >= interval:
+                if ends_with_done(local.tail):
+                    return
                 # Pings are comments: no id, as in memory (keepalive.py appends them raw).
                 if await self._append(local, PING, stamp=False) < 0:
                     return

@@ -104,6 +104,10 @@ class StreamSession:
     def retained_bytes(self) -> int:
         return self._log.retained_bytes
 
+    def tail(self, size: int) -> bytes:
+        """The last ``size`` retained bytes of the stream."""
+        return self._log.tail(size)
+
     def info(self) -> SessionInfo:
         return SessionInfo(
             conversation_id=self.conversation_id,

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 #: The keep-alive comment written while a stream is idle (SPEC §4). Clients ignore it.
 PING = b": ping\n\n"
 #: The OpenAI end-of-stream sentinel.
 DONE = b"data: [DONE]\n\n"
+#: The sentinel as one line of the last event in some bytes (which may carry our ``id:``
+#: line after it, and any line endings an upstream chose).
+_EOL = rb"(?:\r\n|\r|\n)"
+_DONE_LAST = re.compile(
+    rb"(?:^|[\r\n])data: ?\[DONE\]" + _EOL + rb"(?:id:[^\r\n]*" + _EOL + rb")?" + _EOL + rb"\Z"
+)
+#: Enough of a stream's end to hold the sentinel event with an ``id:`` line.
+DONE_TAIL = 64
+
+
+def ends_with_done(tail: bytes) -> bool:
+    """Whether the last event in ``tail`` (a stream's last bytes) is ``data: [DONE]``.
+
+    The keep-alive stops there: the answer is complete, and a ping after the sentinel only
+    confuses clients that print what follows it, while the producer finishes its cleanup.
+    """
+    return _DONE_LAST.search(tail) is not None
 
 
 def data_event(payload: Any) -> bytes:
