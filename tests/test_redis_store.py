@@ -12,6 +12,7 @@ import trio
 
 from trio_streams.producer import StreamWriter
 from trio_streams.redis_store import ORPHAN_MESSAGE, RedisStore
+from trio_streams.session import MAX_READ_CHUNK
 from trio_streams.store import StoreUnavailableError
 
 from .redis_fixtures import RedisServer
@@ -274,3 +275,25 @@ async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: Red
                 assert await a._run("APPEND", "c1", generation, b"data: 1\n\n", 1 << 20, 0) == 9
             await a._run("FINALIZE", "c1", generation, int(time.time()), 60, "", 1 << 20)
         assert received == [b"data: 1\n\n"]
+
+
+async def test_a_long_backlog_comes_back_whole_in_bounded_chunks(
+    redis_server: RedisServer,
+) -> None:
+    """A replay longer than one backlog page (256 entries) and one read chunk (256 KiB),
+    from the start and from inside an entry, on another instance: the bytes exactly."""
+    events = [b"data: %05d %s\n\n" % (index, b"x" * 700) for index in range(1000)]
+    everything = b"".join(events)
+
+    async def producer(writer: StreamWriter) -> None:
+        for event in events:
+            await writer.write(event)
+
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        await read_all(await a.start("long", producer))
+        for offset in (0, 12_345):
+            handle = await b.open("long", offset)
+            assert handle is not None
+            chunks = [chunk async for chunk in handle.read(offset)]
+            assert b"".join(chunks) == everything[offset:]
+            assert len(chunks) >= 2 and max(map(len, chunks)) <= MAX_READ_CHUNK + len(events[0])

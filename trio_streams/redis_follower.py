@@ -4,7 +4,8 @@ A thousand clients following one stream through one instance need one Redis conn
 waiting in ``XREAD BLOCK``, not a thousand. The follower keeps the entries it fetched
 (the recent tail, bounded) and wakes its readers through a
 :class:`trio.lowlevel.ParkingLot`, as the in-memory session does; a reader that is behind
-the tail (a resume from an old offset) reads its backlog with ``XRANGE`` and then joins.
+the tail (a resume from an old offset) reads its backlog with the ``RANGE`` script (the
+entries joined inside Redis, one reply per chunk) and then joins.
 
 The follower starts at the log's current end (``XREVRANGE … COUNT 1``), so its tail
 always covers every offset from there on. It ends at the terminal marker, when its
@@ -13,8 +14,8 @@ end; clients resume later), or when its last reader leaves.
 
 Its blocking reads go through the followers' own pool (``redis_pool.FollowerReads``):
 they never hold up the store's commands, and they take turns when more sessions are
-followed than that pool holds. Its other reads (``XREVRANGE``, ``XRANGE``) do not block
-and use the command client.
+followed than that pool holds. Its other reads (``XREVRANGE``, the ``RANGE`` script) do
+not block and use the command client.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from typing import Any
 import coredis
 import trio
 
+from . import redis_scripts
 from .redis_pool import FollowerReads
-from .session import OffsetLostError
+from .session import MAX_READ_CHUNK, OffsetLostError
 
-#: Entries one XREAD or XRANGE returns at most; a reader far behind catches up in batches.
+#: Entries one XREAD returns at most; a reader far behind catches up in batches.
 READ_BATCH = 1024
+#: Entries a backlog read takes from the stream at a time, until it holds
+#: ``MAX_READ_CHUNK`` bytes.
+BACKLOG_PAGE = 256
 #: The tail a follower keeps for its readers: at most this many entries and bytes.
 TAIL_ENTRIES = 4096
 TAIL_BYTES = 1 << 20
@@ -61,6 +66,7 @@ class LogFollower:
         on_end: Callable[[LogFollower], None],
     ) -> None:
         self._client = client
+        self._range = client.register_script(redis_scripts.RANGE)
         self._reads = reads
         self.log = log
         self._block_ms = block_ms
@@ -102,28 +108,23 @@ class LogFollower:
         return b"".join(parts) if parts else None
 
     async def backlog(self, offset: int) -> bytes | None:
-        """Bytes from ``offset`` read from Redis (``XRANGE``); ``None`` if unreachable.
+        """Bytes from ``offset`` read from Redis (the ``RANGE`` script, up to
+        :data:`~trio_streams.session.MAX_READ_CHUNK` in one reply); ``None`` if unreachable.
 
         Raises :class:`OffsetLostError` if the entry holding ``offset`` was trimmed.
         """
         try:
-            entries = await self._client.xrange(self.log, f"{offset + 1}-0", "+", READ_BATCH)
+            reply: list[Any] = await self._range(
+                keys=[self.log], args=[offset + 1, BACKLOG_PAGE, MAX_READ_CHUNK]
+            )
         except self._redis_errors:
             return None
-        parts: list[bytes] = []
-        for entry in entries:
-            end, data = parse_entry(entry)
-            if data is None:
-                break
-            start = end - len(data)
-            if start > offset:
-                break
-            parts.append(data[offset - start :] if offset > start else data)
-            offset = end
-        if not parts:
+        start, data = int(reply[0]), reply[1]
+        if start < 0 or start > offset:
             first_start = self._starts[0] if self._starts else self.end
             raise OffsetLostError(offset, first_start)
-        return b"".join(parts)
+        chunk: bytes = data[offset - start :]
+        return chunk
 
     async def park(self) -> None:
         await self._lot.park()
