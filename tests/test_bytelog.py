@@ -87,3 +87,5 @@ def test_matches_a_model_that_keeps_everything(cap: int, ops: list[tuple[str, ob
         assert log.total_bytes == len(everything)
         assert log.dropped_prefix == max(0, len(everything) - cap)
         assert log.retained_bytes == min(cap, len(everything))
+        retained = everything[len(everything) - log.retained_bytes :]
+        assert log.tail(10) == retained[-10:]
