@@ -22,7 +22,7 @@ async def test_serve_in_front_of_an_upstream_from_environment_variables(
     server = await start_process(
         env={
             "TRIO_STREAMS_UPSTREAM": f"named={upstream.url} {upstream.url}",
-            "TRIO_STREAMS_UPSTREAM_API_KEY": "sk-from-env",
+            "TRIO_STREAMS_UPSTREAM_API_KEY": "sk-from-env named=sk-named",
             "TRIO_STREAMS_UPSTREAM_READ_TIMEOUT": "30",
         }
     )
@@ -32,9 +32,12 @@ async def test_serve_in_front_of_an_upstream_from_environment_variables(
             response = await client.post(
                 "/v1/chat/completions", json=chat_body(), headers={"X-Conversation-Id": "cli"}
             )
-            models = await client.get("/v1/models")
+            await client.post("/v1/chat/completions", json=chat_body(model="named"))
+            models = await client.get("/v1/models")  # asks both: one key each
         assert without_event_ids(response.content) == b"".join(numbered_events(5))
-        assert upstream.requests[0].header("authorization") == "Bearer sk-from-env"
+        sent = [request.header("authorization") for request in upstream.requests]
+        assert sent[:2] == ["Bearer sk-from-env", "Bearer sk-named"]
+        assert sorted(sent[2:]) == ["Bearer sk-from-env", "Bearer sk-named"]
         assert [entry["id"] for entry in models.json()["data"]] == ["named", "fake-model"]
     finally:
         server.process.send_signal(signal.SIGTERM)
@@ -42,7 +45,7 @@ async def test_serve_in_front_of_an_upstream_from_environment_variables(
             assert await server.process.wait() == 0
         stop_upstream.set()
     assert b"proxying to upstream named=" + upstream.url.encode() in server.stderr
-    assert b"sk-from-env" not in server.stderr
+    assert b"sk-from-env" not in server.stderr and b"sk-named" not in server.stderr
 
 
 def test_help_lists_the_upstream_options() -> None:
@@ -64,6 +67,10 @@ def test_a_bad_upstream_is_refused_before_serving() -> None:
         (["--upstream", "localhost:8080"], "is not an http(s) URL"),
         (["--upstream", "http://a", "--upstream", "http://b"], "more than one default"),
         (["--upstream", "http://a", "--upstream-read-timeout", "0"], "must be greater than 0"),
+        (
+            ["--upstream", "a=http://a", "--upstream-api-key", "k1", "--upstream-api-key", "k2"],
+            "more than one key for every upstream",
+        ),
     ]:
         result = subprocess.run(
             [sys.executable, "-m", "trio_streams", "serve", "--port", "0", *args],

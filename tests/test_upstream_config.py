@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from trio_streams.upstream import Upstream, UpstreamConfigError, UpstreamRoutes, parse_upstream
+from trio_streams.upstream import (
+    Upstream,
+    UpstreamConfigError,
+    UpstreamRoutes,
+    parse_upstream,
+    split_api_keys,
+)
 from trio_streams.upstream_client import UpstreamClient, UpstreamOptions
 
 
@@ -91,14 +97,14 @@ def test_forwarded_request_headers() -> None:
     ]
     routes = UpstreamRoutes.parse(["http://a"])
     plain = UpstreamClient(None, UpstreamOptions(routes))  # type: ignore[arg-type]
-    assert plain.request_headers(incoming) == [
+    assert plain.request_headers(incoming, routes.upstreams[0]) == [
         ("Authorization", "Bearer client"),
         ("Content-Type", "application/json"),
         ("OpenAI-Organization", "org"),
         ("Accept-Encoding", "identity"),
     ]
     keyed = UpstreamClient(None, UpstreamOptions(routes, api_key="sk-1"))  # type: ignore[arg-type]
-    assert keyed.request_headers(incoming) == [
+    assert keyed.request_headers(incoming, routes.upstreams[0]) == [
         ("Content-Type", "application/json"),
         ("OpenAI-Organization", "org"),
         ("Authorization", "Bearer sk-1"),
@@ -111,10 +117,65 @@ def test_client_credentials_that_are_ours_are_never_forwarded() -> None:
     incoming = [("Authorization", "Bearer ours"), ("X-Api-Key", "ours"), ("X-Other", "1")]
     options = UpstreamOptions(routes, forward_client_auth=False)
     closed = UpstreamClient(None, options)  # type: ignore[arg-type]
-    assert closed.request_headers(incoming) == [("X-Other", "1"), ("Accept-Encoding", "identity")]
+    assert closed.request_headers(incoming, routes.upstreams[0]) == [
+        ("X-Other", "1"),
+        ("Accept-Encoding", "identity"),
+    ]
     keyed = UpstreamClient(None, UpstreamOptions(routes, api_key="sk", forward_client_auth=False))  # type: ignore[arg-type]
-    assert keyed.request_headers(incoming) == [
+    assert keyed.request_headers(incoming, routes.upstreams[0]) == [
         ("X-Other", "1"),
         ("Authorization", "Bearer sk"),
         ("Accept-Encoding", "identity"),
     ]
+
+
+def test_a_named_upstream_gets_its_own_key_and_the_others_the_common_one() -> None:
+    routes = UpstreamRoutes.parse(["openai=https://api.example/v1", "local=http://a", "http://b"])
+    openai, local, default = routes.upstreams
+    options = UpstreamOptions(routes, api_key="sk-common", api_keys={"openai": "sk-openai"})
+    client = UpstreamClient(None, options)  # type: ignore[arg-type]
+    incoming = [("Authorization", "Bearer client")]
+
+    def sent_key(upstream: Upstream) -> list[str]:
+        headers = client.request_headers(incoming, upstream)
+        return [value for name, value in headers if name.lower() == "authorization"]
+
+    assert sent_key(openai) == ["Bearer sk-openai"]
+    assert sent_key(local) == sent_key(default) == ["Bearer sk-common"]
+    only_named = UpstreamClient(None, UpstreamOptions(routes, api_keys={"openai": "sk-o"}))  # type: ignore[arg-type]
+    assert [v for n, v in only_named.request_headers(incoming, local) if n == "Authorization"] == [
+        "Bearer client"  # no key for it: the client's own passes through
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((), (None, {})),
+        (("sk-all",), ("sk-all", {})),
+        (("openai=sk-o", "sk-all"), ("sk-all", {"openai": "sk-o"})),
+        (("c2stYWxs=",), ("c2stYWxs=", {})),  # base64 padding: not a name
+        (("other=sk",), ("other=sk", {})),  # "other" is no upstream's name: a whole key
+        (("local=a=b",), (None, {"local": "a=b"})),
+    ],
+)
+def test_upstream_api_keys_are_split_by_upstream_name(
+    values: tuple[str, ...], expected: tuple[str | None, dict[str, str]]
+) -> None:
+    assert split_api_keys(values, ["openai", "local"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (("sk-1", "sk-2"), "more than one key for every upstream"),
+        (("local=a", "local=b"), "two keys for the upstream 'local'"),
+        (("local=",), "empty key for the upstream 'local'"),
+    ],
+)
+def test_ambiguous_upstream_api_keys_are_refused_without_echoing_them(
+    values: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(UpstreamConfigError, match=message) as raised:
+        split_api_keys(values, ["openai", "local"])
+    assert "sk-" not in str(raised.value) and "=a" not in str(raised.value)

@@ -16,7 +16,7 @@ from .settings import Settings
 from .store_config import check_store
 from .tail import stdout
 from .tail import tail as tail_stream
-from .upstream import UpstreamConfigError, UpstreamRoutes
+from .upstream import UpstreamConfigError, UpstreamRoutes, split_api_keys
 
 _DEFAULTS = Settings()
 
@@ -223,11 +223,15 @@ def main() -> None:
 )
 @click.option(
     "--upstream-api-key",
-    default=None,
+    "upstream_api_keys",
+    multiple=True,
     envvar="TRIO_STREAMS_UPSTREAM_API_KEY",
     show_envvar=True,
     show_default=False,
-    help="Bearer key sent to the upstreams in place of the client's Authorization header.",
+    metavar="[NAME=]KEY",
+    help="Bearer key sent to the upstreams in place of the client's Authorization header. "
+    "Repeatable: NAME=KEY for the upstream named NAME (--upstream NAME=URL), a plain KEY for "
+    "the others. The environment variable takes space-separated values.",
 )
 @click.option(
     "--upstream-connect-timeout",
@@ -283,7 +287,7 @@ def serve(
     max_producers: int,
     max_lookup_ids: int,
     upstreams: tuple[str, ...],
-    upstream_api_key: str | None,
+    upstream_api_keys: tuple[str, ...],
     upstream_connect_timeout: float,
     upstream_read_timeout: float,
     event_ids: bool,
@@ -297,6 +301,12 @@ def serve(
         raise click.BadParameter(
             "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
         )
+    routes = UpstreamRoutes.parse(upstreams) if upstreams else None
+    names = [u.name for u in routes.upstreams if u.name] if routes is not None else []
+    try:
+        upstream_api_key, named_upstream_keys = split_api_keys(upstream_api_keys, names)
+    except UpstreamConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
     keys = [key for key in api_keys if key.strip()]
     if api_key_file is not None:
         keys += read_key_file(api_key_file)
@@ -330,6 +340,7 @@ def serve(
         max_lookup_ids=max_lookup_ids,
         upstreams=upstreams,
         upstream_api_key=upstream_api_key,
+        upstream_api_keys=named_upstream_keys,
         upstream_connect_timeout=upstream_connect_timeout,
         upstream_read_timeout=upstream_read_timeout,
         event_ids=event_ids,

@@ -75,7 +75,7 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
         return UpstreamRequest(
             method=request.method,
             url=upstream.url(path, request.query_string),
-            headers=client.request_headers(request.headers.items()),
+            headers=client.request_headers(request.headers.items(), upstream),
             body=data,
         )
 
@@ -139,10 +139,11 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
         if routes.default is not None and len(routes.upstreams) == 1:
             # One upstream: its answer unchanged (llama-server adds fields of its own).
             return await forward(upstream_request(routes.default, "/models", b""))
-        headers = client.request_headers(request.headers.items())
+        incoming = list(request.headers.items())
         listed: dict[Upstream, list[dict[str, Any]] | None] = {}
 
         async def fetch(upstream: Upstream) -> None:
+            headers = client.request_headers(incoming, upstream)
             listed[upstream] = await _list_models(client, upstream, headers)
 
         async with trio.open_nursery() as nursery:

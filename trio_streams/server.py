@@ -113,6 +113,7 @@ async def open_upstream(settings: Settings) -> AsyncIterator[UpstreamClient | No
     options = UpstreamOptions(
         routes=UpstreamRoutes.parse(settings.upstreams),
         api_key=settings.upstream_api_key or None,
+        api_keys=dict(settings.upstream_api_keys),
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
         # With trio-streams' own API keys on, a client's key is ours, never the upstream's.

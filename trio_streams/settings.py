@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .http_streams import DEFAULT_MAX_LOOKUP_IDS
 from .limits import DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_TOTAL_BYTES, Limits
@@ -57,6 +58,8 @@ class Settings:
     upstreams: tuple[str, ...] = ()
     #: Replaces the client's ``Authorization`` towards the upstreams when set.
     upstream_api_key: str | None = None
+    #: Keys of their own for named upstreams (``NAME=URL``), by name: these win.
+    upstream_api_keys: Mapping[str, str] = field(default_factory=dict)
     #: Seconds to open a connection to an upstream.
     upstream_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     #: Seconds an upstream may stay silent (prefill included) before the request fails.

@@ -11,7 +11,7 @@ upstream expects (vLLM checks it; llama-server ignores it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -92,3 +92,32 @@ class UpstreamRoutes:
     def for_other_routes(self) -> Upstream:
         """Requests that name no model go to the default, or the first upstream given."""
         return self.default or self.upstreams[0]
+
+
+def split_api_keys(
+    values: Iterable[str], names: Collection[str]
+) -> tuple[str | None, dict[str, str]]:
+    """``--upstream-api-key`` values as (the key for every upstream, keys by upstream name).
+
+    ``NAME=KEY`` gives the upstream named ``NAME`` a key of its own; anything else is the
+    key of every other upstream. A value is read as ``NAME=KEY`` only when ``NAME`` is one
+    of ``names``, because keys themselves may hold ``=`` (base64 padding). The messages
+    never repeat a key.
+    """
+    default: str | None = None
+    named: dict[str, str] = {}
+    for value in values:
+        name, sep, key = value.partition("=")
+        if sep and name in names:
+            if not key:
+                raise UpstreamConfigError(f"empty key for the upstream {name!r}")
+            if name in named:
+                raise UpstreamConfigError(f"two keys for the upstream {name!r}")
+            named[name] = key
+        elif value:
+            if default is not None:
+                raise UpstreamConfigError(
+                    "more than one key for every upstream; give the others as NAME=KEY"
+                )
+            default = value
+    return default, named

@@ -8,13 +8,13 @@ connection at once: that is how llama-server and vLLM learn to stop generating.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
-from .upstream import UpstreamRoutes
+from .upstream import Upstream, UpstreamRoutes
 
 #: RFC 9110 §7.6.1 hop-by-hop headers, plus those the HTTP client computes itself.
 HOP_BY_HOP = frozenset(
@@ -53,7 +53,10 @@ class UpstreamOptions:
     """What ``serve`` needs to reach the upstreams (from ``--upstream…`` options)."""
 
     routes: UpstreamRoutes
+    #: Sent to every upstream that has no key of its own in ``api_keys``.
     api_key: str | None = None
+    #: Keys by upstream name (``--upstream NAME=URL``): hosted APIs each want their own.
+    api_keys: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     #: ``False`` when the client's credentials are trio-streams' own (its API keys are on):
@@ -85,16 +88,24 @@ class UpstreamClient:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
             yield cls(http, options)
 
-    def request_headers(self, incoming: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The client's headers as the upstream should see them.
+    def api_key_for(self, upstream: Upstream) -> str | None:
+        """The key ``upstream`` gets: its own (``--upstream-api-key NAME=KEY``), else ours."""
+        if upstream.name is not None and upstream.name in self.options.api_keys:
+            return self.options.api_keys[upstream.name]
+        return self.options.api_key
 
-        ``Authorization`` passes through unless ``--upstream-api-key`` is set, which then
-        replaces it (so a hosted API can be used with either the client's key or ours), or
-        unless the client's credentials are trio-streams' own (``forward_client_auth``).
-        ``Accept-Encoding: identity`` keeps the upstream's SSE bytes uncompressed, so they
-        can be split into events and stored exactly.
+    def request_headers(
+        self, incoming: Iterable[tuple[str, str]], upstream: Upstream
+    ) -> list[tuple[str, str]]:
+        """The client's headers as ``upstream`` should see them.
+
+        ``Authorization`` passes through unless ``--upstream-api-key`` gives this upstream
+        a key, which then replaces it (so a hosted API can be used with either the client's
+        key or ours), or unless the client's credentials are trio-streams' own
+        (``forward_client_auth``). ``Accept-Encoding: identity`` keeps the upstream's SSE
+        bytes uncompressed, so they can be split into events and stored exactly.
         """
-        api_key = self.options.api_key
+        api_key = self.api_key_for(upstream)
         incoming = list(incoming)
         dropped = _DROPPED_REQUEST_HEADERS | _named_by_connection(incoming)
         if api_key:
