@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import math
 import os
 import resource
@@ -36,6 +35,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 
 import trio
@@ -48,15 +48,13 @@ from trio_streams import SessionManager, StreamWriter
 from trio_streams.app import create_app
 from trio_streams.demo import DemoModel
 from trio_streams.http_streams import STREAM_HEADERS, stream_response
-from trio_streams.limits import Limits
 from trio_streams.server import hypercorn_config
 from trio_streams.session import OffsetLostError
 from trio_streams.settings import Settings
-from trio_streams.store import MemoryStore, SessionStore
-from trio_streams.store_config import MEMORY, check_store, redis_url
+from trio_streams.store import SessionStore
+from trio_streams.store_config import MEMORY, build_store, check_store
 
 Produce = Callable[[StreamWriter], Awaitable[None]]
-UNLIMITED = Limits(max_total_bytes=None, max_sessions=None, max_producers=None)
 
 
 def paced(tokens: int, rate: float, metronome: Metronome) -> Produce:
@@ -257,7 +255,7 @@ async def stop_all(store: SessionStore, conversation_ids: list[str]) -> int:
 def open_store(settings: Settings, store: str) -> tuple[SessionStore, SessionManager]:
     """The session store for ``--store`` (``memory`` or a Redis URL), and its manager.
 
-    Built as ``store_config.build_store`` builds the server's, with one difference: the
+    Built by ``store_config.build_store``, as the server's is, with one difference: the
     bench measures the engine, not the admission policy, so no global limits (the default
     of 256 producers would turn the sweep's upper points into 429s). With Redis, those
     limits only ever bound the plain streams of its in-memory manager anyway.
@@ -266,30 +264,10 @@ def open_store(settings: Settings, store: str) -> tuple[SessionStore, SessionMan
         check_store(store)
     except ValueError as error:
         sys.exit(f"bench_server: --store: {error}")
-    if store == MEMORY:
-        manager = SessionManager(
-            max_bytes=settings.session_max_bytes,
-            ttl=settings.session_ttl,
-            gc_interval=settings.gc_interval,
-            ping_interval=settings.ping_interval,
-            limits=UNLIMITED,
-        )
-        return MemoryStore(manager), manager
-    from trio_streams.redis_store import RedisStore
-
-    # As build_store does: coredis logs every retry at INFO.
-    logging.getLogger("coredis").setLevel(logging.WARNING)
-    redis = RedisStore(
-        redis_url(store),
-        max_bytes=settings.session_max_bytes,
-        ttl=settings.session_ttl,
-        gc_interval=settings.gc_interval,
-        ping_interval=settings.ping_interval,
-        lease_seconds=settings.store_lease,
-        event_ids=settings.event_ids,
-        limits=UNLIMITED,
+    unlimited = replace(
+        settings, store=store, max_total_bytes=None, max_sessions=None, max_producers=None
     )
-    return redis, redis.memory
+    return build_store(unlimited)
 
 
 def _pid() -> int:

@@ -47,11 +47,11 @@ class Settings:
     #: API keys; empty means no authentication. Sessions belong to the key that made them.
     api_keys: tuple[str, ...] = ()
     #: Bytes all sessions together may hold (a running one counts as its full cap).
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES
     #: Sessions registered at once (running and finished).
-    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_sessions: int | None = DEFAULT_MAX_SESSIONS
     #: Producers running at once (streams being generated).
-    max_producers: int = DEFAULT_MAX_PRODUCERS
+    max_producers: int | None = DEFAULT_MAX_PRODUCERS
     #: Ids one lookup request may name.
     max_lookup_ids: int = DEFAULT_MAX_LOOKUP_IDS
     #: ``URL`` / ``NAME=URL`` of OpenAI-compatible model servers; empty = the demo model.
