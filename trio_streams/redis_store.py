@@ -463,7 +463,7 @@ class RedisStore:
             )
             if result >= 0:
                 local.total_bytes = result
-                local.tail = (local.tail + data)[-DONE_TAIL:]
+                local.tail = (local.tail + data[-DONE_TAIL:])[-DONE_TAIL:]
             return result
 
     async def _keep_alive(self, local: _LocalProducer, interval: float) -> None:
