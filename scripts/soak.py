@@ -46,10 +46,10 @@ import httpx
 import trio
 import trio.testing
 
+from trio_streams.core.session import StreamSession
+from trio_streams.core.sse import DONE
 from trio_streams.server import RunningServer, serve
-from trio_streams.session import StreamSession
 from trio_streams.settings import Settings
-from trio_streams.sse import DONE
 
 SESSION_CAP = 512 * 1024  # larger than any demo answer: no offset is ever lost to the cap
 

@@ -14,7 +14,7 @@ import trio
 from tests.conftest import StartServer
 from tests.helpers import chat_body
 from tests.test_cli import start_process
-from trio_streams.tail import tail
+from trio_streams.client.tail import tail
 
 
 async def test_keys_from_file_and_environment_are_required(tmp_path: Path) -> None:

@@ -9,12 +9,11 @@ import pytest
 import trio
 from click.testing import CliRunner
 
+from tests.conftest import StartServer
+from tests.helpers import assert_error, chat_body
+from tests.redis_fixtures import RedisServer
+from tests.test_cli import start_process
 from trio_streams.cli import main
-
-from .conftest import StartServer
-from .helpers import assert_error, chat_body
-from .redis_fixtures import RedisServer
-from .test_cli import start_process
 
 
 async def test_the_store_comes_from_the_environment(

@@ -8,12 +8,12 @@ Embedding API::
             ...
 """
 
-from .bytelog import ByteLog
-from .limits import CapacityError, Limits
-from .manager import ManagerClosedError, SessionManager
-from .producer import Producer, StreamWriter
-from .session import OffsetLostError, SessionInfo, StreamSession
-from .store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandle
+from trio_streams.core.bytelog import ByteLog
+from trio_streams.core.limits import CapacityError, Limits
+from trio_streams.core.manager import ManagerClosedError, SessionManager
+from trio_streams.core.producer import Producer, StreamWriter
+from trio_streams.core.session import OffsetLostError, SessionInfo, StreamSession
+from trio_streams.stores.store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandle
 
 __all__ = [
     "ByteLog",

@@ -1,3 +1,3 @@
-from .cli import main
+from trio_streams.cli import main
 
 main(prog_name="trio-streams")

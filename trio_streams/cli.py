@@ -9,14 +9,18 @@ from functools import partial
 import click
 import trio
 
-from .auth import read_key_file
-from .client import DEFAULT_URL
-from .server import serve as serve_forever
-from .settings import Settings
-from .store_config import check_store
-from .tail import stdout
-from .tail import tail as tail_stream
-from .upstream import UpstreamConfigError, UpstreamRoutes, split_api_keys
+from trio_streams.client.streams_client import DEFAULT_URL
+from trio_streams.client.tail import stdout
+from trio_streams.client.tail import tail as tail_stream
+from trio_streams.http.auth import read_key_file
+from trio_streams.producers.upstream.routes import (
+    UpstreamConfigError,
+    UpstreamRoutes,
+    split_api_keys,
+)
+from trio_streams.server import serve as serve_forever
+from trio_streams.settings import Settings
+from trio_streams.store_config import check_store
 
 _DEFAULTS = Settings()
 

@@ -18,14 +18,14 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import create_app
-from .demo import DemoModel
-from .manager import SessionManager
-from .settings import Settings
-from .store import SessionStore
-from .store_config import build_store
-from .upstream import UpstreamRoutes
-from .upstream_client import UpstreamClient, UpstreamOptions
+from trio_streams.core.manager import SessionManager
+from trio_streams.http.app import create_app
+from trio_streams.producers.demo import DemoModel
+from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
+from trio_streams.producers.upstream.routes import UpstreamRoutes
+from trio_streams.settings import Settings
+from trio_streams.store_config import build_store
+from trio_streams.stores.store import SessionStore
 
 logger = logging.getLogger("trio_streams")
 

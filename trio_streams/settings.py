@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .http_streams import DEFAULT_MAX_LOOKUP_IDS
-from .limits import DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_TOTAL_BYTES, Limits
-from .manager import DEFAULT_GC_INTERVAL, DEFAULT_MAX_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_TTL
-from .upstream_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from trio_streams.core.limits import (
+    DEFAULT_MAX_PRODUCERS,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_TOTAL_BYTES,
+    Limits,
+)
+from trio_streams.core.manager import (
+    DEFAULT_GC_INTERVAL,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_TTL,
+)
+from trio_streams.http.routes.streams import DEFAULT_MAX_LOOKUP_IDS
+from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from .manager import SessionManager
-from .settings import Settings
-from .store import MemoryStore, SessionStore
+from trio_streams.core.manager import SessionManager
+from trio_streams.settings import Settings
+from trio_streams.stores.store import MemoryStore, SessionStore
 
 MEMORY = "memory"
 #: URL schemes of the shared store. ``valkey://`` is read as ``redis://``: same protocol.
@@ -58,7 +58,9 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
             event_ids=settings.event_ids,
         )
         return MemoryStore(manager), manager
-    from .redis_store import RedisStore  # only a Redis deployment needs the client
+    from trio_streams.stores.redis.store import (
+        RedisStore,  # only a Redis deployment needs the client
+    )
 
     # coredis logs each retry at INFO, including the expected ones (a script reloaded
     # after a Redis restart, a reconnect); our own log says what matters to an operator.

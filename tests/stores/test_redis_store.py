@@ -1,0 +1,298 @@
+"""The Redis store across instances: two RedisStore objects on one real server."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from tests.redis_fixtures import RedisServer
+from tests.stores.test_store_contract import Ticker, read_all, ticks
+from trio_streams.core.producer import StreamWriter
+from trio_streams.core.session import MAX_READ_CHUNK
+from trio_streams.stores.redis.store import ORPHAN_MESSAGE, RedisStore
+from trio_streams.stores.store import StoreUnavailableError
+
+
+@asynccontextmanager
+async def two_stores(
+    server: RedisServer, **options: float | None
+) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    options.setdefault("ping_interval", None)
+    options.setdefault("event_ids", False)  # exact bytes; test_store_contract checks ids
+    async with RedisStore(server.url, **options) as a, RedisStore(server.url, **options) as b:  # type: ignore[arg-type]
+        yield a, b
+
+
+async def test_another_instance_reads_resumes_and_looks_up(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        handle = await a.start("c1", Ticker(count=20))
+        first = b""
+        async for chunk in handle.read(0):
+            first += chunk
+            if len(first) >= 30:
+                break
+        resumed = await b.open("c1", len(first))
+        assert resumed is not None
+        rest = await read_all(resumed, len(first))
+        assert first + rest == ticks(20)
+        [info] = await b.lookup(["c1"])
+        assert info.is_done and info.total_bytes == len(ticks(20))
+        assert a.local_session_count() == 0 and b.local_session_count() == 0
+
+
+#: Cancel latencies are measured on real time on a shared 2-core machine: a scheduling
+#: hiccup can delay any one sample, so the 100 ms bound applies to the median of several.
+TRIALS = 5
+
+
+async def test_delete_on_another_instance_cancels_the_producer_within_100_ms(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        latencies = []
+        for trial in range(TRIALS):
+            ticker = Ticker(prefill=60)  # in "prompt processing": it writes nothing
+            handle = await a.start(f"c{trial}", ticker)
+            await ticker.started.wait()
+            assert a.local_session_count() == 1
+            begin = trio.current_time()
+            assert await b.stop(f"c{trial}") is True
+            with trio.fail_after(1):
+                await ticker.cancelled.wait()
+            latencies.append(trio.current_time() - begin)
+            with trio.fail_after(1):
+                assert await read_all(handle) == b""
+            assert await a.open(f"c{trial}", 0) is None
+        assert statistics.median(latencies) < 0.1, latencies
+
+
+async def test_replacement_on_another_instance_cancels_the_old_producer_within_100_ms(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        latencies = []
+        for trial in range(TRIALS):
+            old_ticker = Ticker(count=1000, interval=0.02)
+            old = (await a.start(f"c{trial}", old_ticker)).read(0)
+            old_bytes = await old.__anext__()  # it is producing
+            begin = trio.current_time()
+            new = await b.start(f"c{trial}", Ticker(count=3))
+            with trio.fail_after(1):
+                await old_ticker.cancelled.wait()
+            latencies.append(trio.current_time() - begin)
+            with trio.fail_after(1):
+                old_bytes += b"".join([chunk async for chunk in old])
+            assert old_bytes and ticks(1000).startswith(old_bytes)
+            assert await read_all(new) == ticks(3)
+            reopened = await a.open(f"c{trial}", 0)
+            assert reopened is not None and await read_all(reopened) == ticks(3)
+        assert statistics.median(latencies) < 0.1, latencies
+
+
+async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
+    redis_server: RedisServer,
+) -> None:
+    lease = 0.3
+    async with two_stores(redis_server, lease_seconds=lease) as (a, b):
+        # What a killed instance leaves behind: a live session whose lease nobody renews.
+        await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60, "")
+        await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20, 0)
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        started = trio.current_time()
+        with trio.fail_after(5):
+            data = await read_all(handle)
+        waited = trio.current_time() - started
+        assert data.startswith(b"data: 1\n\n")
+        assert ORPHAN_MESSAGE.encode() in data and b'"type":"server_error"' in data
+        assert waited < 2 * lease + 1.0  # the lease ran out, then one reader period at most
+        [info] = await b.lookup(["c1"])
+        assert info.is_done
+
+
+async def test_lookup_finalizes_an_orphan_too(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, _):
+        await a._run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60, "")
+        await trio.sleep(0.1)  # Redis's own clock expires the 50 ms lease
+        [info] = await a.lookup(["c1"])
+        assert info.is_done and info.total_bytes > 0
+
+
+async def test_a_waiting_reader_blocks_in_redis_and_does_not_poll(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server, lease_seconds=10) as (a, b):
+        go_on = trio.Event()
+
+        async def producer(writer: object) -> None:
+            await go_on.wait()
+
+        await a.start("c1", producer)
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        await b.client.config_resetstat()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all, handle)
+            await trio.sleep(1.0)
+            go_on.set()  # the producer ends: its finalize wakes the reader, which ends
+        stats = await b.client.info("commandstats")
+        # One XREAD blocked for the whole second, then woke with the terminal marker.
+        assert stats["cmdstat_xread"]["calls"] == 1
+
+
+async def test_redis_down_is_unavailable_and_recovery_needs_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, _):
+        await read_all(await a.start("c1", Ticker(count=2)))
+        redis_server.stop()
+        for call in (a.open("c1", 0), a.lookup(["c1"]), a.stop("c1"), a.start("c2", Ticker())):
+            with pytest.raises(StoreUnavailableError):
+                await call
+        redis_server.start()
+        assert await read_all(await a.start("c3", Ticker(count=2))) == ticks(2)
+
+
+async def test_shutting_down_a_reading_instance_ends_its_readers_only(
+    redis_server: RedisServer,
+) -> None:
+    async with RedisStore(redis_server.url, ping_interval=None, event_ids=False) as a:
+        ticker = Ticker(count=1000, interval=0.02)
+        await a.start("c1", ticker)
+        async with RedisStore(redis_server.url, ping_interval=None, event_ids=False) as b:
+            handle = await b.open("c1", 0)
+            assert handle is not None
+            reader = handle.read(0)
+            await reader.__anext__()
+            b.shutdown()
+            with trio.fail_after(1):
+                async for _ in reader:
+                    pass
+        assert not ticker.cancelled.is_set()  # the producer on A goes on
+        [info] = await a.lookup(["c1"])
+        assert not info.is_done
+        await a.stop("c1")
+
+
+async def test_finished_sessions_expire_through_redis_ttl(redis_server: RedisServer) -> None:
+    async with RedisStore(redis_server.url, ttl=1, ping_interval=None, event_ids=False) as store:
+        await read_all(await store.start("c1", Ticker(count=1)))
+        await read_all(await store.start("c1::v", Ticker(count=1)))
+        assert len(await store.lookup(["c1"])) == 2
+        assert await store.client.ttl("trio-streams:meta:c1") == 1
+        await trio.sleep(1.5)  # Redis's own clock: a short, bounded real wait
+        assert await store.lookup(["c1"]) == []
+        assert await store.open("c1", 0) is None
+        assert await store.client.keys("trio-streams:*") == {b"trio-streams:seq"}
+
+
+async def test_readers_on_one_instance_share_one_blocking_read(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        go_on = trio.Event()
+
+        async def producer(writer: StreamWriter) -> None:
+            await go_on.wait()
+            for index in range(10):
+                await writer.write(f"data: {index}\n\n".encode())
+                await trio.sleep(0.01)
+
+        await a.start("c1", producer)
+        await b.client.config_resetstat()
+        outputs: list[bytes] = []
+
+        async def follow() -> None:
+            handle = await b.open("c1", 0)
+            assert handle is not None
+            outputs.append(await read_all(handle))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(follow)
+            await trio.sleep(0.2)
+            go_on.set()
+        assert outputs == [ticks(10)] * 50
+        stats = await b.client.info("commandstats")
+        # One follower for 50 readers: at most one XREAD per append (10), plus the marker.
+        assert stats["cmdstat_xread"]["calls"] <= 11
+        assert stats["cmdstat_xrevrange"]["calls"] == 1
+
+
+async def test_a_reader_arriving_as_the_last_one_leaves_follows_to_the_end(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server) as (a, b):
+        await a.start("c1", Ticker(count=20))
+        first = await b.open("c1", 0)
+        assert first is not None
+        reader = first.read(0)
+        got = await reader.__anext__()
+        second = await b.open("c1", len(got))
+        assert second is not None
+        await reader.aclose()  # the last reader leaves: its follower stops...
+        with trio.fail_after(5):  # ...and a resume starts reading at that very moment
+            assert got + await read_all(second, len(got)) == ticks(20)
+        [info] = await b.lookup(["c1"])
+        assert info.is_done
+
+
+async def test_redis_refusing_writes_is_unavailable_too(redis_server: RedisServer) -> None:
+    async with two_stores(redis_server) as (a, b):
+        await read_all(await a.start("c0", Ticker(count=1)))
+        # A read-only replica (of a primary it cannot reach) refuses every write.
+        await a.client.replicaof("127.0.0.1", 1)
+        with pytest.raises(StoreUnavailableError, match="read only replica"):
+            await a.start("c1", Ticker())
+        with pytest.raises(StoreUnavailableError, match="read only replica"):
+            await b.stop("c0")
+        await a.client.replicaof()
+        assert await read_all(await a.start("c1", Ticker(count=1))) == ticks(1)
+        assert await b.stop("c0") is True
+
+
+async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: RedisServer) -> None:
+    """coredis retries a command whose connection dropped: applying START or APPEND twice
+    must change nothing."""
+    async with two_stores(redis_server) as (a, b):
+        generation = "a" * 32
+        for _ in range(2):
+            await a._run("START", "c1", generation, "x", int(time.time()), 60_000, 60, "")
+        handle = await b.open("c1", 0)
+        assert handle is not None
+        received: list[bytes] = []
+
+        async def follow() -> None:
+            received.append(await read_all(handle))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)  # a live reader, from the start of the log
+            for _ in range(2):
+                assert await a._run("APPEND", "c1", generation, b"data: 1\n\n", 1 << 20, 0) == 9
+            await a._run("FINALIZE", "c1", generation, int(time.time()), 60, "", 1 << 20)
+        assert received == [b"data: 1\n\n"]
+
+
+async def test_a_long_backlog_comes_back_whole_in_bounded_chunks(
+    redis_server: RedisServer,
+) -> None:
+    """A replay longer than one backlog page (256 entries) and one read chunk (256 KiB),
+    from the start and from inside an entry, on another instance: the bytes exactly."""
+    events = [b"data: %05d %s\n\n" % (index, b"x" * 700) for index in range(1000)]
+    everything = b"".join(events)
+
+    async def producer(writer: StreamWriter) -> None:
+        for event in events:
+            await writer.write(event)
+
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        await read_all(await a.start("long", producer))
+        for offset in (0, 12_345):
+            handle = await b.open("long", offset)
+            assert handle is not None
+            chunks = [chunk async for chunk in handle.read(offset)]
+            assert b"".join(chunks) == everything[offset:]
+            assert len(chunks) >= 2 and max(map(len, chunks)) <= MAX_READ_CHUNK + len(events[0])

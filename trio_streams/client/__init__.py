@@ -1,0 +1,27 @@
+"""The client side: the resuming Python client and ``trio-streams tail``.
+
+It talks to a server over HTTP only, so it imports :mod:`trio_streams.core` (SSE parsing)
+and nothing of the server's layers.
+"""
+
+from trio_streams.client.streams_client import (
+    Backoff,
+    Event,
+    OffsetLostError,
+    StreamError,
+    StreamInfo,
+    StreamNotFoundError,
+    StreamsClient,
+    chunk_text,
+)
+
+__all__ = [
+    "Backoff",
+    "Event",
+    "OffsetLostError",
+    "StreamError",
+    "StreamInfo",
+    "StreamNotFoundError",
+    "StreamsClient",
+    "chunk_text",
+]

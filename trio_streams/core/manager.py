@@ -1,0 +1,303 @@
+"""The session manager: owns every session, every producer task and garbage collection.
+
+Used as ``async with SessionManager(...) as manager:`` around the server's life. Its root
+nursery holds one task per producer plus the garbage collector; leaving the block (or
+calling :meth:`SessionManager.shutdown`) cancels every producer and finalizes every session,
+so no reader is ever left waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import trio
+
+from trio_streams.core.keepalive import keep_alive
+from trio_streams.core.limits import Capacity, ConversationOwnedError, Limits
+from trio_streams.core.producer import Producer, SessionWriter
+from trio_streams.core.redact import redact
+from trio_streams.core.session import SessionClosedError, SessionInfo, StreamSession
+from trio_streams.core.sse import generation_failed_event
+
+logger = logging.getLogger("trio_streams")
+
+VARIANT_SEPARATOR = "::"
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_TTL = 300.0
+DEFAULT_GC_INTERVAL = 60.0
+DEFAULT_PING_INTERVAL = 5.0
+
+
+class ManagerClosedError(Exception):
+    """The manager is shutting down and takes no new streams."""
+
+
+def variant_prefixes(conversation_id: str) -> list[str]:
+    """The ids a lookup may name to find ``conversation_id``: ``a::b::c`` → ``a``, ``a::b``."""
+    prefixes = []
+    start = conversation_id.find(VARIANT_SEPARATOR)
+    while start != -1:
+        prefixes.append(conversation_id[:start])
+        start = conversation_id.find(VARIANT_SEPARATOR, start + len(VARIANT_SEPARATOR))
+    return prefixes
+
+
+class SessionManager:
+    """All live and retained sessions of one process, keyed by conversation id."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        ttl: float = DEFAULT_TTL,
+        gc_interval: float = DEFAULT_GC_INTERVAL,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        limits: Limits | None = None,
+        event_ids: bool = True,
+    ) -> None:
+        self.capacity = Capacity(Limits() if limits is None else limits, max_bytes, self)
+        self.limits = self.capacity.limits
+        self.stats = self.capacity.stats
+        self.max_bytes = max_bytes
+        #: Stamp every SSE event with ``id: <offset after it>`` (for EventSource resume).
+        self.event_ids = event_ids
+        self.ttl = ttl
+        self.gc_interval = gc_interval
+        self.ping_interval = ping_interval
+        self._sessions: dict[str, StreamSession] = {}
+        # base id -> ids of its "::" variants (insertion ordered), so lookup needs no scan.
+        self._variants: dict[str, dict[str, None]] = {}
+        # Every session whose producer is running, named or not, for shutdown.
+        self._producing: set[StreamSession] = set()
+        self._closed = False
+        # Cancels the garbage collector only. Not the root nursery's scope: that scope also
+        # encloses the body of ``async with manager`` (the HTTP server, in serve()), which
+        # must keep running until its readers have ended cleanly.
+        self._gc_scope = trio.CancelScope()
+        self._exit_stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SessionManager:
+        async with AsyncExitStack() as stack:
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery.start_soon(self._collect_garbage_forever)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.shutdown()
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    def shutdown(self) -> None:
+        """Refuse new streams, cancel every producer, finalize every session. Idempotent.
+
+        Readers end normally (their responses complete); the caller's own work inside
+        ``async with manager`` is not cancelled.
+        """
+        self._closed = True
+        self._gc_scope.cancel()
+        for session in list(self._producing) + list(self._sessions.values()):
+            session.cancel()
+            session.finalize()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+        owner: str | None = None,
+    ) -> StreamSession:
+        """Create (or replace) the session and start its producer; returns at once.
+
+        The session exists before the producer runs, so it can be read, looked up and
+        stopped during prefill. ``conversation_id=None`` makes an anonymous session that is
+        never registered: its caller cancels it when its client leaves.
+
+        Raises :class:`CapacityError` when the limits leave no room (after evicting
+        finished sessions), and :class:`ConversationOwnedError` when the id belongs to a
+        session of another ``owner`` (an API key fingerprint).
+        """
+        if self._closed or self._nursery is None:
+            raise ManagerClosedError("the session manager is not running")
+        previous = self._sessions.get(conversation_id) if conversation_id else None
+        if previous is not None and previous.owner != owner:
+            raise ConversationOwnedError("the conversation id belongs to another API key")
+        self.capacity.admit(previous, registered=bool(conversation_id))
+        session = StreamSession(conversation_id or "", self.max_bytes)
+        session.owner = owner
+        if conversation_id:
+            self._register(session)
+            if previous is not None:
+                logger.info("replacing stream %s", redact(conversation_id))
+                if not previous.is_done:
+                    self.stats.cancels += 1
+                previous.cancel()
+                previous.finalize()
+                self.capacity.retire(previous)
+        interval = self.ping_interval if ping_interval is None else ping_interval
+        self._producing.add(session)
+        self._nursery.start_soon(self._run_producer, session, producer, interval)
+        return session
+
+    def get(self, conversation_id: str) -> StreamSession | None:
+        return self._sessions.get(conversation_id)
+
+    def stop(self, conversation_id: str) -> bool:
+        """DELETE: cancel the producer, evict and finalize. Idempotent; ``True`` if found."""
+        session = self._sessions.get(conversation_id)
+        if session is None:
+            return False
+        self._unregister(session)
+        if not session.is_done:
+            self.stats.cancels += 1
+        session.cancel()
+        session.finalize()
+        self.capacity.retire(session)
+        logger.info("stopped stream %s", redact(conversation_id))
+        return True
+
+    def discard(self, session: StreamSession) -> None:
+        """Remove ``session`` if it is still the one under its id; cancel and finalize it.
+
+        For a stream that never became one (its upstream answered with an error): unlike
+        :meth:`stop` it cannot evict a newer session that has replaced it meanwhile.
+        """
+        self._unregister(session)
+        session.cancel()
+        session.finalize()
+
+    def lookup(self, conversation_ids: Iterable[str]) -> list[SessionInfo]:
+        """Sessions whose id equals a requested id or is one of its ``::`` variants."""
+        found: dict[str, None] = {}
+        for requested in conversation_ids:
+            if requested in self._sessions:
+                found[requested] = None
+            found.update(self._variants.get(requested, {}))
+        return [self._sessions[cid].info() for cid in found]
+
+    def __len__(self) -> int:
+        """Registered sessions, live and finished (anonymous ones are not counted)."""
+        return len(self._sessions)
+
+    @property
+    def producer_count(self) -> int:
+        """Producers running now, anonymous ones included."""
+        return len(self._producing)
+
+    def sessions(self) -> list[StreamSession]:
+        """Every session that holds memory: registered, running, or still being sent."""
+        found = dict.fromkeys(self._sessions.values())
+        found.update(dict.fromkeys(self._producing))
+        found.update(dict.fromkeys(self.capacity.finished()))
+        return list(found)
+
+    def retained_bytes(self) -> int:
+        """Bytes held by every session's log right now."""
+        return sum(session.retained_bytes for session in self.sessions())
+
+    def reserved_bytes(self) -> int:
+        """What the byte budget counts: a running session's cap, a finished one's bytes.
+
+        Always at least :meth:`retained_bytes`, and never above ``limits.max_total_bytes``.
+        """
+        return self.capacity.reserved_bytes()
+
+    # -- what the capacity (limits.py) needs ------------------------------------------------
+
+    def registered_count(self) -> int:
+        return len(self._sessions)
+
+    def is_registered(self, session: StreamSession) -> bool:
+        cid = session.conversation_id
+        return bool(cid) and self._sessions.get(cid) is session
+
+    def running(self) -> set[StreamSession]:
+        return self._producing
+
+    def unregister(self, session: StreamSession) -> None:
+        self._unregister(session)
+
+    def collect_garbage(self) -> int:
+        """Evict sessions finalized more than ``ttl`` ago; live ones are never collected."""
+        cutoff = trio.current_time() - self.ttl
+        expired = [
+            session
+            for session in self._sessions.values()
+            if session.completed_at_clock is not None and session.completed_at_clock <= cutoff
+        ]
+        for session in expired:
+            self._unregister(session)
+            self.capacity.retire(session)
+        self.stats.evictions_ttl += len(expired)
+        if expired:
+            logger.debug("garbage collection evicted %d sessions", len(expired))
+        return len(expired)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _register(self, session: StreamSession) -> None:
+        cid = session.conversation_id
+        self._sessions[cid] = session
+        for prefix in variant_prefixes(cid):
+            self._variants.setdefault(prefix, {})[cid] = None
+
+    def _unregister(self, session: StreamSession) -> None:
+        cid = session.conversation_id
+        if self._sessions.get(cid) is not session:
+            return
+        del self._sessions[cid]
+        for prefix in variant_prefixes(cid):
+            variants = self._variants.get(prefix)
+            if variants is not None:
+                variants.pop(cid, None)
+                if not variants:
+                    del self._variants[prefix]
+
+    async def _collect_garbage_forever(self) -> None:
+        with self._gc_scope:
+            while True:
+                await trio.sleep(self.gc_interval)
+                self.collect_garbage()
+
+    async def _run_producer(
+        self, session: StreamSession, producer: Producer, ping_interval: float | None
+    ) -> None:
+        """Run one producer in its own nursery, under the cancel scope its session owns."""
+        writer = SessionWriter(session, event_ids=self.event_ids)
+        try:
+            with session.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    if ping_interval:
+                        nursery.start_soon(keep_alive, session, ping_interval)
+                    await producer(writer)
+                    nursery.cancel_scope.cancel()
+        except SessionClosedError:
+            pass
+        except Exception as exc:  # a failing producer must end its stream, not the server
+            logger.exception("producer of stream %s failed", redact(session.conversation_id))
+            writer.write_nowait(generation_failed_event(exc))
+        finally:
+            self._producing.discard(session)
+            session.finalize()
+            # Still holding bytes the budget must count: registered (until TTL or
+            # eviction), or anonymous with a reader that may still be sending them.
+            if not self._closed and (self.is_registered(session) or not session.conversation_id):
+                self.capacity.retire(session)

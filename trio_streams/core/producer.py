@@ -1,0 +1,66 @@
+"""The producer interface: any async function that writes SSE bytes to a writer.
+
+A producer is ``async def produce(writer: StreamWriter) -> None``. It runs in its own
+nursery under the cancel scope of its session, so it may start child tasks, and it is
+stopped by cancellation (DELETE, replacement, shutdown), never by a flag it has to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from trio_streams.core.event_ids import EventIdStamper
+from trio_streams.core.session import SessionClosedError, StreamSession
+
+
+class StreamWriter(Protocol):
+    """Where a producer puts its bytes."""
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data`` (one or more whole SSE events) to the stream.
+
+        Keep-alive comments are inserted only between writes, so writing whole events
+        keeps every event intact. ``write`` is a checkpoint: a cancelled producer stops here.
+        """
+        ...
+
+
+Producer = Callable[[StreamWriter], Awaitable[None]]
+
+
+class SessionWriter:
+    """The :class:`StreamWriter` over an in-memory :class:`StreamSession`.
+
+    With ``event_ids`` (the default) every event gets an ``id:`` equal to the logical
+    offset just after it (see :mod:`trio_streams.core.event_ids`), so every producer's stream
+    can be resumed by a browser ``EventSource`` through ``Last-Event-ID``.
+    """
+
+    __slots__ = ("_session", "_stamper")
+
+    def __init__(self, session: StreamSession, *, event_ids: bool = True) -> None:
+        self._session = session
+        self._stamper = EventIdStamper() if event_ids else None
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Stamp and append at once; ``False`` (nothing stored) once the session is finalized.
+
+        No checkpoint between reading ``total_bytes`` and the append: a keep-alive ping
+        cannot slip in between, so the ids are exact offsets.
+        """
+        if self._session.is_done:
+            return False
+        if self._stamper is not None:
+            data = self._stamper.stamp(data, self._session.total_bytes)
+        return self._session.append(data)
+
+    async def write(self, data: bytes) -> None:
+        if not self.write_nowait(data):
+            # Finalized: if it was a cancel (DELETE, replacement, shutdown) this
+            # checkpoint raises Cancelled; anything else is a misuse worth an error.
+            await trio.lowlevel.checkpoint()
+            raise SessionClosedError("the session was finalized")
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,199 @@
+"""One resumable stream: its byte log, its readers, and the cancel scope of its producer.
+
+Readers never poll. A reader that has caught up parks in a :class:`trio.lowlevel.ParkingLot`;
+every append and the finalize unpark them all. Because trio only switches tasks at
+checkpoints, "check for bytes, then park" needs no lock and cannot miss a wake-up.
+
+Cancellation is a :class:`trio.CancelScope` created with the session, before the producer
+runs: a DELETE that lands before the producer even started (during prefill, say) still
+stops it, because entering an already-cancelled scope cancels at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import trio
+
+from trio_streams.core.bytelog import ByteLog
+
+#: Largest chunk one ``read`` step yields. A reader whose client stops reading holds at
+#: most one chunk (plus the copies Hypercorn makes of it and the socket buffers), however
+#: large the session is. Replay speed is mostly a cost per chunk: 64 KiB gave 23-41 % of
+#: raw loopback for a 4 MiB replay, 256 KiB 33-53 % (``scripts/bench/bench.py --only replay``).
+MAX_READ_CHUNK = 256 * 1024
+
+
+class OffsetLostError(Exception):
+    """The requested offset is below ``dropped_prefix``: those bytes are gone."""
+
+    def __init__(self, offset: int, dropped_prefix: int) -> None:
+        super().__init__(f"offset {offset} is below dropped prefix {dropped_prefix}")
+        self.offset = offset
+        self.dropped_prefix = dropped_prefix
+
+
+class SessionClosedError(Exception):
+    """Raised to a producer that writes to a session that was finalized."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What ``POST /v1/streams/lookup`` reveals about a session."""
+
+    conversation_id: str
+    is_done: bool
+    total_bytes: int
+    started_at: int
+    completed_at: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "conversation_id": self.conversation_id,
+            "is_done": self.is_done,
+            "total_bytes": self.total_bytes,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+        }
+
+
+class StreamSession:
+    """The bytes one producer wrote, readable from any retained offset, live or replayed."""
+
+    def __init__(self, conversation_id: str, max_bytes: int) -> None:
+        self.conversation_id = conversation_id
+        self.cancel_scope = trio.CancelScope()
+        self.started_at = int(time.time())
+        #: Unix seconds of finalize, 0 while running (as the API reports it).
+        self.completed_at = 0
+        #: trio clock time of finalize; garbage collection ages sessions on this clock so
+        #: that TTLs are testable under ``autojump_clock``.
+        self.completed_at_clock: float | None = None
+        #: trio clock time of the last append; the keep-alive task measures idleness on it.
+        self.last_append_clock = trio.current_time()
+        self._log = ByteLog(max_bytes)
+        self._done = False
+        #: Readers parked at the end of the log. Dropped at finalize (nobody parks on a
+        #: finished session), so an idle finished session does not carry it.
+        self._waiters: trio.lowlevel.ParkingLot | None = trio.lowlevel.ParkingLot()
+        self.reader_count = 0
+        #: Fingerprint of the API key that created the session (None without auth).
+        self.owner: str | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def is_done(self) -> bool:
+        return self._done
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancel_scope.cancel_called
+
+    @property
+    def total_bytes(self) -> int:
+        return self._log.total_bytes
+
+    @property
+    def dropped_prefix(self) -> int:
+        return self._log.dropped_prefix
+
+    @property
+    def retained_bytes(self) -> int:
+        return self._log.retained_bytes
+
+    def tail(self, size: int) -> bytes:
+        """The last ``size`` retained bytes of the stream."""
+        return self._log.tail(size)
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            conversation_id=self.conversation_id,
+            is_done=self._done,
+            total_bytes=self._log.total_bytes,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+        )
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def append(self, data: bytes) -> bool:
+        """Append bytes and wake every reader; ``False`` (and nothing stored) once finalized."""
+        waiters = self._waiters
+        if waiters is None:
+            return False
+        if data:
+            self._log.append(data)
+            self.last_append_clock = trio.current_time()
+            if waiters:  # the common case under load: the reader is still sending
+                waiters.unpark_all()
+        return True
+
+    def finalize(self) -> None:
+        """Mark the stream complete and wake every reader. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        self.completed_at = int(time.time())
+        self.completed_at_clock = trio.current_time()
+        self._log.compact()
+        if self._waiters is not None:
+            self._waiters.unpark_all()
+            self._waiters = None
+
+    def release(self) -> None:
+        """Finalize and free the retained bytes: readers still behind end at once.
+
+        Eviction and DELETE use it, so that memory comes back even while a client that
+        never reads keeps its connection (and so the session object) alive.
+        """
+        self.finalize()
+        self._log.discard()
+
+    def cancel(self) -> None:
+        """Stop the producer through its cancel scope. Idempotent; does not finalize."""
+        self.cancel_scope.cancel()
+
+    # -- reader side ----------------------------------------------------------------------------
+
+    def check_offset(self, offset: int) -> None:
+        """Raise :class:`OffsetLostError` if ``offset`` is no longer retained."""
+        if offset < self._log.dropped_prefix:
+            raise OffsetLostError(offset, self._log.dropped_prefix)
+
+    async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        """Yield the bytes from ``offset`` on, following the stream until it is finalized.
+
+        Each chunk is everything available at that moment, up to :data:`MAX_READ_CHUNK`,
+        so a reader that fell behind catches up in few writes and a stuck one pins little.
+        Raises :class:`OffsetLostError` if ``offset`` is (or, for a slow reader, becomes)
+        older than what the log retains. A reader whose task is cancelled (its client
+        left) ends at once: parking is a checkpoint.
+        """
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        log = self._log
+        self.reader_count += 1
+        try:
+            while True:
+                if offset < log.dropped_prefix:  # check_offset, inlined: once per chunk
+                    raise OffsetLostError(offset, log.dropped_prefix)
+                if offset < log.total_bytes:
+                    # Everything available, up to MAX_READ_CHUNK: a reader that fell
+                    # behind (its client was slow, or the server busy) catches up in few
+                    # writes, and a stuck one pins little.
+                    chunk = log.read_from(offset, MAX_READ_CHUNK)
+                    offset += len(chunk)
+                    # No checkpoint of our own here: the consumer's send is one, and a
+                    # scheduler pass per chunk cost more than the coalescing it bought
+                    # once producers write what is due together (``scripts/bench/bench.py``).
+                    yield chunk
+                    continue
+                waiters = self._waiters
+                if waiters is None:  # finalized, and everything was delivered
+                    return
+                await waiters.park()
+        finally:
+            self.reader_count -= 1

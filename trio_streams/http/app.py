@@ -1,0 +1,137 @@
+"""The Quart-Trio application: routes plus one JSON error shape for everything.
+
+The app holds no state of its own; the session store it is given (or a bare
+:class:`SessionManager`, seen as a :class:`~trio_streams.stores.store.MemoryStore`) outlives it,
+so the server (or an embedding application) decides when sessions are finalized.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from trio_streams.core.limits import CapacityError, ConversationOwnedError
+from trio_streams.core.manager import ManagerClosedError, SessionManager
+from trio_streams.http import auth, openapi
+from trio_streams.http.access_log import AccessLog
+from trio_streams.http.errors import (
+    CONFLICT,
+    RATE_LIMIT,
+    SERVER_ERROR,
+    UNAVAILABLE,
+    ApiError,
+    error_response,
+    error_type_for_status,
+    json_response,
+)
+from trio_streams.http.metrics import EXTENSION_KEY, Metrics
+from trio_streams.http.routes import demo as http_openai
+from trio_streams.http.routes import page as http_page
+from trio_streams.http.routes import proxy as http_proxy
+from trio_streams.http.routes import streams as http_streams
+from trio_streams.producers.demo import DemoModel
+from trio_streams.producers.upstream.client import UpstreamClient
+from trio_streams.store_config import as_store
+from trio_streams.stores.store import SessionStore, StoreUnavailableError
+
+STATIC = Path(__file__).parent / "static"
+
+logger = logging.getLogger("trio_streams")
+
+
+def create_app(
+    sessions: SessionStore | SessionManager,
+    model: DemoModel,
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    api_keys: Iterable[str] = (),
+    max_lookup_ids: int = http_streams.DEFAULT_MAX_LOOKUP_IDS,
+    upstream: UpstreamClient | None = None,
+) -> QuartTrio:
+    """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
+    store, manager = as_store(sessions)
+    app = QuartTrio("trio_streams", static_folder=str(STATIC))
+    # Streams last as long as generation does; Quart's 60 s default would cut them.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.config["MAX_LOOKUP_IDS"] = max_lookup_ids
+    metrics = Metrics(manager)
+    app.extensions[EXTENSION_KEY] = metrics
+    # One JSON line per request on the "trio_streams.access" logger, ids shortened.
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    async def receive_the_whole_body() -> None:
+        """Read the request body (capped by MAX_CONTENT_LENGTH) before any answer.
+
+        Hypercorn cannot reuse a keep-alive connection whose request body was still
+        arriving when the response ended: the client's next request on it would hang.
+        Early answers (401, 404, 405, 413) would trigger that, so the body is read first.
+        """
+        await request.get_data(cache=True)
+
+    auth.install(app, auth.ApiKeys(api_keys))
+
+    http_streams.register(app, store)
+    if upstream is None:
+        http_openai.register(app, store, model)
+    else:
+        http_proxy.register(app, store, upstream)
+    http_page.register(app)
+
+    @app.get("/health")
+    async def health() -> Response:
+        # Never touches a shared store: health answers while Redis is down.
+        return json_response({"status": "ok", "sessions": store.local_session_count()})
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return metrics.response()
+
+    @app.get("/openapi.json")
+    async def openapi_document() -> Response:
+        return json_response(openapi.document(proxy=upstream is not None))
+
+    @app.errorhandler(CapacityError)
+    async def at_capacity(error: CapacityError) -> Response:
+        response = error_response(429, error.reason, RATE_LIMIT)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    @app.errorhandler(ConversationOwnedError)
+    async def owned(error: ConversationOwnedError) -> Response:
+        return error_response(409, "Conversation id is in use by another API key", CONFLICT)
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return error.response()
+
+    @app.errorhandler(ManagerClosedError)
+    async def closed(error: ManagerClosedError) -> Response:
+        return error_response(503, "Server is shutting down", UNAVAILABLE)
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(error: StoreUnavailableError) -> Response:
+        logger.warning("%s", error)
+        return error_response(503, "Session store unavailable, try again", UNAVAILABLE)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or error.name
+        response = error_response(status, message, error_type_for_status(status))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(500, "Internal server error", SERVER_ERROR)
+
+    return app

@@ -1,0 +1,110 @@
+"""The OpenAI-compatible endpoints served by the embedded demo model.
+
+A streaming request with ``X-Conversation-Id`` starts (or replaces) a session before the
+first token exists; its response is a reader of that session from offset 0, so the client
+that started it and a client that resumes it read exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from trio_streams.core.redact import redact
+from trio_streams.http import auth, validation
+from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.routes.streams import stream_response
+from trio_streams.producers.demo import MODEL_ID, DemoModel, DemoRequest
+from trio_streams.stores.store import SessionStore
+
+logger = logging.getLogger("trio_streams")
+
+CONVERSATION_HEADER = "X-Conversation-Id"
+MIN_PING_INTERVAL = 0.001
+
+
+def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
+    """Validate the fields the demo model reads; a 400 names the first bad one."""
+    if "model" in body and not isinstance(body["model"], str):
+        raise ApiError(400, "'model' must be a string")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ApiError(400, "'stream' must be a boolean")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "'messages' must be an array of message objects")
+    else:
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str) and not (
+            isinstance(prompt, list) and all(isinstance(p, str) for p in prompt)
+        ):
+            raise ApiError(400, "'prompt' must be a string or an array of strings")
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = body.get(field)
+        if isinstance(value, float) and value.is_integer():
+            body[field] = value = int(value)  # JSON's 5.0 is the integer 5 (JSON Schema agrees)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ApiError(400, f"'{field}' must be a positive integer")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise ApiError(400, "'stream_options' must be an object")
+    if options and not isinstance(options.get("include_usage", False), bool):
+        raise ApiError(400, "'stream_options.include_usage' must be a boolean")
+    return DemoRequest.from_body(body, chat=chat)
+
+
+def ping_interval(body: dict[str, Any]) -> float | None:
+    """The per-request keep-alive interval (``sse_ping_interval``, as llama.cpp names it)."""
+    value = body.get("sse_ping_interval")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    if value < 0:
+        raise ApiError(400, "'sse_ping_interval' must be a non-negative number of seconds")
+    if 0 < value < MIN_PING_INTERVAL:  # a near-zero interval would be a busy loop of pings
+        raise ApiError(400, f"'sse_ping_interval' must be 0 or at least {MIN_PING_INTERVAL}")
+    return float(value)
+
+
+def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
+    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
+
+    async def complete(*, chat: bool) -> Response:
+        body = validation.json_object(await request.get_data(as_text=False))
+        demo_request = completion_request(body, chat=chat)
+        interval = ping_interval(body)
+        raw_id = request.headers.get(CONVERSATION_HEADER, "")
+        conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
+        if not body.get("stream", False):
+            return json_response(model.completion(demo_request))
+        session = await store.start(
+            conversation_id,
+            model.producer(demo_request),
+            ping_interval=interval,
+            owner=auth.current_owner(),
+        )
+        if conversation_id:
+            logger.info("started stream %s", redact(conversation_id))
+        return stream_response(session, 0, owns_producer=conversation_id is None)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Response:
+        return await complete(chat=True)
+
+    @app.post("/v1/completions")
+    async def completions() -> Response:
+        return await complete(chat=False)
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        created = int(time.time())
+        entry = {"id": MODEL_ID, "object": "model", "created": created, "owned_by": "trio-streams"}
+        return json_response({"object": "list", "data": [entry]})

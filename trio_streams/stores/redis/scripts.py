@@ -1,0 +1,305 @@
+"""The Lua scripts that change shared sessions, each one atomic inside Redis.
+
+Atomicity is the point: an append, its trim and the new ``dropped_prefix`` land together
+(so ``dropped_prefix`` is always exact), and a finalize writes its terminal marker,
+``done`` and the expiries together (so no reader can see one without the other).
+
+Log layout: an append of bytes ending at logical offset ``E`` is the stream entry
+``E-0`` with field ``d`` (its bytes; only the last ``max_bytes`` of an oversized append).
+Appends are never empty, so ids strictly increase. The terminal marker of a log whose
+total is ``T`` is ``T-1`` with field ``end``: greater than every data entry, and it
+wakes every blocked ``XREAD``. ``XTRIM MINID (D+1)-0`` removes exactly the entries that
+end at or before ``dropped_prefix = D``.
+
+Every script takes the key prefix as ``ARGV[1]`` (the names are built as in
+``redis_keys.py``) and, as ``ARGV[2]``, whether the events a script writes itself (error
+events) get SSE ``id:`` lines. Keys are not declared in ``KEYS`` (the log's name depends on the
+generation read inside the script), which is fine on a standalone Redis or Valkey but
+not on a cluster.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = r"""
+local P = ARGV[1]
+-- Stamp the events this script writes itself (error events) with SSE ids.
+local STAMP = ARGV[2] == '1'
+local function meta_key(cid) return P .. 'meta:' .. cid end
+local function log_key(cid, gen) return P .. 'log:' .. gen .. ':' .. cid end
+local function lease_key(cid) return P .. 'lease:' .. cid end
+local function variants_key(base) return P .. 'variants:' .. base end
+local function fmt(n) return string.format('%d', n) end
+
+local function prefixes(cid)
+  local out = {}
+  local start = 1
+  while true do
+    local i = string.find(cid, '::', start, true)
+    if not i then break end
+    table.insert(out, string.sub(cid, 1, i - 1))
+    start = i + 2
+  end
+  return out
+end
+
+local function append_bytes(meta, log, total, dropped, data, maxb)
+  local size = string.len(data)
+  total = total + size
+  if size > maxb then data = string.sub(data, size - maxb + 1) end
+  redis.call('XADD', log, fmt(total) .. '-0', 'd', data)
+  if total - dropped > maxb then
+    dropped = total - maxb
+    redis.call('XTRIM', log, 'MINID', fmt(dropped + 1) .. '-0')
+  end
+  redis.call('HSET', meta, 'total', fmt(total), 'dropped', fmt(dropped))
+  return total
+end
+
+-- A base id's index expires with its last finished variant, never while one is live.
+local function expire_indexes(cid, ttl)
+  for _, base in ipairs(prefixes(cid)) do
+    local key = variants_key(base)
+    local live = false
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      local done = redis.call('HGET', meta_key(member), 'done')
+      if not done then
+        redis.call('ZREM', key, member)
+      elseif done == '0' then
+        live = true
+      end
+    end
+    if not live then redis.call('EXPIRE', key, ttl) end
+  end
+end
+
+-- The SSE id of an event is the logical offset just after it, its own id line included
+-- (as trio_streams.core.event_ids writes it):
+-- the fixed point of N = at + len(event) + len(id line).
+local function stamp_event(event, at)
+  local body = string.sub(event, 1, -2)
+  local fixed = at + string.len(body) + string.len('id: ') + 2
+  local digits = 1
+  while string.len(fmt(fixed + digits)) ~= digits do digits = digits + 1 end
+  return body .. 'id: ' .. fmt(fixed + digits) .. '\n\n'
+end
+
+local function finalize(cid, gen, now, ttl, error_event, maxb)
+  local meta = meta_key(cid)
+  local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
+  if m[1] ~= gen or m[2] ~= '0' then return 0 end
+  local log = log_key(cid, gen)
+  local total = tonumber(m[3])
+  if error_event ~= '' then
+    if STAMP then error_event = stamp_event(error_event, total) end
+    total = append_bytes(meta, log, total, tonumber(m[4]), error_event, maxb)
+  end
+  redis.call('XADD', log, fmt(total) .. '-1', 'end', '1')
+  redis.call('HSET', meta, 'done', '1', 'completed_at', now)
+  redis.call('EXPIRE', meta, ttl)
+  redis.call('EXPIRE', log, ttl)
+  redis.call('DEL', lease_key(cid))
+  expire_indexes(cid, ttl)
+  return 1
+end
+
+-- Finalize with an error event if the producer's instance stopped renewing the lease.
+local function finalize_if_orphaned(cid, gen, done, now, ttl, event, maxb)
+  if done == '0' and redis.call('EXISTS', lease_key(cid)) == 0 then
+    return finalize(cid, gen, now, ttl, event, maxb)
+  end
+  return 0
+end
+"""
+
+#: ARGV: prefix, stamp, cid, gen, owner instance, now, lease_ms, ttl, API key owner ('' for
+#: none). Returns {old_owner, old_gen} if a live session was replaced (its log got its
+#: terminal marker), {'owned'} if the id is another API key's, else {}.
+START = (
+    _PRELUDE
+    + r"""
+local cid, gen, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local lease_ms, ttl, key = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local meta = meta_key(cid)
+local old = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
+-- Already applied (the client retried after losing the reply): idempotent.
+if old[1] == gen then return {} end
+-- The id belongs to a session of another API key: refused.
+if old[1] and old[4] ~= key then return {'owned'} end
+local replaced = {}
+if old[1] and old[3] == '0' then
+  finalize(cid, old[1], now, ttl, '', 0)
+  replaced = {old[2], old[1]}
+end
+redis.call('DEL', meta)
+redis.call('HSET', meta, 'gen', gen, 'owner', owner, 'total', '0', 'dropped', '0',
+           'done', '0', 'started_at', now, 'completed_at', '0', 'key', key)
+redis.call('SET', lease_key(cid), gen, 'PX', lease_ms)
+local seq = redis.call('INCR', P .. 'seq')
+for _, base in ipairs(prefixes(cid)) do
+  local key = variants_key(base)
+  redis.call('ZADD', key, 'NX', seq, cid)
+  redis.call('PERSIST', key)
+end
+return replaced
+"""
+)
+
+#: ARGV: prefix, stamp, cid, gen, data, max_bytes, expected_total. Returns the new total, or -1
+#: if the session is finalized or no longer this generation (replaced, stopped,
+#: expired). Idempotent: if the log already ends at expected_total + len(data), this
+#: append was applied before and only its reply was lost (Redis went away), so it
+#: is not applied twice.
+APPEND = (
+    _PRELUDE
+    + r"""
+local cid, gen = ARGV[3], ARGV[4]
+local meta = meta_key(cid)
+local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
+if m[1] ~= gen or m[2] ~= '0' then return -1 end
+local total, expected = tonumber(m[3]), tonumber(ARGV[7])
+if total == expected + string.len(ARGV[5]) then return total end
+return append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), ARGV[5],
+                    tonumber(ARGV[6]))
+"""
+)
+
+#: ARGV: prefix, stamp, cid, gen, now, ttl, error_event ('' for none), max_bytes.
+#: Returns 1 if this call finalized the session.
+FINALIZE = (
+    _PRELUDE
+    + r"""
+return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]))
+"""
+)
+
+#: ARGV: prefix, stamp, cid, now, ttl, API key owner. DELETE: finalize if live, then evict.
+#: Returns {owner, gen, was_live} or {} if there was no session of that API key.
+STOP = (
+    _PRELUDE
+    + r"""
+local cid = ARGV[3]
+local meta = meta_key(cid)
+local m = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
+if not m[1] or m[4] ~= ARGV[6] then return {} end  -- none, or another API key's
+local live = '0'
+if m[3] == '0' then
+  finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0)
+  live = '1'
+end
+redis.call('DEL', meta)
+for _, base in ipairs(prefixes(cid)) do redis.call('ZREM', variants_key(base), cid) end
+return {m[2], m[1], live}
+"""
+)
+
+#: ARGV: prefix, stamp, cid, gen, lease_ms. Returns 1 if renewed, 0 if the session is no longer
+#: this live generation (its producer should stop).
+RENEW = (
+    _PRELUDE
+    + r"""
+local m = redis.call('HMGET', meta_key(ARGV[3]), 'gen', 'done')
+if m[1] ~= ARGV[4] or m[2] ~= '0' then return 0 end
+redis.call('SET', lease_key(ARGV[3]), ARGV[4], 'PX', ARGV[5])
+return 1
+"""
+)
+
+#: ARGV: prefix, stamp, cid, now, ttl, max_bytes, orphan_event. Opens a session for reading,
+#: finalizing it first if orphaned. Returns {gen, dropped, API key owner} or {} if none.
+OPEN = (
+    _PRELUDE
+    + r"""
+local cid = ARGV[3]
+local meta = meta_key(cid)
+local m = redis.call('HMGET', meta, 'gen', 'done')
+if not m[1] then return {} end
+finalize_if_orphaned(cid, m[1], m[2], ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]))
+return redis.call('HMGET', meta, 'gen', 'dropped', 'key')
+"""
+)
+
+#: ARGV: prefix, stamp, cid, gen, now, ttl, max_bytes, orphan_event, offset. A reader's check
+#: after a lease period without news: finalizes the session if orphaned. Returns 1 if the
+#: reader should go on reading, 0 if there is nothing left for it (the log expired, or
+#: the session ended at or before its offset).
+CHECK = (
+    _PRELUDE
+    + r"""
+local cid, gen = ARGV[3], ARGV[4]
+local m = redis.call('HMGET', meta_key(cid), 'gen', 'done', 'total')
+if m[1] == gen then
+  local orphaned = finalize_if_orphaned(cid, gen, m[2], ARGV[5], tonumber(ARGV[6]), ARGV[8],
+                                        tonumber(ARGV[7]))
+  if orphaned == 0 and m[2] == '1' and tonumber(m[3]) <= tonumber(ARGV[9]) then return 0 end
+  return 1
+end
+return redis.call('EXISTS', log_key(cid, gen))
+"""
+)
+
+#: ARGV: prefix, stamp, now, ttl, max_bytes, orphan_event, requested ids... Returns a flat
+#: list of (cid, done, total, started_at, completed_at, API key owner) per session found: each
+#: requested id itself, then its variants in creation order, without duplicates.
+LOOKUP = (
+    _PRELUDE
+    + r"""
+local now, ttl, maxb, event = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local seen = {}
+local out = {}
+local function add(cid)
+  if seen[cid] then return true end
+  local meta = meta_key(cid)
+  local m = redis.call('HMGET', meta, 'gen', 'done')
+  if not m[1] then return false end
+  seen[cid] = true
+  finalize_if_orphaned(cid, m[1], m[2], now, ttl, event, maxb)
+  local v = redis.call('HMGET', meta, 'done', 'total', 'started_at', 'completed_at', 'key')
+  table.insert(out, cid)
+  for i = 1, 5 do table.insert(out, v[i]) end
+  return true
+end
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  add(id)
+  local key = variants_key(id)
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if not add(member) then redis.call('ZREM', key, member) end
+  end
+end
+return out
+"""
+)
+
+#: A reader's backlog in one reply: the bytes of the contiguous data entries of the log
+#: ``KEYS[1]`` from the one ending at or after ``ARGV[1] - 1`` (the entry holding that
+#: offset) on, read ``ARGV[2]`` entries at a time and stopping once ``ARGV[3]`` bytes are
+#: joined, as ``{start of the first entry (-1: there is none), the bytes}``. Joining here,
+#: not in Python, is what makes a replay fast: one reply to parse instead of one per
+#: token. Read-only.
+RANGE = r"""
+local from, page, most = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local parts = {}
+local first, last, size = -1, -1, 0
+while size < most do
+  local first_id = string.format('%d', from) .. '-0'
+  local entries = redis.call('XRANGE', KEYS[1], first_id, '+', 'COUNT', page)
+  if #entries == 0 then break end
+  for _, entry in ipairs(entries) do
+    local id = entry[1]
+    local dash = string.find(id, '-', 1, true)
+    if string.sub(id, dash + 1) ~= '0' then return {first, table.concat(parts)} end  -- the end
+    local data = entry[2][2]
+    local stop = tonumber(string.sub(id, 1, dash - 1))
+    local start = stop - string.len(data)
+    -- A gap: the bytes before this entry are gone (an append larger than the cap).
+    if last >= 0 and start ~= last then return {first, table.concat(parts)} end
+    if first < 0 then first = start end
+    table.insert(parts, data)
+    last = stop
+    size = size + string.len(data)
+    if size >= most then break end
+  end
+  from = last + 1
+end
+return {first, table.concat(parts)}
+"""

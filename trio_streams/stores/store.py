@@ -1,0 +1,188 @@
+"""The store seam: what the HTTP layer needs from wherever sessions live.
+
+Two stores implement it: :class:`MemoryStore` (the default; one process owns its sessions,
+a thin adapter over :class:`~trio_streams.core.manager.SessionManager`) and
+:class:`~trio_streams.stores.redis.store.RedisStore` (sessions shared by every instance through
+Redis Streams). The methods are async because a shared store answers over the network;
+the in-memory one answers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable
+from types import TracebackType
+from typing import Protocol, Self
+
+from trio_streams.core.manager import SessionManager
+from trio_streams.core.producer import Producer
+from trio_streams.core.session import SessionInfo, StreamSession
+
+
+class StoreUnavailableError(Exception):
+    """The shared store cannot be reached; the HTTP layer answers ``503``."""
+
+
+class StreamHandle(Protocol):
+    """One session as a reader sees it: its bytes from an offset, and its cancel."""
+
+    def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        """The bytes from ``offset`` on, following the stream until it is finalized.
+
+        Raises :class:`~trio_streams.core.session.OffsetLostError` when ``offset`` is (or
+        becomes) older than what the log retains.
+        """
+        ...
+
+    def cancel(self) -> None:
+        """Stop the producer (used for plain streams whose client left)."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Where sessions live: started, read, looked up and stopped through here.
+
+    Used as ``async with store:`` around the server's life; leaving the block (or
+    :meth:`shutdown`) cancels this instance's producers and finalizes their sessions.
+
+    ``owner`` is the fingerprint of the API key of the request (``None`` without
+    authentication): a session belongs to the key that started it, and any other key is
+    answered as if it did not exist.
+    """
+
+    @property
+    def manager(self) -> SessionManager:
+        """The in-memory manager behind the store (plain streams only, for Redis)."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+        owner: str | None = None,
+    ) -> StreamHandle:
+        """Create (or replace) the session and start its producer on this instance.
+
+        ``conversation_id=None`` is a plain stream: never shared, never listed. Raises
+        :class:`~trio_streams.core.limits.ConversationOwnedError` if the id is another owner's.
+        """
+        ...
+
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
+        """The session to read from ``offset``; ``None`` if unknown, expired or another
+        owner's.
+
+        Raises :class:`~trio_streams.core.session.OffsetLostError` if ``offset`` is below
+        what the log retains, so the HTTP layer can answer ``400`` before streaming.
+        """
+        ...
+
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent."""
+        ...
+
+    async def discard(self, handle: StreamHandle) -> None:
+        """Remove a session that never became a stream (its upstream answered an error).
+
+        Unlike :meth:`stop` it leaves alone a newer session that replaced it meanwhile.
+        """
+        ...
+
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
+        """``owner``'s sessions whose id equals a requested id or is one of its ``::``
+        variants."""
+        ...
+
+    def local_session_count(self) -> int:
+        """Sessions this instance holds or produces (for ``/health``; never blocks)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Refuse new streams, cancel this instance's producers, end its readers."""
+        ...
+
+
+class MemoryStore:
+    """The in-process store: a :class:`SessionManager` seen through the store seam."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
+    @property
+    def manager(self) -> SessionManager:
+        return self._manager
+
+    async def __aenter__(self) -> Self:
+        await self.manager.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self.manager.__aexit__(exc_type, exc, tb)
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+        owner: str | None = None,
+    ) -> StreamHandle:
+        return self.manager.start(
+            conversation_id, producer, ping_interval=ping_interval, owner=owner
+        )
+
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return None
+        session.check_offset(offset)
+        return session
+
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return False
+        return self.manager.stop(conversation_id)
+
+    async def discard(self, handle: StreamHandle) -> None:
+        if isinstance(handle, StreamSession):
+            self.manager.discard(handle)
+        else:
+            handle.cancel()
+
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
+        found = self.manager.lookup(conversation_ids)
+        return [info for info in found if self._owned(info.conversation_id, owner)]
+
+    def _owned(self, conversation_id: str, owner: str | None) -> bool:
+        session = self.manager.get(conversation_id)
+        return session is not None and session.owner == owner
+
+    def local_session_count(self) -> int:
+        return len(self.manager)
+
+    def shutdown(self) -> None:
+        self.manager.shutdown()
