@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from tests.helpers import chat_body
+from trio_streams.core.errors import error_body
 from trio_streams.core.manager import SessionManager
 from trio_streams.http.app import create_app
-from trio_streams.http.errors import error_body, error_type_for_status
+from trio_streams.http.errors import error_type_for_status
 from trio_streams.http.openapi import document
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions

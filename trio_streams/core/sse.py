@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from trio_streams.core.errors import SERVER_ERROR, error_body
+
 #: The keep-alive comment written while a stream is idle (SPEC §4). Clients ignore it.
 PING = b": ping\n\n"
 #: The OpenAI end-of-stream sentinel.
@@ -34,12 +36,12 @@ def data_event(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def error_event(message: str, error_type: str = "server_error", code: int = 500) -> bytes:
+def error_event(message: str, error_type: str = SERVER_ERROR, code: int = 500) -> bytes:
     """The in-band error event a stream ends with when its producer fails.
 
     Same shape as the HTTP errors, so OpenAI SDKs raise it as an ``APIError``.
     """
-    return data_event({"error": {"code": code, "message": message, "type": error_type}})
+    return data_event(error_body(code, message, error_type))
 
 
 def generation_failed_event(exc: BaseException) -> bytes:

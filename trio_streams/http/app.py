@@ -15,20 +15,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from trio_streams.core.errors import CONFLICT, RATE_LIMIT, SERVER_ERROR, UNAVAILABLE
 from trio_streams.core.limits import CapacityError, ConversationOwnedError
 from trio_streams.core.manager import ManagerClosedError, SessionManager
 from trio_streams.http import auth, openapi
 from trio_streams.http.access_log import AccessLog
-from trio_streams.http.errors import (
-    CONFLICT,
-    RATE_LIMIT,
-    SERVER_ERROR,
-    UNAVAILABLE,
-    ApiError,
-    error_response,
-    error_type_for_status,
-    json_response,
-)
+from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
 from trio_streams.http.routes import demo as http_openai
 from trio_streams.http.routes import page as http_page

@@ -20,8 +20,9 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 
+from trio_streams.core.errors import AUTHENTICATION
 from trio_streams.core.session import StreamSession
-from trio_streams.http.errors import AUTHENTICATION, error_response
+from trio_streams.http.errors import error_response
 
 API_KEY_HEADER = "X-Api-Key"
 #: Routes anyone may reach: health checks, and the static chat page (whose API calls

@@ -1,4 +1,5 @@
-"""The one error shape of the HTTP API (SPEC §3), OpenAI-style."""
+"""Errors as HTTP answers: :class:`ApiError` raised in a handler, and JSON responses in
+the one error shape of :mod:`trio_streams.core.errors`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import json
 
 from quart import Response
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-
-INVALID_REQUEST = "invalid_request_error"
-NOT_FOUND = "not_found_error"
-AUTHENTICATION = "authentication_error"
-SERVER_ERROR = "server_error"
-UNAVAILABLE = "unavailable_error"
-RATE_LIMIT = "rate_limit_error"
-CONFLICT = "conflict_error"
+from trio_streams.core.errors import (
+    AUTHENTICATION,
+    INVALID_REQUEST,
+    JSON_CONTENT_TYPE,
+    NOT_FOUND,
+    RATE_LIMIT,
+    SERVER_ERROR,
+    error_body,
+)
 
 
 class ApiError(Exception):
@@ -28,10 +29,6 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         return error_response(self.status, self.message, self.error_type)
-
-
-def error_body(status: int, message: str, error_type: str) -> dict[str, object]:
-    return {"error": {"code": status, "message": message, "type": error_type}}
 
 
 def json_response(payload: object, status: int = 200) -> Response:

@@ -18,15 +18,18 @@ import httpx
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 
+from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
-from trio_streams.http.errors import NOT_FOUND, ApiError, json_response
+from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.demo import CONVERSATION_HEADER, ping_interval
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.upstream.client import UpstreamClient
 from trio_streams.producers.upstream.relay import (
     UpstreamHandoff,
+    UpstreamReply,
     UpstreamRequest,
     UpstreamStreamProducer,
     gateway_error,
@@ -48,6 +51,11 @@ _RESERVED = ("stream", "streams")
 async def _request_body() -> bytes:
     data = await request.get_data(as_text=False)
     return data if isinstance(data, bytes) else data.encode()
+
+
+def as_response(reply: UpstreamReply) -> Response:
+    """A whole upstream answer (or our own 502/504) as the Quart response the client gets."""
+    return Response(reply.body, status=reply.status, headers=Headers(reply.headers))
 
 
 def _json_object(data: bytes) -> dict[str, Any] | None:
@@ -86,8 +94,8 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
                 outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.body
             )
         except httpx.TransportError as exc:
-            return gateway_error(exc).response()
-        return reply_from(response, response.content).response()
+            return as_response(gateway_error(exc))
+        return as_response(reply_from(response, response.content))
 
     async def stream(outgoing: UpstreamRequest, body: dict[str, Any]) -> Response:
         interval = ping_interval(body)
@@ -109,7 +117,7 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
             raise
         if reply is not None:
             await store.discard(session)
-            return reply.response()
+            return as_response(reply)
         if conversation_id:
             logger.info("started upstream stream %s", redact(conversation_id))
         return stream_response(session, 0, owns_producer=conversation_id is None)
@@ -162,7 +170,7 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
             for entry in entries:
                 merged.setdefault(str(entry.get("id")), entry)
         if all(entries is None for entries in listed.values()):
-            return own_error(502, "No upstream model server answered /models").response()
+            return as_response(own_error(502, "No upstream model server answered /models"))
         return json_response({"object": "list", "data": list(merged.values())})
 
     @app.route("/v1/<path:rest>", methods=_ALL_METHODS)

@@ -13,9 +13,10 @@ import trio
 from quart import Response, current_app, request
 from quart_trio import QuartTrio
 
+from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
-from trio_streams.http.errors import NOT_FOUND, ApiError, json_response
+from trio_streams.http.errors import ApiError, json_response
 from trio_streams.stores.store import SessionStore, StreamHandle
 
 DEFAULT_MAX_LOOKUP_IDS = 100

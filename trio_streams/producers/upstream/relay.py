@@ -23,13 +23,11 @@ from dataclasses import dataclass
 
 import httpx
 import trio
-from quart import Response
-from werkzeug.datastructures import Headers
 
+from trio_streams.core.errors import JSON_CONTENT_TYPE, SERVER_ERROR, error_body
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.sse import data_event, error_event
 from trio_streams.core.sse_events import SSEEventSplitter
-from trio_streams.http.errors import JSON_CONTENT_TYPE, SERVER_ERROR, error_body
 from trio_streams.producers.upstream.client import UpstreamClient, response_headers
 
 logger = logging.getLogger("trio_streams")
@@ -52,9 +50,6 @@ class UpstreamReply:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-    def response(self) -> Response:
-        return Response(self.body, status=self.status, headers=Headers(self.headers))
 
     def as_error_event(self) -> bytes:
         """The same failure, in-band, for a client that already got its ``200``."""
