@@ -13,7 +13,8 @@ from trio_streams.core.limits import CapacityError, Limits
 from trio_streams.core.manager import ManagerClosedError, SessionManager
 from trio_streams.core.producer import Producer, StreamWriter
 from trio_streams.core.session import OffsetLostError, SessionInfo, StreamSession
-from trio_streams.stores.store import MemoryStore, SessionStore, StoreUnavailableError, StreamHandle
+from trio_streams.stores.memory import MemoryStore
+from trio_streams.stores.protocol import SessionStore, StoreUnavailableError, StreamHandle
 
 __all__ = [
     "ByteLog",

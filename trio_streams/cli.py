@@ -20,7 +20,7 @@ from trio_streams.producers.upstream.routes import (
 )
 from trio_streams.server import serve as serve_forever
 from trio_streams.settings import Settings
-from trio_streams.store_config import check_store
+from trio_streams.stores.url import check_store
 
 _DEFAULTS = Settings()
 

@@ -25,7 +25,7 @@ from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptio
 from trio_streams.producers.upstream.routes import UpstreamRoutes
 from trio_streams.settings import Settings
 from trio_streams.store_config import build_store
-from trio_streams.stores.store import SessionStore
+from trio_streams.stores.protocol import SessionStore
 
 logger = logging.getLogger("trio_streams")
 

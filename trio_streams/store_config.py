@@ -1,45 +1,14 @@
-"""Choosing the session store from settings: ``memory`` or a Redis/Valkey URL."""
+"""Building the session store that the settings name: ``memory`` or a Redis/Valkey URL."""
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.settings import Settings
-from trio_streams.stores.store import MemoryStore, SessionStore
-
-MEMORY = "memory"
-#: URL schemes of the shared store. ``valkey://`` is read as ``redis://``: same protocol.
-REDIS_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix")
-
-
-def check_store(value: str) -> str:
-    """``memory`` or a Redis URL; raises :class:`ValueError` with a readable reason."""
-    if value == MEMORY:
-        return value
-    parts = urlsplit(value)
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ValueError(f"expected 'memory' or a URL such as redis://HOST:PORT/DB, got {value!r}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"no host in {value!r}")
-    return value
-
-
-def redis_url(value: str) -> str:
-    """The URL coredis understands (``valkey://`` → ``redis://``)."""
-    if value.startswith("valkeys://"):
-        return "rediss://" + value[len("valkeys://") :]
-    if value.startswith("valkey://"):
-        return "redis://" + value[len("valkey://") :]
-    return value
-
-
-def as_store(sessions: SessionStore | SessionManager) -> tuple[SessionStore, SessionManager]:
-    """A store and its in-memory manager, from either (a bare manager is a MemoryStore)."""
-    if isinstance(sessions, SessionManager):
-        return MemoryStore(sessions), sessions
-    return sessions, sessions.manager
+from trio_streams.stores.memory import MemoryStore
+from trio_streams.stores.protocol import SessionStore
+from trio_streams.stores.url import MEMORY, check_store, redis_url
 
 
 def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:

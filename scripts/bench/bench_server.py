@@ -51,8 +51,9 @@ from trio_streams.http.routes.streams import STREAM_HEADERS, stream_response
 from trio_streams.producers.demo import DemoModel
 from trio_streams.server import hypercorn_config
 from trio_streams.settings import Settings
-from trio_streams.store_config import MEMORY, build_store, check_store
-from trio_streams.stores.store import SessionStore
+from trio_streams.store_config import build_store
+from trio_streams.stores.protocol import SessionStore
+from trio_streams.stores.url import MEMORY, check_store
 
 Produce = Callable[[StreamWriter], Awaitable[None]]
 

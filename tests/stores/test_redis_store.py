@@ -14,8 +14,8 @@ from tests.redis_fixtures import RedisServer
 from tests.stores.test_store_contract import Ticker, read_all, ticks
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import MAX_READ_CHUNK
+from trio_streams.stores.protocol import StoreUnavailableError
 from trio_streams.stores.redis.store import ORPHAN_MESSAGE, RedisStore
-from trio_streams.stores.store import StoreUnavailableError
 
 
 @asynccontextmanager

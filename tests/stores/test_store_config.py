@@ -6,9 +6,10 @@ import pytest
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.settings import Settings
-from trio_streams.store_config import build_store, check_store, redis_url
+from trio_streams.store_config import build_store
+from trio_streams.stores.memory import MemoryStore
 from trio_streams.stores.redis.store import RedisStore
-from trio_streams.stores.store import MemoryStore
+from trio_streams.stores.url import check_store, redis_url
 
 
 def test_memory_is_the_default() -> None:

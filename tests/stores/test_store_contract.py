@@ -19,8 +19,9 @@ from tests.redis_fixtures import RedisServer
 from trio_streams.core.manager import ManagerClosedError, SessionManager
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import OffsetLostError
+from trio_streams.stores.memory import MemoryStore
+from trio_streams.stores.protocol import SessionStore, StreamHandle
 from trio_streams.stores.redis.store import RedisStore
-from trio_streams.stores.store import MemoryStore, SessionStore, StreamHandle
 
 MakeStore = Callable[..., SessionStore]
 

@@ -1,7 +1,7 @@
 """The Quart-Trio application: routes plus one JSON error shape for everything.
 
 The app holds no state of its own; the session store it is given (or a bare
-:class:`SessionManager`, seen as a :class:`~trio_streams.stores.store.MemoryStore`) outlives it,
+:class:`SessionManager`, seen as a :class:`~trio_streams.stores.protocol.MemoryStore`) outlives it,
 so the server (or an embedding application) decides when sessions are finalized.
 """
 
@@ -28,8 +28,8 @@ from trio_streams.http.routes import proxy as http_proxy
 from trio_streams.http.routes import streams as http_streams
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
-from trio_streams.store_config import as_store
-from trio_streams.stores.store import SessionStore, StoreUnavailableError
+from trio_streams.stores.memory import as_store
+from trio_streams.stores.protocol import SessionStore, StoreUnavailableError
 
 STATIC = Path(__file__).parent / "static"
 

@@ -20,7 +20,7 @@ from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.demo import MODEL_ID, DemoModel, DemoRequest
-from trio_streams.stores.store import SessionStore
+from trio_streams.stores.protocol import SessionStore
 
 logger = logging.getLogger("trio_streams")
 

@@ -37,7 +37,7 @@ from trio_streams.producers.upstream.relay import (
     reply_from,
 )
 from trio_streams.producers.upstream.routes import Upstream
-from trio_streams.stores.store import SessionStore
+from trio_streams.stores.protocol import SessionStore
 
 logger = logging.getLogger("trio_streams")
 

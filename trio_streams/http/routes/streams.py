@@ -17,7 +17,7 @@ from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
-from trio_streams.stores.store import SessionStore, StreamHandle
+from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -21,7 +21,7 @@ producer task runs on the instance that started it.
   (the owner died), finalizes the session with an SSE error event. That is a bounded
   wait per lease period, not a poll for data. Lookup and GET do the same check.
 - **Outages**: an HTTP request that needs Redis while it is down gets ``503``
-  (:class:`~trio_streams.stores.store.StoreUnavailableError`). A producer's writes wait and
+  (:class:`~trio_streams.stores.protocol.StoreUnavailableError`). A producer's writes wait and
   retry (backpressure) until Redis is back; readers retry for up to one lease period,
   then end their response so the client can resume from the bytes it has.
 - Plain streams (no conversation id) are never shared: they stay in an in-memory
@@ -70,6 +70,7 @@ from trio_streams.core.sse import (
     error_event,
     generation_failed_event,
 )
+from trio_streams.stores.protocol import StoreUnavailableError, StreamHandle
 from trio_streams.stores.redis import scripts as redis_scripts
 from trio_streams.stores.redis.follower import LogFollower
 from trio_streams.stores.redis.keys import PREFIX, control_channel, log_key, meta_key
@@ -79,7 +80,6 @@ from trio_streams.stores.redis.pool import (
     FollowerReads,
     command_client,
 )
-from trio_streams.stores.store import StoreUnavailableError, StreamHandle
 
 logger = logging.getLogger("trio_streams")
 
@@ -137,7 +137,8 @@ class _LocalProducer:
 
 
 class RedisStream:
-    """A :class:`~trio_streams.stores.store.StreamHandle` on one generation of a shared session."""
+    """A :class:`~trio_streams.stores.protocol.StreamHandle` on one generation of a shared
+    session."""
 
     def __init__(
         self,

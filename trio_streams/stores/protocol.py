@@ -1,10 +1,9 @@
 """The store seam: what the HTTP layer needs from wherever sessions live.
 
-Two stores implement it: :class:`MemoryStore` (the default; one process owns its sessions,
-a thin adapter over :class:`~trio_streams.core.manager.SessionManager`) and
-:class:`~trio_streams.stores.redis.store.RedisStore` (sessions shared by every instance through
-Redis Streams). The methods are async because a shared store answers over the network;
-the in-memory one answers at once.
+Two stores implement it: :class:`~trio_streams.stores.memory.MemoryStore` (the default;
+one process owns its sessions) and :class:`~trio_streams.stores.redis.store.RedisStore`
+(sessions shared by every instance through Redis Streams). The methods are async because
+a shared store answers over the network; the in-memory one answers at once.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Protocol, Self
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import Producer
-from trio_streams.core.session import SessionInfo, StreamSession
+from trio_streams.core.session import SessionInfo
 
 
 class StoreUnavailableError(Exception):
@@ -114,75 +113,3 @@ class SessionStore(Protocol):
     def shutdown(self) -> None:
         """Refuse new streams, cancel this instance's producers, end its readers."""
         ...
-
-
-class MemoryStore:
-    """The in-process store: a :class:`SessionManager` seen through the store seam."""
-
-    def __init__(self, manager: SessionManager) -> None:
-        self._manager = manager
-
-    @property
-    def manager(self) -> SessionManager:
-        return self._manager
-
-    async def __aenter__(self) -> Self:
-        await self.manager.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self.manager.__aexit__(exc_type, exc, tb)
-
-    async def start(
-        self,
-        conversation_id: str | None,
-        producer: Producer,
-        *,
-        ping_interval: float | None = None,
-        owner: str | None = None,
-    ) -> StreamHandle:
-        return self.manager.start(
-            conversation_id, producer, ping_interval=ping_interval, owner=owner
-        )
-
-    async def open(
-        self, conversation_id: str, offset: int, *, owner: str | None = None
-    ) -> StreamHandle | None:
-        session = self.manager.get(conversation_id)
-        if session is None or session.owner != owner:
-            return None
-        session.check_offset(offset)
-        return session
-
-    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
-        session = self.manager.get(conversation_id)
-        if session is None or session.owner != owner:
-            return False
-        return self.manager.stop(conversation_id)
-
-    async def discard(self, handle: StreamHandle) -> None:
-        if isinstance(handle, StreamSession):
-            self.manager.discard(handle)
-        else:
-            handle.cancel()
-
-    async def lookup(
-        self, conversation_ids: Iterable[str], *, owner: str | None = None
-    ) -> list[SessionInfo]:
-        found = self.manager.lookup(conversation_ids)
-        return [info for info in found if self._owned(info.conversation_id, owner)]
-
-    def _owned(self, conversation_id: str, owner: str | None) -> bool:
-        session = self.manager.get(conversation_id)
-        return session is not None and session.owner == owner
-
-    def local_session_count(self) -> int:
-        return len(self.manager)
-
-    def shutdown(self) -> None:
-        self.manager.shutdown()

@@ -1,0 +1,96 @@
+"""The in-process store: one process owns its sessions (the default).
+
+A thin adapter of :class:`~trio_streams.core.manager.SessionManager` to the store seam
+(:class:`~trio_streams.stores.protocol.SessionStore`): it answers at once, and checks the
+owner (API key) that the manager itself does not know about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from trio_streams.core.manager import SessionManager
+from trio_streams.core.producer import Producer
+from trio_streams.core.session import SessionInfo, StreamSession
+from trio_streams.stores.protocol import SessionStore, StreamHandle
+
+
+def as_store(sessions: SessionStore | SessionManager) -> tuple[SessionStore, SessionManager]:
+    """A store and its in-memory manager, from either (a bare manager is a MemoryStore)."""
+    if isinstance(sessions, SessionManager):
+        return MemoryStore(sessions), sessions
+    return sessions, sessions.manager
+
+
+class MemoryStore:
+    """The in-process store: a :class:`SessionManager` seen through the store seam."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
+    @property
+    def manager(self) -> SessionManager:
+        return self._manager
+
+    async def __aenter__(self) -> Self:
+        await self.manager.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self.manager.__aexit__(exc_type, exc, tb)
+
+    async def start(
+        self,
+        conversation_id: str | None,
+        producer: Producer,
+        *,
+        ping_interval: float | None = None,
+        owner: str | None = None,
+    ) -> StreamHandle:
+        return self.manager.start(
+            conversation_id, producer, ping_interval=ping_interval, owner=owner
+        )
+
+    async def open(
+        self, conversation_id: str, offset: int, *, owner: str | None = None
+    ) -> StreamHandle | None:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return None
+        session.check_offset(offset)
+        return session
+
+    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return False
+        return self.manager.stop(conversation_id)
+
+    async def discard(self, handle: StreamHandle) -> None:
+        if isinstance(handle, StreamSession):
+            self.manager.discard(handle)
+        else:
+            handle.cancel()
+
+    async def lookup(
+        self, conversation_ids: Iterable[str], *, owner: str | None = None
+    ) -> list[SessionInfo]:
+        found = self.manager.lookup(conversation_ids)
+        return [info for info in found if self._owned(info.conversation_id, owner)]
+
+    def _owned(self, conversation_id: str, owner: str | None) -> bool:
+        session = self.manager.get(conversation_id)
+        return session is not None and session.owner == owner
+
+    def local_session_count(self) -> int:
+        return len(self.manager)
+
+    def shutdown(self) -> None:
+        self.manager.shutdown()
