@@ -13,7 +13,7 @@ from tests.redis_fixtures import RedisServer
 from tests.test_cli import start_process
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
-from trio_streams.stores.redis.store import ORPHAN_MESSAGE
+from trio_streams.stores.redis.commands import ORPHAN_MESSAGE
 
 PROMPT = "tell me about shared streams"
 

@@ -17,8 +17,9 @@ import trio
 from tests.redis_fixtures import RedisServer
 from tests.stores.test_store_contract import Ticker, read_all, ticks
 from trio_streams.core.producer import StreamWriter
+from trio_streams.stores.redis.commands import ORPHAN_MESSAGE
 from trio_streams.stores.redis.pool import FollowerReads, command_client
-from trio_streams.stores.redis.store import ORPHAN_MESSAGE, RedisStore
+from trio_streams.stores.redis.store import RedisStore
 
 POOL = 4
 SESSIONS = 2 * POOL

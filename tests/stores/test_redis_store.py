@@ -15,7 +15,8 @@ from tests.stores.test_store_contract import Ticker, read_all, ticks
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import MAX_READ_CHUNK
 from trio_streams.stores.protocol import StoreUnavailableError
-from trio_streams.stores.redis.store import ORPHAN_MESSAGE, RedisStore
+from trio_streams.stores.redis.commands import ORPHAN_MESSAGE
+from trio_streams.stores.redis.store import RedisStore
 
 
 @asynccontextmanager
@@ -100,8 +101,10 @@ async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
     lease = 0.3
     async with two_stores(redis_server, lease_seconds=lease) as (a, b):
         # What a killed instance leaves behind: a live session whose lease nobody renews.
-        await a._run("START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60, "")
-        await a._run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20, 0)
+        await a.commands.run(
+            "START", "c1", "f" * 32, "dead-instance", int(time.time()), 300, 60, ""
+        )
+        await a.commands.run("APPEND", "c1", "f" * 32, b"data: 1\n\n", 1 << 20, 0)
         handle = await b.open("c1", 0)
         assert handle is not None
         started = trio.current_time()
@@ -117,7 +120,7 @@ async def test_a_dead_instance_s_session_is_finalized_after_its_lease(
 
 async def test_lookup_finalizes_an_orphan_too(redis_server: RedisServer) -> None:
     async with two_stores(redis_server) as (a, _):
-        await a._run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60, "")
+        await a.commands.run("START", "c1", "e" * 32, "dead-instance", int(time.time()), 50, 60, "")
         await trio.sleep(0.1)  # Redis's own clock expires the 50 ms lease
         [info] = await a.lookup(["c1"])
         assert info.is_done and info.total_bytes > 0
@@ -260,7 +263,7 @@ async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: Red
     async with two_stores(redis_server) as (a, b):
         generation = "a" * 32
         for _ in range(2):
-            await a._run("START", "c1", generation, "x", int(time.time()), 60_000, 60, "")
+            await a.commands.run("START", "c1", generation, "x", int(time.time()), 60_000, 60, "")
         handle = await b.open("c1", 0)
         assert handle is not None
         received: list[bytes] = []
@@ -271,8 +274,11 @@ async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: Red
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow)  # a live reader, from the start of the log
             for _ in range(2):
-                assert await a._run("APPEND", "c1", generation, b"data: 1\n\n", 1 << 20, 0) == 9
-            await a._run("FINALIZE", "c1", generation, int(time.time()), 60, "", 1 << 20)
+                assert (
+                    await a.commands.run("APPEND", "c1", generation, b"data: 1\n\n", 1 << 20, 0)
+                    == 9
+                )
+            await a.commands.run("FINALIZE", "c1", generation, int(time.time()), 60, "", 1 << 20)
         assert received == [b"data: 1\n\n"]
 
 

@@ -51,8 +51,8 @@ def test_valkey_urls_are_redis_urls() -> None:
 
 
 def test_logged_urls_hide_the_password() -> None:
-    from trio_streams.stores.redis.store import _without_password
+    from trio_streams.stores.redis.commands import without_password
 
-    assert _without_password("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
-    assert _without_password("rediss://user:pw@h/2") == "rediss://user:***@h/2"
-    assert _without_password("redis://h:1/0") == "redis://h:1/0"
+    assert without_password("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert without_password("rediss://user:pw@h/2") == "rediss://user:***@h/2"
+    assert without_password("redis://h:1/0") == "redis://h:1/0"

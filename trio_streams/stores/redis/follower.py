@@ -12,7 +12,7 @@ always covers every offset from there on. It ends at the terminal marker, when i
 session is gone, when Redis has been unreachable for a whole lease period (its readers
 end; clients resume later), or when its last reader leaves.
 
-Its blocking reads go through the followers' own pool (``redis_pool.FollowerReads``):
+Its blocking reads go through the followers' own pool (``pool.FollowerReads``):
 they never hold up the store's commands, and they take turns when more sessions are
 followed than that pool holds. Its other reads (``XREVRANGE``, the ``RANGE`` script) do
 not block and use the command client.

@@ -6,7 +6,7 @@ Every name starts with :data:`PREFIX`. A session ``C`` has a metadata hash
 terminal marker for the readers still on it while the new log starts empty. ``gen`` is
 32 hex digits, so ``log:<gen>:C`` is unambiguous even though ids may contain ``:``.
 Lookup needs no scan: each base id ``B`` has a sorted set ``variants:B`` of the
-``B::…`` ids, ordered by creation. The Lua scripts (``redis_scripts.py``) build the
+``B::…`` ids, ordered by creation. The Lua scripts (``scripts.py``) build the
 same names from the same prefix.
 """
 

@@ -12,7 +12,7 @@ wakes every blocked ``XREAD``. ``XTRIM MINID (D+1)-0`` removes exactly the entri
 end at or before ``dropped_prefix = D``.
 
 Every script takes the key prefix as ``ARGV[1]`` (the names are built as in
-``redis_keys.py``) and, as ``ARGV[2]``, whether the events a script writes itself (error
+``keys.py``) and, as ``ARGV[2]``, whether the events a script writes itself (error
 events) get SSE ``id:`` lines. Keys are not declared in ``KEYS`` (the log's name depends on the
 generation read inside the script), which is fine on a standalone Redis or Valkey but
 not on a cluster.

@@ -1,0 +1,151 @@
+"""The Redis store's reader side: this instance's readers of shared logs.
+
+The readers of one log on this instance share a follower (``follower.py``) waiting in one
+blocking ``XREAD``: Redis wakes it on the next ``XADD``; there is no polling loop. Older
+bytes than the follower keeps come from ``XRANGE``. A follower's read times out after one
+lease period without news; it then checks the lease and, if it expired while the session
+is live (the owner died), finalizes the session with an SSE error event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+import coredis
+import trio
+
+from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
+from trio_streams.stores.redis.follower import LogFollower
+from trio_streams.stores.redis.keys import log_key
+from trio_streams.stores.redis.pool import FollowerReads
+from trio_streams.stores.redis.producing import LocalProducer
+
+
+class RedisStream:
+    """A :class:`~trio_streams.stores.protocol.StreamHandle` on one generation of a
+    shared session."""
+
+    def __init__(
+        self,
+        reading: Reading,
+        conversation_id: str,
+        generation: str,
+        local: LocalProducer | None = None,
+    ) -> None:
+        self._reading = reading
+        self.conversation_id = conversation_id
+        self.generation = generation
+        self._local = local
+
+    def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        return self._reading.read(self.conversation_id, self.generation, offset)
+
+    def cancel(self) -> None:
+        if self._local is not None:
+            self._local.cancel_scope.cancel()
+
+
+class Reading:
+    """The followers of this instance, one per log generation that has readers here."""
+
+    def __init__(
+        self,
+        commands: RedisCommands,
+        client: coredis.Redis[bytes],
+        follower_reads: FollowerReads,
+    ) -> None:
+        self._commands = commands
+        self._client = client
+        self._follower_reads = follower_reads
+        # generation -> the follower shared by this instance's readers of that log.
+        self._followers: dict[str, LogFollower] = {}
+        #: Where followers run; set by the store while it is open.
+        self.nursery: trio.Nursery | None = None
+        self._closed = False
+
+    def shutdown(self) -> None:
+        """End every reader on this instance (each response ends; clients resume)."""
+        self._closed = True
+        for follower in list(self._followers.values()):
+            follower.cancel_scope.cancel()
+
+    async def read(
+        self, conversation_id: str, generation: str, offset: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Follow one log from ``offset``: the tail from this instance's shared follower
+        (one blocking XREAD, never a poll), older bytes from ``XRANGE``."""
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        follower = self._follower(conversation_id, generation)
+        if follower is None:
+            return  # shutting down
+        follower.readers += 1
+        try:
+            await follower.ready.wait()
+            while True:
+                if offset < follower.end:
+                    chunk = follower.take(offset)
+                    if chunk is None:
+                        chunk = await follower.backlog(offset)
+                        if chunk is None:
+                            return  # Redis unreachable: the client resumes later
+                    offset += len(chunk)
+                    yield chunk
+                    continue
+                if follower.finished:
+                    return
+                await follower.park()
+        finally:
+            follower.readers -= 1
+            if follower.readers == 0:
+                # Forget it now, not when its task ends: a reader arriving meanwhile must
+                # get a follower of its own, not one that is about to stop.
+                follower.cancel_scope.cancel()
+                self._forget(generation, follower)
+
+    def _follower(self, conversation_id: str, generation: str) -> LogFollower | None:
+        """This instance's follower of a log generation, started on its first reader."""
+        follower = self._followers.get(generation)
+        if follower is not None:
+            return follower
+        if self._closed or self.nursery is None:
+            return None
+
+        async def still_there(end: int) -> bool:
+            return await self._still_there(conversation_id, generation, end)
+
+        follower = LogFollower(
+            self._client,
+            self._follower_reads,
+            log_key(conversation_id, generation),
+            block_ms=self._commands.lease_ms,
+            retry_for=self._commands.lease_seconds,
+            redis_errors=REDIS_ERRORS,
+            still_there=still_there,
+            on_end=lambda ended: self._forget(generation, ended),
+        )
+        self._followers[generation] = follower
+        self.nursery.start_soon(follower.run)
+        return follower
+
+    def _forget(self, generation: str, follower: LogFollower) -> None:
+        if self._followers.get(generation) is follower:
+            del self._followers[generation]
+
+    async def _still_there(self, conversation_id: str, generation: str, offset: int) -> bool:
+        commands = self._commands
+        try:
+            result = await commands.run(
+                "CHECK",
+                conversation_id,
+                generation,
+                int(time.time()),
+                commands.ttl_seconds,
+                commands.max_bytes,
+                commands.orphan_event,
+                offset,
+            )
+        except REDIS_ERRORS:
+            return True  # the next XREAD meets the outage and retries
+        return bool(result)
