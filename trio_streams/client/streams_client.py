@@ -32,17 +32,6 @@ import httpx
 
 from trio_streams.core.sse_split import Event, EventSplitter
 
-__all__ = [
-    "Backoff",
-    "Event",
-    "OffsetLostError",
-    "StreamError",
-    "StreamInfo",
-    "StreamNotFoundError",
-    "StreamsClient",
-    "chunk_text",
-]
-
 CONVERSATION_HEADER = "X-Conversation-Id"
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: A stalled connection is given up after this long without a byte; the server sends a

@@ -1,7 +1,7 @@
 """The Quart-Trio application: routes plus one JSON error shape for everything.
 
 The app holds no state of its own; the session store it is given (or a bare
-:class:`SessionManager`, seen as a :class:`~trio_streams.stores.protocol.MemoryStore`) outlives it,
+:class:`SessionManager`, seen as a :class:`~trio_streams.stores.memory.MemoryStore`) outlives it,
 so the server (or an embedding application) decides when sessions are finalized.
 """
 
@@ -22,10 +22,7 @@ from trio_streams.http import auth, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
-from trio_streams.http.routes import demo as http_openai
-from trio_streams.http.routes import page as http_page
-from trio_streams.http.routes import proxy as http_proxy
-from trio_streams.http.routes import streams as http_streams
+from trio_streams.http.routes import demo, page, proxy, streams
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
 from trio_streams.stores.memory import as_store
@@ -42,7 +39,7 @@ def create_app(
     *,
     max_body_bytes: int = 1024 * 1024,
     api_keys: Iterable[str] = (),
-    max_lookup_ids: int = http_streams.DEFAULT_MAX_LOOKUP_IDS,
+    max_lookup_ids: int = streams.DEFAULT_MAX_LOOKUP_IDS,
     upstream: UpstreamClient | None = None,
 ) -> QuartTrio:
     """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
@@ -69,12 +66,12 @@ def create_app(
 
     auth.install(app, auth.ApiKeys(api_keys))
 
-    http_streams.register(app, store)
+    streams.register(app, store)
     if upstream is None:
-        http_openai.register(app, store, model)
+        demo.register(app, store, model)
     else:
-        http_proxy.register(app, store, upstream)
-    http_page.register(app)
+        proxy.register(app, store, upstream)
+    page.register(app)
 
     @app.get("/health")
     async def health() -> Response:
