@@ -6,7 +6,6 @@ and nothing of the server's layers.
 
 from trio_streams.client.streams_client import (
     Backoff,
-    Event,
     OffsetLostError,
     StreamError,
     StreamInfo,
@@ -14,6 +13,7 @@ from trio_streams.client.streams_client import (
     StreamsClient,
     chunk_text,
 )
+from trio_streams.core.sse_split import Event
 
 __all__ = [
     "Backoff",
