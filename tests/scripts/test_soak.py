@@ -1,16 +1,24 @@
-"""The chaos soak (scripts/soak.py), short, as CI runs it: it must end with RESULT: OK."""
+"""The chaos soak (scripts/soak.py), short, as CI runs it: it must end with RESULT: OK.
+
+Once on the memory store, and once with two instances sharing one Redis (a private
+server the soak starts), every request going to either instance at random.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
 import trio
+
+from tests.redis_fixtures import server_binary
 
 SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
 
 
-async def test_short_soak_loses_nothing_and_leaks_nothing() -> None:
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_short_soak_loses_nothing_and_leaks_nothing(store: str) -> None:
     command = [
         sys.executable,
         str(SOAK),
@@ -22,6 +30,9 @@ async def test_short_soak_loses_nothing_and_leaks_nothing() -> None:
         "1",
         "--ttl",
         "3",
+        "--store",
+        store,
+        *redis_server_option(),
     ]
     with trio.fail_after(180):
         result = await trio.run_process(
@@ -32,6 +43,12 @@ async def test_short_soak_loses_nothing_and_leaks_nothing() -> None:
     summary = dict(
         line.strip().split(":", 1) for line in output.splitlines() if line.startswith("  ")
     )
-    assert summary["after TTL"].strip() == "0 sessions, 0 bytes"
+    assert summary["after TTL"].strip() == "0 sessions, 0 bytes, 0 Redis keys"
+    assert summary["store"].strip().startswith(f"{store} ({1 if store == 'memory' else 2} instance")
     assert int(summary["resumes"]) > 0 and int(summary["bytes checked"].split()[0]) > 0
     assert output.rstrip().endswith("RESULT: OK")
+
+
+def redis_server_option() -> list[str]:
+    """The Redis tests' server binary (``TRIO_STREAMS_TEST_REDIS_SERVER`` or Valkey's)."""
+    return ["--redis-server", server_binary()]
