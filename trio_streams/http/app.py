@@ -124,6 +124,11 @@ def create_app(
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
+        if status == 413:  # werkzeug's text names neither the limit nor how to raise it
+            message = (
+                f"Request body too large: the limit is {app.config['MAX_CONTENT_LENGTH']} "
+                "bytes (--max-body-bytes, TRIO_STREAMS_MAX_BODY_BYTES)"
+            )
         response = error_response(status, message, error_type_for_status(status))
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
