@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from trio_streams.core.limits import CapacityError, ConversationOwnedError
 from trio_streams.core.manager import ManagerClosedError, SessionManager
-from trio_streams.http import auth, openapi
+from trio_streams.http import auth, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import (
     CONFLICT,
@@ -64,6 +64,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = metrics
     # One JSON line per request on the "trio_streams.access" logger, ids shortened.
     app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    # Outermost: answers this server's own probe for an --upstream that is itself.
+    loop_guard.install(app)
 
     @app.before_request
     async def receive_the_whole_body() -> None:
