@@ -18,6 +18,7 @@ Run by ``.ci/run``; by hand: ``python scripts/check_wheel.py`` (needs ``build``,
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
@@ -53,8 +55,18 @@ def main() -> None:
     print(f"check_wheel: OK ({wheel.name})")
 
 
+#: Not part of the source: a stale ``build/lib`` in particular would let setuptools put
+#: files in the wheel that package-data no longer names.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+)
+
+
 def build_wheel(out: Path) -> Path:
-    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)])
+    """The sdist, then the wheel from it (``python -m build``), from a clean copy of the tree."""
+    source = out.parent / "source"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    run([sys.executable, "-m", "build", "--outdir", str(out), str(source)])
     wheels = list(out.glob("trio_streams-*.whl"))
     if len(wheels) != 1:
         fail(f"expected one wheel in {out}, found {wheels}")
@@ -91,8 +103,11 @@ def check_served_files(bin_dir: Path, home: Path) -> None:
     try:
         url = wait_for_url(server, log)
         for route, source in expected.items():
-            with urllib.request.urlopen(url + route, timeout=10) as response:
-                body = response.read()
+            try:
+                with urllib.request.urlopen(url + route, timeout=10) as response:
+                    body = response.read()
+            except urllib.error.URLError as exc:
+                fail(f"GET {route} from the installed package: {exc}")
             if body != source.read_bytes():
                 fail(f"{route} differs from {source.relative_to(ROOT)} ({len(body)} bytes)")
             print(f"check_wheel: {route} served from the installed package ({len(body)} bytes)")
