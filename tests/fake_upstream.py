@@ -17,6 +17,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from trio_streams.http.loop_guard import PROBE_HEADER
+
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -103,6 +105,8 @@ class FakeUpstream:
         self.script = Script()
         self.models = models if models is not None else ["fake-model"]
         self.requests: list[Recorded] = []
+        #: Loop checks (trio_streams.http.loop_guard), kept apart from the API requests.
+        self.probes: list[Recorded] = []
         #: Every completion request, in arrival order.
         self.streams: list[StreamRecord] = []
         self.stream_started = trio.Event()
@@ -125,7 +129,10 @@ class FakeUpstream:
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             body=body,
         )
-        self.requests.append(recorded)
+        if recorded.header(PROBE_HEADER) is None:
+            self.requests.append(recorded)
+        else:
+            self.probes.append(recorded)  # the proxy's check that we are not itself
         path = scope["path"]
         if path == "/v1/models" and scope["method"] == "GET":
             await trio.sleep(self.script.models_delay)

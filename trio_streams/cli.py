@@ -13,6 +13,7 @@ from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
 from trio_streams.client.tail import tail as tail_stream
 from trio_streams.http.auth import read_key_file
+from trio_streams.http.loop_guard import UpstreamLoopError
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
     UpstreamRoutes,
@@ -55,7 +56,20 @@ def _upstreams(
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+#: The environment of the client commands, listed in the top-level help as well as in
+#: ``tail --help``: a variable that only a subcommand's help names is hard to find.
+_CLIENT_ENVIRONMENT = f"""\b
+Client environment (tail):
+  TRIO_STREAMS_URL             the server (default: {DEFAULT_URL})
+  TRIO_STREAMS_CLIENT_API_KEY  the API key to send to a server that requires one
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+    epilog=_CLIENT_ENVIRONMENT,
+)
+@click.version_option(package_name="trio-streams", message="%(prog)s %(version)s")
 def main() -> None:
     """Resumable, cancellable LLM token streams over HTTP."""
 
@@ -221,9 +235,10 @@ def main() -> None:
     envvar="TRIO_STREAMS_UPSTREAM",
     show_envvar=True,
     metavar="[NAME=]URL",
-    help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8080/v1) to "
-    "proxy instead of the demo model. Repeatable: NAME=URL serves requests whose 'model' is "
-    "NAME, a plain URL the rest. The environment variable takes space-separated values.",
+    help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8000/v1) to "
+    "proxy instead of the demo model (never this server itself). Repeatable: NAME=URL serves "
+    "requests whose 'model' is NAME, a plain URL the rest. The environment variable takes "
+    "space-separated values.",
 )
 @click.option(
     "--upstream-api-key",
@@ -349,7 +364,10 @@ def serve(
         upstream_read_timeout=upstream_read_timeout,
         event_ids=event_ids,
     )
-    trio.run(partial(serve_forever, settings, handle_signals=True))
+    try:
+        trio.run(partial(serve_forever, settings, handle_signals=True))
+    except UpstreamLoopError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--upstream'") from None
 
 
 @main.command()

@@ -17,9 +17,11 @@ from functools import partial
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.http.app import create_app
+from trio_streams.http.loop_guard import UpstreamLoopError, refuse_self_upstreams
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
 from trio_streams.producers.upstream.routes import UpstreamRoutes
@@ -74,7 +76,8 @@ async def serve(
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        logger.info("shutting down: finalizing %d sessions", store.local_session_count())
+        count = store.local_session_count()
+        logger.info("shutting down: finalizing %d session%s", count, "" if count == 1 else "s")
         store.shutdown()
 
     # The upstream client outlives the store: producers still use it until they end.
@@ -97,11 +100,28 @@ async def serve(
                 shutdown_trigger=shutdown_trigger,
             )
         )
-        for bind in binds:
-            logger.info("serving on %s", bind)
-        task_status.started(RunningServer(urls=binds, manager=manager, store=store))
-        await stop.wait()
+        refused = await _refusal(app, upstream)
+        if refused is not None:  # nothing was served: stop every task at once, then raise
+            nursery.cancel_scope.cancel()
+        else:
+            for bind in binds:
+                logger.info("serving on %s", bind)
+            task_status.started(RunningServer(urls=binds, manager=manager, store=store))
+            await stop.wait()
+    if refused is not None:
+        raise refused
     logger.info("stopped")
+
+
+async def _refusal(app: QuartTrio, upstream: UpstreamClient | None) -> UpstreamLoopError | None:
+    """Why the server must not serve: an upstream that is this server itself (if any)."""
+    if upstream is None:
+        return None
+    try:
+        await refuse_self_upstreams(app, upstream)
+    except UpstreamLoopError as exc:
+        return exc
+    return None
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from trio_streams.core.errors import CONFLICT, RATE_LIMIT, SERVER_ERROR, UNAVAILABLE
 from trio_streams.core.limits import CapacityError, ConversationOwnedError
 from trio_streams.core.manager import ManagerClosedError, SessionManager
-from trio_streams.http import auth, openapi
+from trio_streams.http import auth, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
@@ -53,6 +53,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = metrics
     # One JSON line per request on the "trio_streams.access" logger, ids shortened.
     app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    # Outermost: answers this server's own probe for an --upstream that is itself.
+    loop_guard.install(app)
 
     @app.before_request
     async def receive_the_whole_body() -> None:
@@ -113,6 +115,11 @@ def create_app(
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
+        if status == 413:  # werkzeug's text names neither the limit nor how to raise it
+            message = (
+                f"Request body too large: the limit is {app.config['MAX_CONTENT_LENGTH']} "
+                "bytes (--max-body-bytes, TRIO_STREAMS_MAX_BODY_BYTES)"
+            )
         response = error_response(status, message, error_type_for_status(status))
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(error.valid_methods))

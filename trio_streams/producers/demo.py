@@ -23,24 +23,81 @@ from trio_streams.core.sse import DONE, data_event
 MODEL_ID = "demo"
 DEFAULT_MAX_TOKENS = 256
 
-_SENTENCES = (
-    "Streams break when networks drop, tabs reload or phones go to sleep.",
-    "A resumable stream keeps generating on the server after the client leaves.",
-    "The client comes back with the byte offset it had and reads the rest.",
-    "Nothing is lost and nothing is duplicated, because offsets never change.",
-    "Pressing Stop cancels the producer, so the model really stops working.",
-    "Finished streams are kept for a while and then expire on their own.",
-    "Structured concurrency means every task has a parent that waits for it.",
-    "A cancel scope stops a whole tree of work at its next checkpoint.",
-    "Readers sleep until new bytes arrive instead of waking up to poll.",
-    "Keep-alive comments tell proxies that a quiet stream is still healthy.",
-    "The log is capped, and the oldest bytes make room for the newest.",
-    "Each token travels as one small event in the server-sent event stream.",
-    "Trio makes the shape of the concurrency visible in the shape of the code.",
-    "A conversation id works like a secret key to the stream it names.",
-    "Deterministic output makes streaming behaviour easy to test and compare.",
-    "Latency is the time from an append on the server to a receipt on the client.",
+#: What the demo talks about, one theme per group. An answer draws sentences without
+#: replacement and keeps each theme's sentences together, in this order, so it reads like
+#: a few short paragraphs and never says the same sentence twice: on a page whose point is
+#: "nothing duplicated after a reload", a repeated sentence would look like that very bug.
+THEMES: tuple[tuple[str, ...], ...] = (
+    (
+        "Streams break when networks drop, tabs reload or phones go to sleep.",
+        "A resumable stream keeps generating on the server after the client leaves.",
+        "The client comes back with the byte offset it had and reads the rest.",
+        "Nothing is lost and nothing is duplicated, because offsets never change.",
+        "A reload in the middle of an answer picks up at the very next word.",
+        "The browser remembers how far it read, so resuming needs no server state per tab.",
+        "Two readers of the same conversation see exactly the same bytes in the same order.",
+        "A phone that wakes up an hour later still finds the finished answer waiting.",
+    ),
+    (
+        "Pressing Stop cancels the producer, so the model really stops working.",
+        "A client that walks away without a conversation id ends its stream too.",
+        "Cancellation reaches the model server as a closed connection it can act on.",
+        "Stopping frees the producer's slot for the next request at once.",
+        "A stopped stream ends cleanly for every reader that was still attached.",
+    ),
+    (
+        "Structured concurrency means every task has a parent that waits for it.",
+        "A cancel scope stops a whole tree of work at its next checkpoint.",
+        "Trio makes the shape of the concurrency visible in the shape of the code.",
+        "A nursery cannot exit before the tasks it started have finished.",
+        "Timeouts are cancel scopes with a deadline, so they compose without surprises.",
+        "Readers sleep until new bytes arrive instead of waking up to poll.",
+    ),
+    (
+        "Each token travels as one small event in the server-sent event stream.",
+        "Keep-alive comments tell proxies that a quiet stream is still healthy.",
+        "Every event carries an id, so a browser's EventSource can resume on its own.",
+        "The final event is a plain done marker that every OpenAI client understands.",
+        "Plain HTTP is enough here: no WebSocket upgrade and no special proxy setup.",
+        "A conversation id works like a secret key to the stream it names.",
+    ),
+    (
+        "The log is capped, and the oldest bytes make room for the newest.",
+        "Finished streams are kept for a while and then expire on their own.",
+        "Limits on sessions and bytes turn an overload into a clear error, not a crash.",
+        "With a shared Redis store, any instance can serve any conversation.",
+        "An instance that dies leaves its readers an error event instead of silence.",
+        "Memory stays bounded however many clients connect at once.",
+    ),
+    (
+        "Deterministic output makes streaming behaviour easy to test and compare.",
+        "Latency is the time from an append on the server to a receipt on the client.",
+        "A resumed answer can be compared byte for byte with an uninterrupted one.",
+        "Tests run a real server on a free port, the way users run it.",
+        "The same prompt always gets the same answer from this demo model.",
+        "Slow clients are measured as carefully as fast ones, since phones are often slow.",
+    ),
 )
+
+#: Every sentence the demo can say, each once.
+SENTENCES: tuple[str, ...] = tuple(sentence for theme in THEMES for sentence in theme)
+
+#: Sentences an answer draws from the pool (besides its opening one): 220 to 400 words.
+_ANSWER_SENTENCES = (20, 30)
+
+
+def answer_sentences(prompt: str) -> list[str]:
+    """The answer to ``prompt`` as sentences: an opening that echoes it, then the pool's.
+
+    Deterministic (seeded by a hash of the prompt, not Python's per-process ``hash``), and
+    no sentence is drawn twice, so no prefix of the answer repeats one either.
+    """
+    seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    topic = " ".join(prompt.split()[:12]) or "nothing in particular"
+    chosen = set(rng.sample(range(len(SENTENCES)), rng.randint(*_ANSWER_SENTENCES)))
+    picked = [SENTENCES[index] for index in sorted(chosen)]
+    return [f"You asked about: {topic}.", *picked]
 
 
 def answer_tokens(prompt: str) -> list[str]:
@@ -48,13 +105,7 @@ def answer_tokens(prompt: str) -> list[str]:
 
     Deterministic: the same prompt always gives the same tokens.
     """
-    seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
-    rng = random.Random(seed)
-    topic = " ".join(prompt.split()[:12]) or "nothing in particular"
-    sentences = [f"You asked about: {topic}."]
-    sentences += rng.choices(_SENTENCES, k=rng.randint(18, 30))
-    text = " ".join(sentences)
-    words = text.split(" ")
+    words = " ".join(answer_sentences(prompt)).split(" ")
     return [words[0]] + [" " + word for word in words[1:]]
 
 

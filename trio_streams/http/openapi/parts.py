@@ -12,6 +12,23 @@ from trio_streams.http.validation import MAX_CONVERSATION_ID_LENGTH
 JSON = "application/json"
 SSE = "text/event-stream"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+#: OpenAI's own error for an unknown model: its ``code`` is a string, not the status.
+MODEL_NOT_FOUND: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "type", "param"],
+            "properties": {
+                "code": {"const": "model_not_found"},
+                "message": {"type": "string"},
+                "type": {"const": "invalid_request_error"},
+                "param": {"const": "model"},
+            },
+        }
+    },
+}
 CONVERSATION_ID_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
@@ -126,6 +143,12 @@ def completion_operation(summary: str, request_schema: str, response_schema: str
                 },
             },
             **refs("400", "401", "409", "413", "429", "503"),
+            "404": {
+                "description": "No such model: the demo serves 'demo' (also when 'model' is "
+                "absent) and answers any other as OpenAI does, code 'model_not_found'; the "
+                "proxy answers not_found_error when no upstream serves it.",
+                "content": {JSON: {"schema": {"anyOf": [MODEL_NOT_FOUND, ERROR_REF]}}},
+            },
         },
     }
 
@@ -133,7 +156,7 @@ def completion_operation(summary: str, request_schema: str, response_schema: str
 #: Messages are checked only as far as the demo model reads them: user messages' text.
 MESSAGE = {"type": "object"}
 COMMON_FIELDS: dict[str, Any] = {
-    "model": {"type": "string"},
+    "model": {"type": "string", "description": "The demo serves 'demo', the default."},
     "stream": {"type": "boolean"},
     "max_tokens": {"type": ["integer", "null"], "minimum": 1},
     "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},

@@ -15,6 +15,7 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from trio_streams.core.errors import INVALID_REQUEST
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
@@ -28,8 +29,33 @@ CONVERSATION_HEADER = "X-Conversation-Id"
 MIN_PING_INTERVAL = 0.001
 
 
+class ModelNotFoundError(ApiError):
+    """A request for a model the demo does not serve: ``404``, as OpenAI answers it.
+
+    OpenAI's body is ``{"error": {"message", "type": "invalid_request_error", "param",
+    "code": "model_not_found"}}``. Its ``code`` is a string that the OpenAI SDKs expose (as
+    ``error.code``) and that clients match on, so this one error carries it where every
+    other error of ours carries the HTTP status.
+    """
+
+    CODE = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            404, f"The model '{model}' does not exist; this server serves '{MODEL_ID}'"
+        )
+
+    def response(self) -> Response:
+        error = {"code": self.CODE, "message": self.message, "type": INVALID_REQUEST}
+        return json_response({"error": {**error, "param": "model"}}, self.status)
+
+
 def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
-    """Validate the fields the demo model reads; a 400 names the first bad one."""
+    """Validate the fields the demo model reads; a 400 names the first bad one.
+
+    The demo serves one model, ``demo``; a request without ``model`` means it too. Any
+    other model is a 404 (after the 400s: a malformed request is told what is malformed).
+    """
     if "model" in body and not isinstance(body["model"], str):
         raise ApiError(400, "'model' must be a string")
     if "stream" in body and not isinstance(body["stream"], bool):
@@ -57,6 +83,9 @@ def completion_request(body: dict[str, Any], *, chat: bool) -> DemoRequest:
         raise ApiError(400, "'stream_options' must be an object")
     if options and not isinstance(options.get("include_usage", False), bool):
         raise ApiError(400, "'stream_options.include_usage' must be a boolean")
+    model = body.get("model", MODEL_ID)
+    if model != MODEL_ID:
+        raise ModelNotFoundError(model)
     return DemoRequest.from_body(body, chat=chat)
 
 
