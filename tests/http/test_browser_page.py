@@ -315,3 +315,35 @@ async def test_several_conversations_each_resume_from_the_server(
 async def slow_server(start_server: Any) -> RunningServer:
     server: RunningServer = await start_server(demo_tps=BROWSER_TPS)
     return server
+
+
+async def test_the_conversation_an_older_page_kept_is_adopted_and_resumes(
+    slow_server: RunningServer,
+) -> None:
+    """A browser upgraded mid-answer: the single entry of the old layout joins the list."""
+
+    def scenario(context: BrowserContext, page: Page) -> tuple[str, list[str], str, Any]:
+        conversation_id = ask(page, "kept by the old page", wait_for_chars=60)
+        page.evaluate(
+            """id => {
+              const key = 'trio-streams-chat:' + id;
+              localStorage.setItem('trio-streams-chat', localStorage.getItem(key));
+              localStorage.removeItem(key);
+              localStorage.removeItem('trio-streams-chats');
+            }""",
+            conversation_id,
+        )
+        assert not server_session(slow_server, conversation_id).is_done
+        page.reload()
+        wait_done(page)
+        legacy = page.evaluate("localStorage.getItem('trio-streams-chat')")
+        titles = page.locator(".chat-title").all_text_contents()
+        return conversation_id, titles, answer(page), legacy
+
+    conversation_id, titles, text, legacy = await run_at(
+        slow_server, DESKTOP, scenario, phone=False
+    )
+    assert titles == ["kept by the old page"] and legacy is None
+    session = slow_server.manager.get(conversation_id)
+    assert session is not None
+    assert text == chat_text(await whole_generation(session))
