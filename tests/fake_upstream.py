@@ -68,6 +68,8 @@ class Script:
     drop_after: int | None = None
     #: After this many events, send nothing more until the client leaves.
     stall_after: int | None = None
+    #: Headers added to the answers of the echo routes (any other ``/v1/*`` path).
+    echo_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -150,7 +152,8 @@ class FakeUpstream:
                 "query": recorded.query.decode(),
                 "body": body.decode(),
             }
-            await _send_whole(send, 200, json.dumps(echo).encode(), [(b"x-upstream", b"yes")])
+            headers = [(b"x-upstream", b"yes"), *self.script.echo_headers]
+            await _send_whole(send, 200, json.dumps(echo).encode(), headers)
 
     async def _complete(self, recorded: Recorded, receive: Receive, send: Send) -> None:
         """Every completion request is watched for its client leaving, from its arrival on."""

@@ -13,6 +13,7 @@ from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
 from trio_streams.client.tail import tail as tail_stream
 from trio_streams.http.auth import read_key_file
+from trio_streams.http.cors import check_origin
 from trio_streams.http.loop_guard import UpstreamLoopError
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
@@ -54,6 +55,15 @@ def _upstreams(
         except UpstreamConfigError as exc:
             raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _cors_origins(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    try:
+        return tuple(check_origin(origin) for origin in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 #: The environment of the client commands, listed in the top-level help as well as in
@@ -272,6 +282,18 @@ def main() -> None:
     "request fails (504, or an error event once streaming).",
 )
 @click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    callback=_cors_origins,
+    envvar="TRIO_STREAMS_CORS_ORIGIN",
+    show_envvar=True,
+    metavar="ORIGIN",
+    help="Let pages from this origin (scheme://host[:port], e.g. http://localhost:3000) call "
+    "the API across origins (CORS). Repeatable; the variable takes space-separated values. "
+    "None by default; '*' allows any origin, for servers whose every route needs an API key.",
+)
+@click.option(
     "--event-ids/--no-event-ids",
     default=_DEFAULTS.event_ids,
     envvar="TRIO_STREAMS_EVENT_IDS",
@@ -309,6 +331,7 @@ def serve(
     upstream_api_keys: tuple[str, ...],
     upstream_connect_timeout: float,
     upstream_read_timeout: float,
+    cors_origins: tuple[str, ...],
     event_ids: bool,
     log_level: str,
 ) -> None:
@@ -336,6 +359,10 @@ def serve(
     )
     if keys:
         logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
+    if "*" in cors_origins and not keys:
+        logging.getLogger("trio_streams").warning(
+            "--cors-origin '*' without --api-key: any web page a visitor opens can use this API"
+        )
     if log_level != "debug":
         # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
         logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -362,6 +389,7 @@ def serve(
         upstream_api_keys=named_upstream_keys,
         upstream_connect_timeout=upstream_connect_timeout,
         upstream_read_timeout=upstream_read_timeout,
+        cors_origins=cors_origins,
         event_ids=event_ids,
     )
     try:

@@ -89,6 +89,7 @@ async def serve(
             api_keys=settings.api_keys,
             max_lookup_ids=settings.max_lookup_ids,
             upstream=upstream,
+            cors_origins=settings.cors_origins,
         )
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)

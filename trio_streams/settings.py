@@ -74,6 +74,9 @@ class Settings:
     upstream_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     #: Seconds an upstream may stay silent (prefill included) before the request fails.
     upstream_read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: Browser origins (``scheme://host[:port]``, or ``*`` for any) whose pages may call
+    #: the API across origins (CORS); empty: same-origin pages only.
+    cors_origins: tuple[str, ...] = ()
 
     def limits(self) -> Limits:
         return Limits(

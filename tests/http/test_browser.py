@@ -93,8 +93,13 @@ def ask(page: Page, prompt: str, *, wait_for_chars: int) -> str:
 
 
 def saved(page: Page) -> dict[str, Any]:
-    """What the page keeps in localStorage."""
-    state: dict[str, Any] = page.evaluate("JSON.parse(localStorage.getItem('trio-streams-chat'))")
+    """What the page keeps in localStorage about the open conversation."""
+    state: dict[str, Any] = page.evaluate(
+        """() => {
+          const index = JSON.parse(localStorage.getItem('trio-streams-chats'));
+          return JSON.parse(localStorage.getItem('trio-streams-chat:' + index.current));
+        }"""
+    )
     return state
 
 
@@ -109,8 +114,13 @@ def server_session(server: RunningServer, conversation_id: str) -> StreamSession
     return session
 
 
+#: The states of a stream read to its [DONE]: "length" when max_tokens cut the answer.
+COMPLETE = "#status[data-state=done], #status[data-state=length]"
+
+
 def wait_done(page: Page) -> None:
-    page.wait_for_selector("#status[data-state=done]")
+    """Until the stream was read to its end (whether or not max_tokens cut the answer)."""
+    page.wait_for_selector(COMPLETE)
 
 
 async def whole_generation(session: StreamSession) -> bytes:

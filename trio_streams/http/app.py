@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from trio_streams.core.errors import CONFLICT, RATE_LIMIT, SERVER_ERROR, UNAVAILABLE
 from trio_streams.core.limits import CapacityError, ConversationOwnedError
 from trio_streams.core.manager import ManagerClosedError, SessionManager
-from trio_streams.http import auth, loop_guard, openapi
+from trio_streams.http import auth, cors, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
@@ -41,8 +41,13 @@ def create_app(
     api_keys: Iterable[str] = (),
     max_lookup_ids: int = streams.DEFAULT_MAX_LOOKUP_IDS,
     upstream: UpstreamClient | None = None,
+    cors_origins: Iterable[str] = (),
 ) -> QuartTrio:
-    """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo."""
+    """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo.
+
+    ``cors_origins`` are the browser origins (``scheme://host[:port]``, or ``*``) whose
+    pages may call the API (see :mod:`trio_streams.http.cors`).
+    """
     store, manager = as_store(sessions)
     app = QuartTrio("trio_streams", static_folder=str(STATIC))
     # Streams last as long as generation does; Quart's 60 s default would cut them.
@@ -67,6 +72,7 @@ def create_app(
         await request.get_data(cache=True)
 
     auth.install(app, auth.ApiKeys(api_keys))
+    cors.install(app, cors_origins)
 
     streams.register(app, store)
     if upstream is None:

@@ -22,6 +22,7 @@ from werkzeug.datastructures import Headers
 
 from trio_streams.core.errors import AUTHENTICATION
 from trio_streams.core.session import StreamSession
+from trio_streams.http import cors
 from trio_streams.http.errors import error_response
 
 API_KEY_HEADER = "X-Api-Key"
@@ -89,7 +90,8 @@ def install(app: QuartTrio, keys: ApiKeys) -> None:
     @app.before_request
     async def authenticate() -> Response | None:
         g.trio_streams_owner = None
-        if not keys.enabled or is_public(request.path):
+        # A CORS preflight never carries the key: the browser asks before sending it.
+        if not keys.enabled or is_public(request.path) or cors.is_preflight(request):
             return None
         owner = keys.owner_of(presented_key(request.headers))
         if owner is None:

@@ -1,5 +1,13 @@
 // The trio-streams HTTP API, as the page uses it. Relative URLs: the page is served by
-// the same app, so it works wherever the server is.
+// the same app, so it works wherever the server is. A copy of the page served from another
+// origin names the server in <meta name="trio-streams-api" content="https://host/">
+// (the server then needs --cors-origin for that origin). Never taken from the page's URL:
+// a link could otherwise send the saved key to any server.
+const API_BASE = new URL(
+  document.querySelector('meta[name="trio-streams-api"]')?.content || ".",
+  document.baseURI,
+);
+const api = (path) => new URL(path, API_BASE).href;
 
 // A server started with --api-key needs one on every call. Open the page once as
 // /#key=<key>: the key is kept in this browser's localStorage and removed from the URL.
@@ -16,14 +24,14 @@ function withKey(headers = {}) {
 }
 
 export async function models() {
-  const response = await fetch("v1/models", { headers: withKey() });
+  const response = await fetch(api("v1/models"), { headers: withKey() });
   if (!response.ok) throw new Error(`models: HTTP ${response.status}`);
   return (await response.json()).data.map((model) => model.id);
 }
 
 /** Start (or replace) the conversation's stream; the response body is the stream. */
 export function startChat(conversationId, model, prompt, signal) {
-  return fetch("v1/chat/completions", {
+  return fetch(api("v1/chat/completions"), {
     method: "POST",
     headers: withKey({ "Content-Type": "application/json", "X-Conversation-Id": conversationId }),
     body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: prompt }] }),
@@ -33,7 +41,7 @@ export function startChat(conversationId, model, prompt, signal) {
 
 /** The session's state, or null if the server has no such stream (stopped or expired). */
 export async function lookup(conversationId) {
-  const response = await fetch("v1/streams/lookup", {
+  const response = await fetch(api("v1/streams/lookup"), {
     method: "POST",
     headers: withKey({ "Content-Type": "application/json" }),
     body: JSON.stringify({ conversation_ids: [conversationId] }),
@@ -45,14 +53,14 @@ export async function lookup(conversationId) {
 
 /** The stream's bytes from `offset` on, following it until it ends. */
 export function resume(conversationId, offset, signal) {
-  return fetch(`v1/stream?conv_id=${encodeURIComponent(conversationId)}&from=${offset}`, {
+  return fetch(api(`v1/stream?conv_id=${encodeURIComponent(conversationId)}&from=${offset}`), {
     headers: withKey(),
     signal,
   });
 }
 
 export function stop(conversationId) {
-  return fetch(`v1/stream?conv_id=${encodeURIComponent(conversationId)}`, {
+  return fetch(api(`v1/stream?conv_id=${encodeURIComponent(conversationId)}`), {
     method: "DELETE",
     headers: withKey(),
   });

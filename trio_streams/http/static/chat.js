@@ -1,10 +1,13 @@
-// The chat page: stream an answer, survive reloads and network loss, stop the model.
+// The chat page: stream answers, survive reloads and network loss, stop the model, keep
+// several conversations.
 //
-// Everything needed to carry on is in localStorage after every whole event: the
-// conversation id, the byte offset after that event, and the text so far. A reload (or a
-// lost connection) asks POST /v1/streams/lookup whether the stream still exists, then
-// reads GET /v1/stream?conv_id=C&from=<offset>: the server kept generating meanwhile, and
-// the bytes from that offset are exactly the ones the page has not seen.
+// Everything needed to carry on is in localStorage after every whole event: the open
+// conversation's id, the byte offset after that event, and the text so far (store.js
+// keeps every conversation and which one is open). A reload, a lost connection or
+// switching back to a conversation asks POST /v1/streams/lookup whether the stream still
+// exists, then reads GET /v1/stream?conv_id=C&from=<offset>: the server kept generating
+// meanwhile, and the bytes from that offset are exactly the ones the page has not seen.
+// Leaving a conversation mid-answer does not stop it; only Stop (or deleting it) does.
 
 import * as api from "./api.js";
 import { readEvents } from "./sse.js";
@@ -17,7 +20,10 @@ const ui = {
   model: $("model"),
   send: $("send"),
   stop: $("stop"),
-  clear: $("clear"),
+  newChat: $("new-chat"),
+  history: $("history"),
+  chatList: $("chat-list"),
+  chatCount: $("chat-count"),
   question: $("question"),
   answer: $("answer"),
   status: $("status"),
@@ -31,9 +37,12 @@ const STALL_MS = Number(new URLSearchParams(location.search).get("stall_ms")) ||
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5000;
 const ACTIVE = new Set(["starting", "streaming", "resuming", "reconnecting"]);
+// Within this many pixels of the end, the reader is "at the bottom" and the page follows.
+const FOLLOW_SLACK_PX = 48;
+const WIDE = matchMedia("(min-width: 64rem)");
 
-let state = null; // see store.load()
-let run = 0; // bumped by Send, Stop and Clear: a loop of an older run stops itself
+let state = null; // the open conversation (see store.js), null for a new, empty chat
+let run = 0; // bumped whenever the open conversation changes: an older loop stops itself
 let reading = null; // AbortController of the response being read
 let wake = null; // resolves the current backoff sleep early (the browser came back online)
 
@@ -45,27 +54,100 @@ function setStatus(name, message) {
   ui.offset.textContent = state ? `${state.offset} bytes received` : "";
 }
 
-function render() {
+/** Whether the reader is at the end of the page (then new text keeps it there). */
+function atBottom() {
+  const page = document.scrollingElement;
+  return page.scrollTop + page.clientHeight >= page.scrollHeight - FOLLOW_SLACK_PX;
+}
+
+/** To the very end: the form sits after the answer there, below its last line. */
+function toBottom() {
+  const page = document.scrollingElement;
+  page.scrollTop = page.scrollHeight;
+}
+
+function render({ follow = atBottom() } = {}) {
   ui.question.textContent = state ? state.prompt : "";
   ui.answer.textContent = state ? state.text : "";
   ui.offset.textContent = state ? `${state.offset} bytes received` : "";
+  if (follow) toBottom();
 }
 
-function finish(outcome, message) {
-  state.finished = true;
-  state.outcome = outcome;
-  state.message = message;
-  store.save(state);
-  setStatus(outcome, message);
+const OUTCOME_LABELS = {
+  done: "done",
+  length: "cut",
+  stopped: "stopped",
+  stopping: "stopping",
+  ended: "ended",
+  error: "error",
+};
+
+function renderList() {
+  const conversations = store.list();
+  ui.chatCount.textContent = String(conversations.length);
+  ui.chatList.replaceChildren(
+    ...conversations.map((conversation) => {
+      const item = document.createElement("li");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "chat-open";
+      open.dataset.id = conversation.conversationId;
+      open.setAttribute(
+        "aria-current",
+        String(state !== null && state.conversationId === conversation.conversationId),
+      );
+      const title = document.createElement("span");
+      title.className = "chat-title";
+      title.textContent = conversation.prompt;
+      const badge = document.createElement("span");
+      badge.className = "chat-state";
+      badge.textContent = conversation.finished
+        ? OUTCOME_LABELS[conversation.outcome] || conversation.outcome
+        : "unfinished";
+      open.append(title, badge);
+      open.addEventListener("click", () => select(conversation.conversationId));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "chat-delete";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `Delete “${conversation.prompt}”`);
+      remove.addEventListener("click", () => removeConversation(conversation.conversationId));
+      item.append(open, remove);
+      return item;
+    }),
+  );
+}
+
+/** The outcome of a stream that ended with [DONE], from its last finish_reason. */
+function completed(conversation) {
+  conversation.finished = true;
+  if (conversation.finishReason === "length") {
+    conversation.outcome = "length";
+    conversation.message = "Cut at the token limit (finish_reason: length): the answer is incomplete.";
+  } else if (conversation.finishReason && conversation.finishReason !== "stop") {
+    conversation.outcome = "done";
+    conversation.message = `Done (finish_reason: ${conversation.finishReason})`;
+  } else {
+    conversation.outcome = "done";
+    conversation.message = "Done";
+  }
+}
+
+function finish(conversation, outcome, message) {
+  conversation.finished = true;
+  conversation.outcome = outcome;
+  conversation.message = message;
+  store.save(conversation);
+  if (conversation === state) setStatus(outcome, message);
+  renderList();
 }
 
 /** Apply one whole event that ends at byte `end` of the stream. */
 function apply(event, end) {
+  const follow = atBottom();
   state.offset = end;
   if (event.data === "[DONE]") {
-    state.finished = true;
-    state.outcome = "done";
-    state.message = "Done";
+    completed(state);
   } else if (event.data !== null) {
     let chunk = null;
     try {
@@ -80,10 +162,11 @@ function apply(event, end) {
     }
     for (const choice of (chunk && chunk.choices) || []) {
       state.text += (choice.delta && choice.delta.content) || choice.text || "";
+      if (choice.finish_reason) state.finishReason = choice.finish_reason;
     }
   }
   store.save(state);
-  render();
+  render({ follow });
 }
 
 /** Abort `controller` unless kick() is called at least every STALL_MS. */
@@ -114,8 +197,8 @@ window.addEventListener("offline", () => reading && reading.abort());
 window.addEventListener("online", () => wake && wake());
 
 /**
- * Follow the conversation's stream until it is finished, stopped or gone, resuming from
- * the saved offset after every interruption, with exponential backoff between tries.
+ * Follow the open conversation's stream until it is finished, stopped or gone, resuming
+ * from the saved offset after every interruption, with exponential backoff between tries.
  */
 async function follow(myRun, firstResponse) {
   let response = firstResponse;
@@ -133,7 +216,7 @@ async function follow(myRun, firstResponse) {
         const info = await api.lookup(state.conversationId);
         if (myRun !== run) return;
         if (info === null) {
-          finish("ended", state.offset === 0
+          finish(state, "ended", state.offset === 0
             ? "The stream never started on the server: send again."
             : "The server no longer has this stream (stopped or expired).");
           return;
@@ -144,7 +227,7 @@ async function follow(myRun, firstResponse) {
         throw new Error(`HTTP ${response.status}`); // overload or shutdown: retry
       }
       if (!response.ok) {
-        finish("error", `Error: ${await api.errorMessage(response)}`);
+        finish(state, "error", `Error: ${await api.errorMessage(response)}`);
         return;
       }
       let first = true;
@@ -164,14 +247,15 @@ async function follow(myRun, firstResponse) {
       if (!state.finished) {
         // The server ended the response without [DONE]: stopped elsewhere, or it ended.
         const info = await api.lookup(state.conversationId);
+        if (myRun !== run) return;
         if (info === null || (info.is_done && info.total_bytes <= state.offset)) {
-          finish("ended", "The stream ended before its answer was complete.");
+          finish(state, "ended", "The stream ended before its answer was complete.");
           return;
         }
       }
     } catch (error) {
       response = null;
-      if (myRun !== run) return; // Stop, Clear or a new question aborted this read
+      if (myRun !== run) return; // another conversation, Stop or New chat aborted this read
       attempt += 1;
       const delay = Math.min(RETRY_FIRST_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
       const why = navigator.onLine ? "Connection lost" : "Offline";
@@ -182,16 +266,37 @@ async function follow(myRun, firstResponse) {
       await sleep(delay);
     }
   }
-  if (myRun === run && state.finished) setStatus(state.outcome, state.message);
+  if (myRun === run && state.finished) {
+    setStatus(state.outcome, state.message);
+    renderList();
+  }
+}
+
+/** Leave the open conversation (its stream goes on on the server) for `next`. */
+function open(next) {
+  run += 1;
+  if (reading) reading.abort();
+  state = next;
+  store.setCurrent(next ? next.conversationId : null);
+  render({ follow: true });
+  renderList();
+  return run;
+}
+
+function showSaved() {
+  if (state === null) {
+    setStatus("idle", "Ask something: then reload mid-answer, it resumes.");
+  } else if (state.outcome === "stopping") {
+    sendStop(state); // a Stop was on its way when the tab was reloaded or left
+  } else if (state.finished) {
+    setStatus(state.outcome, state.message);
+  } else {
+    follow(run, null);
+  }
 }
 
 async function ask(prompt) {
-  const previous = state;
-  run += 1;
-  const myRun = run;
-  if (reading) reading.abort();
-  if (previous && !previous.finished) api.stop(previous.conversationId).catch(() => {});
-  state = {
+  const conversation = {
     conversationId: store.newConversationId(),
     prompt,
     model: ui.model.value,
@@ -200,9 +305,11 @@ async function ask(prompt) {
     finished: false,
     outcome: "",
     message: "",
+    finishReason: null,
+    created: Date.now(),
   };
-  store.save(state);
-  render();
+  store.create(conversation);
+  const myRun = open(conversation);
   setStatus("starting", "Waiting for the first token…");
   reading = new AbortController();
   let response = null;
@@ -212,6 +319,14 @@ async function ask(prompt) {
     // Did the request reach the server? follow() asks lookup and resumes if it did.
   }
   if (myRun === run) await follow(myRun, response);
+}
+
+function select(conversationId) {
+  if (state && state.conversationId === conversationId) return;
+  const next = store.load(conversationId);
+  if (next === null) return renderList();
+  open(next);
+  showSaved();
 }
 
 /** Stop: DELETE cancels the producer on the server; "Stopped" shows once it answered. */
@@ -226,26 +341,39 @@ async function stop() {
 }
 
 async function sendStop(stopping) {
-  setStatus("stopping", "Stopping…");
+  if (stopping === state) setStatus("stopping", "Stopping…");
+  renderList();
   for (let attempt = 0; attempt < 6; attempt += 1) {
     try {
       const response = await api.stop(stopping.conversationId);
-      if (response.ok && state === stopping) finish("stopped", "Stopped: the model stopped generating.");
+      if (response.ok) finish(stopping, "stopped", "Stopped: the model stopped generating.");
       return;
     } catch {
       await sleep(RETRY_FIRST_MS * 2 ** attempt);
     }
   }
-  if (state === stopping) finish("error", "Stop could not reach the server.");
+  finish(stopping, "error", "Stop could not reach the server.");
 }
 
-function clear() {
-  if (state && !state.finished) stop();
-  run += 1;
-  state = null;
-  store.clear();
-  render();
-  setStatus("idle", "Ask something.");
+/** Forget a conversation; one still generating is stopped on the server first. */
+function removeConversation(conversationId) {
+  const conversation = store.load(conversationId);
+  if (conversation && (!conversation.finished || conversation.outcome === "stopping")) {
+    api.stop(conversationId).catch(() => {}); // the TTL ends it if this DELETE is lost
+  }
+  store.remove(conversationId);
+  if (state && state.conversationId === conversationId) {
+    open(null);
+    showSaved();
+  } else {
+    renderList();
+  }
+}
+
+function newChat() {
+  open(null);
+  showSaved();
+  ui.prompt.focus();
 }
 
 ui.form.addEventListener("submit", (event) => {
@@ -262,7 +390,10 @@ ui.prompt.addEventListener("keydown", (event) => {
   }
 });
 ui.stop.addEventListener("click", stop);
-ui.clear.addEventListener("click", clear);
+ui.newChat.addEventListener("click", newChat);
+// A wide screen has room for the list beside the chat; a phone opens it on demand.
+ui.history.open = WIDE.matches;
+WIDE.addEventListener("change", () => (ui.history.open = WIDE.matches));
 
 async function main() {
   try {
@@ -270,18 +401,11 @@ async function main() {
   } catch {
     ui.model.add(new Option("demo", "demo"));
   }
-  state = store.load();
-  render();
-  if (state === null) {
-    setStatus("idle", "Ask something.");
-  } else if (state.outcome === "stopping") {
-    sendStop(state); // the tab was reloaded while its Stop was on the way
-  } else if (state.finished) {
-    setStatus(state.outcome, state.message);
-  } else {
-    run += 1;
-    follow(run, null);
-  }
+  state = store.current();
+  run += 1;
+  render({ follow: true });
+  renderList();
+  showSaved();
 }
 
 main();

@@ -41,8 +41,21 @@ _DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
 }
 #: Where clients put a key: never forwarded when the key is trio-streams' own.
 _CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
-#: Response headers never passed back: hop-by-hop, and those our server sets itself.
-_DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+#: Response headers never passed back: hop-by-hop, and those our server sets itself
+#: (CORS included: an upstream's own ``Access-Control-Allow-Origin: *`` must not open
+#: our API to origins that ``--cors-origin`` does not allow).
+_DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-expose-headers",
+    "access-control-max-age",
+}
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 600.0

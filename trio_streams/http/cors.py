@@ -1,0 +1,116 @@
+"""Cross-origin access (CORS) for browser frontends served from another origin.
+
+A chat frontend often runs on an origin of its own (a Next.js app on one port, this server
+on another); without CORS headers the browser refuses to let it read our answers. The
+headers are added by `quart-cors <https://github.com/pgjones/quart-cors>`_ (an
+``after_request`` hook, so error answers carry them too and a page can read their JSON)
+with a policy kept here:
+
+* **Only the configured origins.** Nothing is sent for any other origin, so the browser
+  blocks it. There is no wildcard unless ``*`` is configured explicitly; it then answers
+  ``Access-Control-Allow-Origin: *``. Credentials (cookies) are never allowed: keys travel
+  in ``Authorization`` or ``X-Api-Key``, which a page sets itself.
+* **Preflight for every route.** Quart answers ``OPTIONS`` for every route by itself; the
+  hook adds the allowed methods and headers. :func:`is_preflight` lets authentication
+  pass a preflight, which browsers send without the key.
+* **The headers a client reads are exposed**: ``Retry-After`` (``429``/``503``),
+  ``WWW-Authenticate`` (``401``) and ``X-Request-Id`` (passed through from an upstream).
+  No other response header of ours carries data: a stream's offset is each event's
+  ``id:`` and its conversation id is the client's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from quart import Request
+from quart_cors import cors
+from quart_trio import QuartTrio
+
+#: Request headers a browser may send: ours, then those of the OpenAI JavaScript SDK
+#: (``X-Stainless-*`` on every request), so it works from a page too.
+ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Last-Event-ID",
+    "X-Api-Key",
+    "X-Conversation-Id",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+    "X-Stainless-Arch",
+    "X-Stainless-Lang",
+    "X-Stainless-OS",
+    "X-Stainless-Package-Version",
+    "X-Stainless-Retry-Count",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Timeout",
+)
+#: Every method a route serves (the proxy passes PUT and PATCH through to its upstream).
+ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+#: Response headers beyond the CORS-safelisted ones that a client needs to read.
+EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-Id")
+#: Seconds a browser may cache a preflight answer (Chromium caps it at 7200).
+MAX_AGE = 600
+ANY_ORIGIN = "*"
+
+
+def check_origin(value: str) -> str:
+    """``value`` as an origin to allow (``scheme://host[:port]``), or :class:`ValueError`.
+
+    A browser's ``Origin`` header has no path and no trailing slash, and is compared as a
+    string: ``http://localhost:3000/`` would never match, so it is refused here rather than
+    failing silently in the browser. ``null`` (sandboxed frames, ``file:`` pages) is
+    refused: any page can make its origin ``null``.
+    """
+    origin = value.strip()
+    if origin == ANY_ORIGIN:
+        return origin
+    if origin.lower() == "null":
+        raise ValueError("'null' is not an origin to trust: any sandboxed page sends it")
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or origin.endswith(("?", "#"))
+    ):
+        raise ValueError(
+            f"{value!r} is not an origin: give scheme://host[:port], "
+            "without a path or a trailing slash (e.g. http://localhost:3000), or '*'"
+        )
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return origin
+
+
+def is_preflight(request: Request) -> bool:
+    """Whether ``request`` is a CORS preflight (browsers send it without credentials)."""
+    return (
+        request.method == "OPTIONS"
+        and "Origin" in request.headers
+        and "Access-Control-Request-Method" in request.headers
+    )
+
+
+def install(app: QuartTrio, origins: Iterable[str]) -> None:
+    """Answer cross-origin requests from ``origins``; with none, CORS stays off."""
+    allowed = sorted({check_origin(origin) for origin in origins})
+    if not allowed:
+        return
+    cors(
+        app,
+        allow_origin=allowed,
+        allow_headers=ALLOW_HEADERS,
+        allow_methods=ALLOW_METHODS,
+        expose_headers=EXPOSE_HEADERS,
+        allow_credentials=False,
+        max_age=MAX_AGE,
+        send_origin_wildcard=True,
+    )
