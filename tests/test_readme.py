@@ -19,12 +19,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 import trio
 
 from tests.redis_fixtures import RedisServer
 from tests.test_cli import start_process
+from trio_streams import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -156,6 +158,19 @@ def test_readme_stays_short_and_starts_with_the_two_commands() -> None:
     assert "pip install -e '.[test]' && pytest" in first.group(2)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install --quiet -e '.[test]'" in ci and "\npytest\n" in ci
+
+
+@pytest.mark.parametrize("command", ["serve", "tail"])
+def test_every_option_is_in_the_configuration_page(command: str) -> None:
+    """An option added to the CLI without a row in the table fails here."""
+    table = (DOCS / "configuration.md").read_text()
+    options = [p for p in cli.main.commands[command].params if isinstance(p, click.Option)]
+    assert options
+    for option in options:
+        for name in option.opts:
+            assert re.search(rf"^\| `{re.escape(name)}[ `]", table, re.MULTILINE), name
+        if option.envvar:
+            assert f"`{option.envvar}`" in table, option.envvar
 
 
 # --- examples that run on their own ------------------------------------------------------
