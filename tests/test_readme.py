@@ -9,8 +9,9 @@ link to a heading of a page to a heading that exists.
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,10 @@ import click
 import httpx
 import pytest
 import trio
+from playwright.sync_api import sync_playwright
 
+from tests.conftest import StartServer
+from tests.helpers import chat_body, chat_text
 from tests.redis_fixtures import RedisServer
 from tests.test_cli import start_process
 from trio_streams import cli
@@ -298,8 +302,7 @@ async def test_python_examples_against_the_server(
     printed = result.stdout.decode()
     # What it printed is the text of the session it started, which the server kept.
     stream = await read_all(fast, conversation_id)
-    texts = re.findall(rb'"(?:content|text)":("(?:[^"\\]|\\.)*")', stream)
-    text = "".join(json.loads(t) for t in texts)
+    text = chat_text(stream)
     assert len(text) > 50 and printed.startswith(text)
     if name == "client":
         assert f"conversation_id='{conversation_id}'" in printed and "is_done=True" in printed
@@ -331,3 +334,47 @@ async def test_redis_story_across_two_instances(nursery: trio.Nursery, tmp_path:
                     assert (await http.get(f"{url}/v1/stream/my-chat")).status_code == 404
     finally:
         redis.stop()
+
+
+# --- the EventSource example, in a real browser ------------------------------------------
+
+
+def eventsource_in_chromium(url: str, snippet: str) -> list[str]:
+    """Run ``snippet`` on a page of the server's origin; what it logged, once it closed."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):  # as in tests/http/test_browser.py: CI has chromium
+            raise RuntimeError("chromium is missing: apt-get install -y chromium")
+        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            logged: list[str] = []
+            page.on("console", lambda message: logged.append(message.text))
+            page.goto(url + "/")
+            page.evaluate(f"() => {{\n{snippet}\nwindow.documented = source;\n}}")
+            page.wait_for_function("window.documented.readyState === EventSource.CLOSED")
+            return logged
+        finally:
+            browser.close()
+
+
+async def test_eventsource_example_follows_the_stream_to_its_end(
+    start_server: StartServer,
+) -> None:
+    snippet = example(DOCS / "clients.md", "eventsource")
+    server = await start_server(demo_tps=100)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        http.stream(
+            "POST", "/v1/chat/completions", json=chat_body(max_tokens=60),
+            headers={"X-Conversation-Id": "my-chat"},
+        ) as started,
+    ):  # fmt: skip
+        assert started.status_code == 200
+        logged = await trio.to_thread.run_sync(eventsource_in_chromium, server.url, snippet)
+        stream = await started.aread()
+    # It printed the whole answer, once, and closed at data: [DONE] (else it reconnects).
+    assert "".join(logged) == chat_text(stream) and len(chat_text(stream)) > 50
