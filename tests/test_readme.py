@@ -77,6 +77,15 @@ def example(page: Path, name: str) -> str:
     raise AssertionError(f"example {name!r} not found in {page.relative_to(ROOT)}")
 
 
+def readme_example(name: str) -> str:
+    """The example named ``name`` in the README, else in the first docs page that has it
+    (other tests run some examples with assertions of their own)."""
+    for page in PAGES:
+        if re.search(rf"<!-- (?:readme|docs)-example: {re.escape(name)} -->", page.read_text()):
+            return example(page, name)
+    raise AssertionError(f"example {name!r} not found")
+
+
 def for_server(code: str, url: str) -> str:
     """``code`` aimed at the server under test instead of the documented address."""
     assert DOCUMENTED_URL in code, "the example does not talk to the documented address"
