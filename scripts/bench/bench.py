@@ -7,7 +7,7 @@ sse-starlette on uvicorn, on loopback, in one bounded run.
 Starts every server as a subprocess on a free 127.0.0.1 port, drives them from a separate
 load process (``bench_load.py``), alternates the variants at every point so the ratios
 hold on a noisy machine, and writes ``bench-results/<name>.json``, ``<name>.md`` and
-``<name>.png``. Scenarios (see the README's Performance section):
+``<name>.png``. Scenarios (see docs/performance.md):
 
 1. fan-out: S streams at R tokens/s, one live reader each; delivered events/s, server CPU
    per 1,000 events, latency from the producer's append (and from the token's due time)

@@ -29,6 +29,11 @@ class StreamWriter(Protocol):
 
 
 Producer = Callable[[StreamWriter], Awaitable[None]]
+"""``async def produce(writer: StreamWriter) -> None``: writes a stream's SSE events.
+
+It runs under its session's cancel scope: DELETE, replacement and shutdown stop it by
+cancellation at its next checkpoint, so it never has to check a flag.
+"""
 
 
 class SessionWriter:
