@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
+from typing import Any
 
 import click
 import trio
+from click.core import ParameterSource
 
 from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
@@ -19,7 +21,7 @@ from trio_streams.producers.upstream.routes import (
     split_api_keys,
 )
 from trio_streams.server import serve as serve_forever
-from trio_streams.settings import Settings
+from trio_streams.settings import DEFAULT_BACKLOG, Settings
 from trio_streams.store_config import check_store
 
 _DEFAULTS = Settings()
@@ -264,6 +266,78 @@ def main() -> None:
     help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
 )
 @click.option(
+    "--bind",
+    multiple=True,
+    envvar="TRIO_STREAMS_BIND",
+    show_envvar=True,
+    metavar="ADDRESS",
+    help="Listen on HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable; replaces "
+    "--host/--port). The environment variable takes space-separated values.",
+)
+@click.option(
+    "--config",
+    "hypercorn_config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="TRIO_STREAMS_CONFIG",
+    show_envvar=True,
+    help="Hypercorn's own TOML config file, for anything Hypercorn can set; the options "
+    "given here (or by their variables) win over it.",
+)
+@click.option(
+    "--certfile",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="TRIO_STREAMS_CERTFILE",
+    show_envvar=True,
+    help="TLS certificate chain (PEM): serve HTTPS, and HTTP/2 to clients that offer it.",
+)
+@click.option(
+    "--keyfile",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="TRIO_STREAMS_KEYFILE",
+    show_envvar=True,
+    help="TLS private key (PEM) of --certfile.",
+)
+@click.option(
+    "--backlog",
+    default=DEFAULT_BACKLOG,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_BACKLOG",
+    show_envvar=True,
+    help="Connections the kernel queues before they are accepted: room for every client "
+    "reconnecting at once after a restart (capped by net.core.somaxconn).",
+)
+@click.option(
+    "--graceful-timeout",
+    default=3.0,
+    type=float,
+    callback=_non_negative,
+    envvar="TRIO_STREAMS_GRACEFUL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds shutdown waits for responses still being sent (every session is "
+    "finalized first, so streams end at once).",
+)
+@click.option(
+    "--proxy-headers",
+    default=None,
+    type=click.Choice(["legacy", "modern"]),
+    envvar="TRIO_STREAMS_PROXY_HEADERS",
+    show_envvar=True,
+    help="Behind a reverse proxy: take the client address (and scheme, host) from "
+    "X-Forwarded-For/-Proto/-Host (legacy) or Forwarded (modern). Only behind a proxy that "
+    "sets them: a client could otherwise claim any address.",
+)
+@click.option(
+    "--trusted-hops",
+    default=1,
+    type=click.IntRange(min=1),
+    envvar="TRIO_STREAMS_TRUSTED_HOPS",
+    show_envvar=True,
+    help="With --proxy-headers: how many proxies in front of this server add to those headers.",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -271,85 +345,137 @@ def main() -> None:
     show_envvar=True,
     help="Log verbosity (stderr).",
 )
-def serve(
-    host: str,
-    port: int,
-    demo_tps: float,
-    demo_prefill: float,
-    session_max_bytes: int,
-    session_ttl: float,
-    gc_interval: float,
-    ping_interval: float,
-    max_body_bytes: int,
-    store: str,
-    store_lease: float,
-    store_follower_connections: int,
-    api_keys: tuple[str, ...],
-    api_key_file: str | None,
-    max_total_bytes: int,
-    max_sessions: int,
-    max_producers: int,
-    max_lookup_ids: int,
-    upstreams: tuple[str, ...],
-    upstream_api_keys: tuple[str, ...],
-    upstream_connect_timeout: float,
-    upstream_read_timeout: float,
-    event_ids: bool,
-    log_level: str,
-) -> None:
+@click.pass_context
+def serve(ctx: click.Context, /, **options: Any) -> None:
     """Serve the HTTP API: the built-in demo model, or a proxy in front of --upstream.
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
-    if max_total_bytes < session_max_bytes:
+    configure_logging(options["log_level"])
+    settings = settings_from_options(ctx)
+    trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+def settings_from_options(ctx: click.Context) -> Settings:
+    """The :class:`Settings` of ``serve``'s parsed options.
+
+    Hypercorn options left at their defaults stay unset (``None``), so that a ``--config``
+    file's values hold; the ones given, on the command line or by a variable, win over it.
+    """
+    o = ctx.params
+    if o["max_total_bytes"] < o["session_max_bytes"]:
         raise click.BadParameter(
             "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
         )
-    routes = UpstreamRoutes.parse(upstreams) if upstreams else None
+    routes = UpstreamRoutes.parse(o["upstreams"]) if o["upstreams"] else None
     names = [u.name for u in routes.upstreams if u.name] if routes is not None else []
     try:
-        upstream_api_key, named_upstream_keys = split_api_keys(upstream_api_keys, names)
+        upstream_api_key, named_upstream_keys = split_api_keys(o["upstream_api_keys"], names)
     except UpstreamConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
-    keys = [key for key in api_keys if key.strip()]
-    if api_key_file is not None:
-        keys += read_key_file(api_key_file)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if (o["certfile"] is None) != (o["keyfile"] is None):
+        raise click.BadParameter("--certfile and --keyfile go together", param_hint="'--keyfile'")
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    bind = tuple(o["bind"])
+    if bind and (given("host") or given("port")):
+        raise click.BadParameter("use --bind or --host/--port, not both", param_hint="'--bind'")
+    if not bind and (given("host") or given("port") or not o["hypercorn_config"]):
+        host = o["host"]
+        bind = (f"[{host}]:{o['port']}" if ":" in host else f"{host}:{o['port']}",)
+    keys = [key for key in o["api_keys"] if key.strip()]
+    if o["api_key_file"] is not None:
+        keys += read_key_file(o["api_key_file"])
     if keys:
         logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
-    if log_level != "debug":
-        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = Settings(
-        host=host,
-        port=port,
-        demo_tps=demo_tps,
-        demo_prefill=demo_prefill,
-        session_max_bytes=session_max_bytes,
-        session_ttl=session_ttl,
-        gc_interval=gc_interval,
-        ping_interval=ping_interval,
-        max_body_bytes=max_body_bytes,
-        store=store,
-        store_lease=store_lease,
-        store_follower_connections=store_follower_connections,
+    return Settings(
+        host=o["host"],
+        port=o["port"],
+        demo_tps=o["demo_tps"],
+        demo_prefill=o["demo_prefill"],
+        session_max_bytes=o["session_max_bytes"],
+        session_ttl=o["session_ttl"],
+        gc_interval=o["gc_interval"],
+        ping_interval=o["ping_interval"],
+        max_body_bytes=o["max_body_bytes"],
+        store=o["store"],
+        store_lease=o["store_lease"],
+        store_follower_connections=o["store_follower_connections"],
         api_keys=tuple(keys),
-        max_total_bytes=max_total_bytes,
-        max_sessions=max_sessions,
-        max_producers=max_producers,
-        max_lookup_ids=max_lookup_ids,
-        upstreams=upstreams,
+        max_total_bytes=o["max_total_bytes"],
+        max_sessions=o["max_sessions"],
+        max_producers=o["max_producers"],
+        max_lookup_ids=o["max_lookup_ids"],
+        upstreams=o["upstreams"],
         upstream_api_key=upstream_api_key,
         upstream_api_keys=named_upstream_keys,
-        upstream_connect_timeout=upstream_connect_timeout,
-        upstream_read_timeout=upstream_read_timeout,
-        event_ids=event_ids,
+        upstream_connect_timeout=o["upstream_connect_timeout"],
+        upstream_read_timeout=o["upstream_read_timeout"],
+        event_ids=o["event_ids"],
+        bind=bind,
+        hypercorn_config=o["hypercorn_config"],
+        certfile=o["certfile"],
+        keyfile=o["keyfile"],
+        backlog=o["backlog"] if given("backlog") else None,
+        graceful_timeout=o["graceful_timeout"] if given("graceful_timeout") else None,
+        proxy_headers=o["proxy_headers"],
+        trusted_hops=o["trusted_hops"],
     )
-    trio.run(partial(serve_forever, settings, handle_signals=True))
+
+
+#: ``serve`` options that configure Hypercorn's listener: the ``hypercorn`` command has its own.
+LISTENER_OPTIONS = (
+    "host", "port", "bind", "hypercorn_config", "certfile", "keyfile", "backlog",
+    "graceful_timeout",
+)  # fmt: skip
+
+
+def settings_from_environment() -> Settings:
+    """The settings ``trio-streams serve`` would run with, from its ``TRIO_STREAMS_*``
+    variables alone: one parser (with its checks and error messages) for both ways to serve.
+
+    Raises :class:`click.ClickException` (``format_message()`` says what is wrong).
+    """
+    with serve.make_context("trio-streams serve", []) as ctx:
+        configure_logging(ctx.params["log_level"], root=False)
+        settings = settings_from_options(ctx)
+        ignored = [
+            f"TRIO_STREAMS_{name.upper()}" if name != "hypercorn_config" else "TRIO_STREAMS_CONFIG"
+            for name in LISTENER_OPTIONS
+            if ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
+        ]
+    if ignored:
+        logging.getLogger("trio_streams").warning(
+            "%s: for trio-streams serve only; the hypercorn command takes its own options "
+            "(--bind, --certfile, --backlog, --config...)",
+            ", ".join(ignored),
+        )
+    return settings
+
+
+def configure_logging(level: str, *, root: bool = True) -> None:
+    """Log to stderr at ``level``; httpx's per-request lines only at debug.
+
+    ``root=False`` (under the ``hypercorn`` command, whose loggers have handlers of their
+    own and would print twice through the root's) gives the ``trio_streams`` loggers a
+    handler of their own, unless they were given one already.
+    """
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if root:
+        logging.basicConfig(stream=sys.stderr, level=level.upper(), format=log_format)
+    else:
+        ours = logging.getLogger("trio_streams")
+        ours.setLevel(level.upper())
+        if not ours.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(log_format))
+            ours.addHandler(handler)
+            ours.propagate = False
+    if level != "debug":
+        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()

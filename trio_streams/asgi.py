@@ -1,0 +1,122 @@
+"""The ASGI app for the ``hypercorn`` command::
+
+    hypercorn --worker-class trio 'trio_streams.asgi:create_app()'
+
+Settings come from the same ``TRIO_STREAMS_*`` variables as ``trio-streams serve``, parsed
+by the same code. The session store and the upstream client cannot exist before the trio
+run Hypercorn starts in each worker, so the app opens them in its ASGI lifespan startup and
+closes them at lifespan shutdown, which finalizes every session first.
+
+Hypercorn runs the lifespan shutdown only after its graceful timeout: until then, streams
+still being generated keep streaming (and are cut when it ends); ``trio-streams serve``
+finalizes sessions as soon as it is told to stop instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import trio
+
+from trio_streams.server import ASGIApp, Service, finalize_sessions, open_service
+from trio_streams.settings import Settings
+
+__all__ = ["TrioStreamsApp", "create_app"]
+
+
+def create_app(settings: Settings | None = None) -> TrioStreamsApp:
+    """The app, with ``settings`` or (by default) the ``TRIO_STREAMS_*`` variables.
+
+    A variable with a bad value stops the worker at import with ``serve``'s own message.
+    """
+    if settings is None:
+        from trio_streams.cli import settings_from_environment
+
+        try:
+            settings = settings_from_environment()
+        except click.ClickException as error:
+            raise SystemExit(f"trio-streams: {error.format_message()}") from None
+    return TrioStreamsApp(settings)
+
+
+class TrioStreamsApp:
+    """An ASGI app whose lifespan opens the store and builds the Quart app on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        """The open store and app (between lifespan startup and shutdown)."""
+        if self._service is None:
+            raise RuntimeError("trio_streams.asgi needs a server that runs the ASGI lifespan")
+        return self._service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.service.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
+        startup = await receive()
+        if not _on_trio():
+            await send(
+                {
+                    "type": "lifespan.startup.failed",
+                    "message": "trio-streams runs on trio: hypercorn --worker-class trio",
+                }
+            )
+            return
+        started = False
+        try:
+            async with open_service(self.settings) as service:
+                self._service = service
+                started = await _run_app_lifespan(service, scope, startup, receive, send)
+        except Exception as error:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": f"{type(error).__name__}: {error}"})
+            return
+        if started:
+            # Only now: Hypercorn ends the lifespan task once it reads this.
+            await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _run_app_lifespan(
+    service: Service, scope: Any, startup: dict[str, Any], receive: Any, send: Any
+) -> bool:
+    """Relay the lifespan to the Quart app (its own startup and shutdown run too).
+
+    Sessions are finalized when the shutdown arrives, before the app's own shutdown; the
+    app's ``shutdown.complete`` is held back until the store is closed. Returns whether the
+    startup completed.
+    """
+    pending: list[dict[str, Any]] = [startup]
+    started = False
+
+    async def app_receive() -> dict[str, Any]:
+        message: dict[str, Any] = pending.pop() if pending else await receive()
+        if message["type"] == "lifespan.shutdown":
+            finalize_sessions(service.store)
+        return message
+
+    async def app_send(message: dict[str, Any]) -> None:
+        nonlocal started
+        if message["type"] == "lifespan.startup.complete":
+            started = True
+        if message["type"] != "lifespan.shutdown.complete":
+            await send(message)
+
+    app: ASGIApp = service.app
+    await app(scope, app_receive, app_send)
+    return started
+
+
+def _on_trio() -> bool:
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
