@@ -20,6 +20,7 @@ from trio_streams.producers.upstream.routes import (
     UpstreamRoutes,
     split_api_keys,
 )
+from trio_streams.server import ListenError, first_leaf
 from trio_streams.server import serve as serve_forever
 from trio_streams.settings import DEFAULT_BACKLOG, Settings
 from trio_streams.store_config import check_store
@@ -353,7 +354,12 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
     """
     configure_logging(options["log_level"])
     settings = settings_from_options(ctx)
-    trio.run(partial(serve_forever, settings, handle_signals=True))
+    try:
+        trio.run(partial(serve_forever, settings, handle_signals=True))
+    except BaseExceptionGroup as error:
+        if (cannot_listen := first_leaf(error, ListenError)) is None:
+            raise
+        raise click.ClickException(str(cannot_listen)) from None
 
 
 def settings_from_options(ctx: click.Context) -> Settings:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from hypercorn.config import Config
@@ -31,6 +31,8 @@ from trio_streams.store_config import build_store
 from trio_streams.stores.store import SessionStore
 
 logger = logging.getLogger("trio_streams")
+
+E = TypeVar("E", bound=BaseException)
 
 #: An ASGI application, loosely (Quart's precise types add nothing to the wiring).
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -135,6 +137,21 @@ def with_proxy_headers(app: ASGIApp, settings: Settings) -> ASGIApp:
     return fixed
 
 
+class ListenError(Exception):
+    """Hypercorn could not open an address (in use, no permission, no such directory)."""
+
+
+def first_leaf(error: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` exception in ``error`` or, for a group, in its tree."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := first_leaf(inner, kind)) is not None:
+                return found
+    return None
+
+
 def finalize_sessions(store: SessionStore) -> None:
     """End every session (producers cancelled, readers reach their end), and say so."""
     count = store.local_session_count()
@@ -165,9 +182,15 @@ async def serve(
 
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
-        binds = await nursery.start(
-            partial(hypercorn_serve, service.app, config, shutdown_trigger=shutdown_trigger)
-        )
+        try:
+            binds = await nursery.start(
+                partial(hypercorn_serve, service.app, config, shutdown_trigger=shutdown_trigger)
+            )
+        except (OSError, BaseExceptionGroup) as error:
+            cause = first_leaf(error, OSError)
+            if cause is None:
+                raise
+            raise ListenError(f"cannot listen on {' '.join(config.bind)}: {cause}") from error
         for bind in binds:
             logger.info("serving on %s", bind)
         task_status.started(RunningServer(urls=binds, manager=service.manager, store=service.store))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from tests.deploy.conftest import Tls
 from tests.deploy.processes import running, serve_command
@@ -180,3 +181,22 @@ def test_help_names_every_listener_option() -> None:
         "--proxy-headers", "--trusted-hops", "TRIO_STREAMS_BIND", "TRIO_STREAMS_PROXY_HEADERS",
     ):  # fmt: skip
         assert option in result.stdout
+
+
+async def test_an_address_it_cannot_listen_on_is_named_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    async with running(serve_command("--port", "0")) as first:
+        [url] = await first.urls()
+        taken = url.removeprefix("http://")
+        missing = f"unix:{tmp_path}/no/such/dir.sock"
+        for bind, reason in ((taken, "Address already in use"), (missing, "No such file")):
+            with trio.fail_after(20):
+                result = await trio.run_process(
+                    serve_command("--bind", bind), capture_stderr=True, check=False
+                )
+            stderr = result.stderr.decode()
+            assert result.returncode == 1
+            assert f"Error: cannot listen on {bind}: " in stderr
+            assert reason in stderr and "Traceback" not in stderr
+        assert await first.stop() == 0
