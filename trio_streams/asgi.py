@@ -7,13 +7,18 @@ by the same code. The session store and the upstream client cannot exist before 
 run Hypercorn starts in each worker, so the app opens them in its ASGI lifespan startup and
 closes them at lifespan shutdown, which finalizes every session first.
 
-Hypercorn runs the lifespan shutdown only after its graceful timeout: until then, streams
-still being generated keep streaming (and are cut when it ends); ``trio-streams serve``
-finalizes sessions as soon as it is told to stop instead.
+Hypercorn tells an app of its shutdown (lifespan ``shutdown``) only after its graceful
+timeout, when the responses still streaming have been cut. In a worker process that the
+``hypercorn`` command spawned, the app also watches the event Hypercorn's parent sets on
+SIGTERM/SIGINT, and finalizes every session at once: readers end, and Hypercorn need not
+wait out its timeout, as with ``trio-streams serve``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.synchronize import Event
 from typing import Any
 
 import click
@@ -46,6 +51,7 @@ class TrioStreamsApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: Service | None = None
+        self._finalized = False
 
     @property
     def service(self) -> Service:
@@ -72,9 +78,14 @@ class TrioStreamsApp:
             return
         started = False
         try:
-            async with open_service(self.settings) as service:
+            async with open_service(self.settings) as service, trio.open_nursery() as nursery:
                 self._service = service
-                started = await _run_app_lifespan(service, scope, startup, receive, send)
+                if (stopping := hypercorn_shutdown_event()) is not None:
+                    nursery.start_soon(self._finalize_when_set, stopping)
+                started = await _run_app_lifespan(
+                    service, scope, startup, receive, send, self._finalize
+                )
+                nursery.cancel_scope.cancel()
         except Exception as error:
             failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
             await send({"type": failed, "message": f"{type(error).__name__}: {error}"})
@@ -83,9 +94,36 @@ class TrioStreamsApp:
             # Only now: Hypercorn ends the lifespan task once it reads this.
             await send({"type": "lifespan.shutdown.complete"})
 
+    def _finalize(self) -> None:
+        if not self._finalized:
+            self._finalized = True
+            finalize_sessions(self.service.store)
+
+    async def _finalize_when_set(self, stopping: Event) -> None:
+        while not stopping.is_set():  # noqa: ASYNC110 (another process sets it)
+            await trio.sleep(0.1)  # as often as Hypercorn's worker itself looks
+        self._finalize()
+
+
+def hypercorn_shutdown_event() -> Event | None:
+    """In a worker the ``hypercorn`` command spawned, the event its parent sets to stop it.
+
+    Hypercorn hands it to its worker function only (``trio_worker(shutdown_event=...)``);
+    the worker's process object keeps the arguments it was started with. ``None`` elsewhere
+    (``trio-streams serve``, ``--workers 0``, tests), where the lifespan shutdown does it.
+    """
+    arguments = getattr(multiprocessing.current_process(), "_kwargs", None)
+    event = arguments.get("shutdown_event") if isinstance(arguments, dict) else None
+    return event if isinstance(event, Event) else None
+
 
 async def _run_app_lifespan(
-    service: Service, scope: Any, startup: dict[str, Any], receive: Any, send: Any
+    service: Service,
+    scope: Any,
+    startup: dict[str, Any],
+    receive: Any,
+    send: Any,
+    finalize: Callable[[], None],
 ) -> bool:
     """Relay the lifespan to the Quart app (its own startup and shutdown run too).
 
@@ -99,7 +137,7 @@ async def _run_app_lifespan(
     async def app_receive() -> dict[str, Any]:
         message: dict[str, Any] = pending.pop() if pending else await receive()
         if message["type"] == "lifespan.shutdown":
-            finalize_sessions(service.store)
+            finalize()
         return message
 
     async def app_send(message: dict[str, Any]) -> None:
