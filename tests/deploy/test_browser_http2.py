@@ -96,8 +96,8 @@ async def test_over_http2_all_eight_tabs_stream_at_once(
     tabs = await trio.to_thread.run_sync(eight_tabs, server.url)
     assert all(tab.protocols == ["h2"] for tab in tabs)
     first_done = min(tab.done for tab in tabs)
-    # Every answer had started before the first one ended.
-    assert all(tab.started < first_done for tab in tabs), timeline(tabs)
+    # Every answer had started well before the first one ended.
+    assert all(tab.started < first_done - 1 for tab in tabs), timeline(tabs)
 
 
 async def test_over_http11_the_seventh_and_eighth_tabs_wait(start_server: StartServer) -> None:
@@ -107,6 +107,7 @@ async def test_over_http11_the_seventh_and_eighth_tabs_wait(start_server: StartS
     first_done = min(tab.done for tab in tabs)
     starts = sorted(tab.started for tab in tabs)
     # Six streams at once (the browser's connections per origin); the other two start
-    # only once a connection is free, that is, after an answer has ended.
-    assert all(start < first_done for start in starts[:6]), timeline(tabs)
-    assert all(start >= first_done for start in starts[6:]), timeline(tabs)
+    # only once a connection is free, when an answer has ended: the connection is free a
+    # moment before its page shows "done" (0.01 s seen), well after the six started (4 s).
+    assert all(start < first_done - 1 for start in starts[:6]), timeline(tabs)
+    assert all(start > first_done - 0.5 for start in starts[6:]), timeline(tabs)
