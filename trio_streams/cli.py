@@ -15,6 +15,7 @@ from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
 from trio_streams.client.tail import tail as tail_stream
 from trio_streams.http.auth import read_key_file
+from trio_streams.listener_options import LISTENER_OPTIONS, listener_options, listener_settings
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
     UpstreamRoutes,
@@ -22,7 +23,7 @@ from trio_streams.producers.upstream.routes import (
 )
 from trio_streams.server import ListenError, first_leaf
 from trio_streams.server import serve as serve_forever
-from trio_streams.settings import DEFAULT_BACKLOG, Settings
+from trio_streams.settings import Settings
 from trio_streams.store_config import check_store
 
 _DEFAULTS = Settings()
@@ -266,78 +267,7 @@ def main() -> None:
     show_envvar=True,
     help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
 )
-@click.option(
-    "--bind",
-    multiple=True,
-    envvar="TRIO_STREAMS_BIND",
-    show_envvar=True,
-    metavar="ADDRESS",
-    help="Listen on HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable; replaces "
-    "--host/--port). The environment variable takes space-separated values.",
-)
-@click.option(
-    "--config",
-    "hypercorn_config",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    envvar="TRIO_STREAMS_CONFIG",
-    show_envvar=True,
-    help="Hypercorn's own TOML config file, for anything Hypercorn can set; the options "
-    "given here (or by their variables) win over it.",
-)
-@click.option(
-    "--certfile",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    envvar="TRIO_STREAMS_CERTFILE",
-    show_envvar=True,
-    help="TLS certificate chain (PEM): serve HTTPS, and HTTP/2 to clients that offer it.",
-)
-@click.option(
-    "--keyfile",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    envvar="TRIO_STREAMS_KEYFILE",
-    show_envvar=True,
-    help="TLS private key (PEM) of --certfile.",
-)
-@click.option(
-    "--backlog",
-    default=DEFAULT_BACKLOG,
-    type=click.IntRange(min=1),
-    envvar="TRIO_STREAMS_BACKLOG",
-    show_envvar=True,
-    help="Connections the kernel queues before they are accepted: room for every client "
-    "reconnecting at once after a restart (capped by net.core.somaxconn).",
-)
-@click.option(
-    "--graceful-timeout",
-    default=3.0,
-    type=float,
-    callback=_non_negative,
-    envvar="TRIO_STREAMS_GRACEFUL_TIMEOUT",
-    show_envvar=True,
-    help="Seconds shutdown waits for responses still being sent (every session is "
-    "finalized first, so streams end at once).",
-)
-@click.option(
-    "--proxy-headers",
-    default=None,
-    type=click.Choice(["legacy", "modern"]),
-    envvar="TRIO_STREAMS_PROXY_HEADERS",
-    show_envvar=True,
-    help="Behind a reverse proxy: take the client address (and scheme, host) from "
-    "X-Forwarded-For/-Proto/-Host (legacy) or Forwarded (modern). Only behind a proxy that "
-    "sets them: a client could otherwise claim any address.",
-)
-@click.option(
-    "--trusted-hops",
-    default=1,
-    type=click.IntRange(min=1),
-    envvar="TRIO_STREAMS_TRUSTED_HOPS",
-    show_envvar=True,
-    help="With --proxy-headers: how many proxies in front of this server add to those headers.",
-)
+@listener_options
 @click.option(
     "--log-level",
     default="info",
@@ -363,11 +293,7 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
 
 
 def settings_from_options(ctx: click.Context) -> Settings:
-    """The :class:`Settings` of ``serve``'s parsed options.
-
-    Hypercorn options left at their defaults stay unset (``None``), so that a ``--config``
-    file's values hold; the ones given, on the command line or by a variable, win over it.
-    """
+    """The :class:`Settings` of ``serve``'s parsed options."""
     o = ctx.params
     if o["max_total_bytes"] < o["session_max_bytes"]:
         raise click.BadParameter(
@@ -379,18 +305,7 @@ def settings_from_options(ctx: click.Context) -> Settings:
         upstream_api_key, named_upstream_keys = split_api_keys(o["upstream_api_keys"], names)
     except UpstreamConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
-    if (o["certfile"] is None) != (o["keyfile"] is None):
-        raise click.BadParameter("--certfile and --keyfile go together", param_hint="'--keyfile'")
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
-
-    bind = tuple(o["bind"])
-    if bind and (given("host") or given("port")):
-        raise click.BadParameter("use --bind or --host/--port, not both", param_hint="'--bind'")
-    if not bind and (given("host") or given("port") or not o["hypercorn_config"]):
-        host = o["host"]
-        bind = (f"[{host}]:{o['port']}" if ":" in host else f"{host}:{o['port']}",)
+    listener = listener_settings(ctx)
     keys = [key for key in o["api_keys"] if key.strip()]
     if o["api_key_file"] is not None:
         keys += read_key_file(o["api_key_file"])
@@ -420,22 +335,8 @@ def settings_from_options(ctx: click.Context) -> Settings:
         upstream_connect_timeout=o["upstream_connect_timeout"],
         upstream_read_timeout=o["upstream_read_timeout"],
         event_ids=o["event_ids"],
-        bind=bind,
-        hypercorn_config=o["hypercorn_config"],
-        certfile=o["certfile"],
-        keyfile=o["keyfile"],
-        backlog=o["backlog"] if given("backlog") else None,
-        graceful_timeout=o["graceful_timeout"] if given("graceful_timeout") else None,
-        proxy_headers=o["proxy_headers"],
-        trusted_hops=o["trusted_hops"],
+        **listener,
     )
-
-
-#: ``serve`` options that configure Hypercorn's listener: the ``hypercorn`` command has its own.
-LISTENER_OPTIONS = (
-    "host", "port", "bind", "hypercorn_config", "certfile", "keyfile", "backlog",
-    "graceful_timeout",
-)  # fmt: skip
 
 
 def settings_from_environment() -> Settings:
@@ -448,9 +349,10 @@ def settings_from_environment() -> Settings:
         configure_logging(ctx.params["log_level"], root=False)
         settings = settings_from_options(ctx)
         ignored = [
-            f"TRIO_STREAMS_{name.upper()}" if name != "hypercorn_config" else "TRIO_STREAMS_CONFIG"
-            for name in LISTENER_OPTIONS
-            if ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
+            str(param.envvar)
+            for param in serve.params
+            if param.name in LISTENER_OPTIONS
+            and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
         ]
     if ignored:
         logging.getLogger("trio_streams").warning(
