@@ -24,7 +24,8 @@ from typing import Any
 import click
 import trio
 
-from trio_streams.server import ASGIApp, Service, finalize_sessions, open_service
+from trio_streams.cli import settings_from_environment
+from trio_streams.server import ASGIApp, Service, finalize_sessions, first_leaf, open_service
 from trio_streams.settings import Settings
 
 __all__ = ["TrioStreamsApp", "create_app"]
@@ -36,8 +37,6 @@ def create_app(settings: Settings | None = None) -> TrioStreamsApp:
     A variable with a bad value stops the worker at import with ``serve``'s own message.
     """
     if settings is None:
-        from trio_streams.cli import settings_from_environment
-
         try:
             settings = settings_from_environment()
         except click.ClickException as error:
@@ -88,7 +87,8 @@ class TrioStreamsApp:
                 nursery.cancel_scope.cancel()
         except Exception as error:
             failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
-            await send({"type": failed, "message": f"{type(error).__name__}: {error}"})
+            cause = first_leaf(error, Exception) or error  # not "Exceptions from Trio nursery"
+            await send({"type": failed, "message": f"{type(cause).__name__}: {cause}"})
             return
         if started:
             # Only now: Hypercorn ends the lifespan task once it reads this.

@@ -11,9 +11,10 @@ import signal
 import httpx
 import trio
 
-from tests.deploy.processes import RUNNING, hypercorn_command, running
+from tests.deploy.processes import HYPERCORN, RUNNING, hypercorn_command, running
 from tests.helpers import chat_body, ends_with_done
 
+APP = "trio_streams.asgi:create_app()"
 #: Slow enough that the long stream is still being generated 10 s after it starts.
 ENV = {"TRIO_STREAMS_DEMO_TPS": "20", "TRIO_STREAMS_API_KEY": "k1"}
 AUTH = {"Authorization": "Bearer k1"}
@@ -94,3 +95,14 @@ async def test_listener_variables_are_named_as_serve_only() -> None:
     assert "TRIO_STREAMS_PORT, TRIO_STREAMS_BACKLOG: for trio-streams serve only" in (
         server.stderr.decode()
     )
+
+
+async def test_another_worker_class_is_refused_with_the_flag_to_use() -> None:
+    command = [HYPERCORN, "--worker-class", "asyncio", "--bind", "127.0.0.1:0", APP]
+    async with running(command) as server:
+        with trio.fail_after(20):
+            await server.drain_stderr()
+            await server.process.wait()
+    log = server.stderr.decode()
+    assert "trio-streams runs on trio: hypercorn --worker-class trio" in log
+    assert "Running on" not in log
