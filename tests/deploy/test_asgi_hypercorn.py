@@ -16,7 +16,11 @@ from tests.helpers import chat_body, ends_with_done
 
 APP = "trio_streams.asgi:create_app()"
 #: Slow enough that the long stream is still being generated 10 s after it starts.
-ENV = {"TRIO_STREAMS_DEMO_TPS": "20", "TRIO_STREAMS_API_KEY": "k1"}
+ENV = {
+    "TRIO_STREAMS_DEMO_TPS": "20",
+    "TRIO_STREAMS_API_KEY": "k1",
+    "TRIO_STREAMS_PROXY_HEADERS": "legacy",
+}
 AUTH = {"Authorization": "Bearer k1"}
 
 
@@ -41,8 +45,10 @@ async def test_session_resume_delete_and_graceful_sigterm() -> None:
             resumed = await client.get("/v1/stream/deploy-1", params={"from": middle})
             assert resumed.content == whole[middle:]
 
-            # DELETE ends it for good.
-            deleted = await client.delete("/v1/stream/deploy-1")
+            # DELETE ends it for good (sent as through a proxy: its client is logged).
+            deleted = await client.delete(
+                "/v1/stream/deploy-1", headers={"X-Forwarded-For": "198.51.100.23"}
+            )
             assert deleted.status_code == 204
             gone = await client.get("/v1/stream/deploy-1", params={"from": 0})
             assert gone.status_code == 404
@@ -67,6 +73,7 @@ async def test_session_resume_delete_and_graceful_sigterm() -> None:
             assert await server.process.wait() == 0
     log = server.stderr.decode()
     assert "shutting down: finalizing" in log
+    assert '"method":"DELETE","path":"/v1/stream/#' in log and '"client":"198.51.100.23"' in log
     assert "deploy-2" not in log  # ids are never logged in full
     assert "Traceback" not in log
 
