@@ -7,6 +7,7 @@ listener, which the ``hypercorn`` command configures with flags of its own.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -113,6 +114,12 @@ def listener_settings(ctx: click.Context) -> dict[str, Any]:
     file's values hold; the ones given, on the command line or by a variable, win over it.
     """
     o = ctx.params
+    if o["hypercorn_config"]:
+        try:
+            with open(o["hypercorn_config"], "rb") as file:
+                tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise click.BadParameter(f"not a TOML file: {error}", param_hint="'--config'") from None
     if (o["certfile"] is None) != (o["keyfile"] is None):
         raise click.BadParameter("--certfile and --keyfile go together", param_hint="'--keyfile'")
 

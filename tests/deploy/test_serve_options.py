@@ -159,6 +159,7 @@ def test_explicit_options_win_over_the_file(tmp_path: Path) -> None:
         (["--proxy-headers", "yes"], "'yes' is not one of 'legacy', 'modern'"),
         (["--backlog", "0"], "0 is not in the range x>=1"),
         (["--config", "missing.toml"], "'missing.toml' does not exist"),
+        (["--config", "README.md"], "Invalid value for '--config': not a TOML file: "),
     ],
 )
 def test_bad_listener_options_are_refused(args: list[str], message: str) -> None:
