@@ -23,6 +23,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.http.app import create_app
+from trio_streams.http.connection_close import ShieldFinalSend
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
 from trio_streams.producers.upstream.routes import UpstreamRoutes
@@ -120,7 +121,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             max_lookup_ids=settings.max_lookup_ids,
             upstream=upstream,
         )
-        yield Service(with_proxy_headers(app, settings), store, manager)
+        yield Service(with_proxy_headers(ShieldFinalSend(app), settings), store, manager)
 
 
 def with_proxy_headers(app: ASGIApp, settings: Settings) -> ASGIApp:
