@@ -29,8 +29,8 @@ class ShieldFinalSend:
         self._app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
+        if scope["type"] != "http" or not closes(scope):
+            await self._app(scope, receive, send)  # no wrapper on the streaming hot path
             return
 
         async def send_final_shielded(message: Message) -> None:
@@ -41,3 +41,13 @@ class ShieldFinalSend:
                 await send(message)
 
         await self._app(scope, receive, send_final_shielded)
+
+
+def closes(scope: Any) -> bool:
+    """Whether the connection closes after this request's response (HTTP/1.0 or asked)."""
+    if scope.get("http_version") == "1.0":
+        return True
+    return any(
+        name.lower() == b"connection" and b"close" in value.lower()
+        for name, value in scope.get("headers", ())
+    )
