@@ -1,5 +1,10 @@
 """Run the app under Hypercorn's trio worker, with a deterministic shutdown.
 
+:func:`open_service` wires the store, the upstream client and the app, for :func:`serve`
+and for the ``hypercorn`` command's app (:mod:`trio_streams.asgi`) alike;
+:func:`hypercorn_config` turns the settings (and Hypercorn's own config file) into
+Hypercorn's config.
+
 Shutdown order matters: sessions are finalized first (every reader, including the
 responses Hypercorn is still sending, reaches its end), then Hypercorn stops, so it never
 has to wait out its graceful timeout on a reader that would otherwise wait forever.
