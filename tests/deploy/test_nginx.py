@@ -58,7 +58,7 @@ def nginx_config(folder: Path, sock: Path, port: int) -> Path:
         f"""
 user root;
 daemon off;
-worker_processes 1;
+master_process off;  # one process: nothing is left behind when the test ends it
 pid {folder}/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 256; }}
@@ -107,7 +107,9 @@ async def behind_nginx(tmp_path: Path) -> AsyncIterator[tuple[str, Process]]:
                     except OSError:
                         await trio.sleep(0.05)
             yield url, server
-            nginx.process.terminate()
+            nginx.process.terminate()  # fast shutdown
+            with trio.fail_after(10):
+                await nginx.process.wait()
         assert await server.stop() == 0
 
 
