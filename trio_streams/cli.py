@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
+from typing import Any
 
 import click
 import trio
+from click.core import ParameterSource
 
 from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
@@ -15,11 +17,13 @@ from trio_streams.client.tail import tail as tail_stream
 from trio_streams.http.auth import read_key_file
 from trio_streams.http.cors import check_origin
 from trio_streams.http.loop_guard import UpstreamLoopError
+from trio_streams.listener_options import LISTENER_OPTIONS, listener_options, listener_settings
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
     UpstreamRoutes,
     split_api_keys,
 )
+from trio_streams.server import ListenError, first_leaf
 from trio_streams.server import serve as serve_forever
 from trio_streams.settings import Settings
 from trio_streams.stores.url import check_store
@@ -300,6 +304,7 @@ def main() -> None:
     show_envvar=True,
     help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
 )
+@listener_options
 @click.option(
     "--log-level",
     default="info",
@@ -308,94 +313,121 @@ def main() -> None:
     show_envvar=True,
     help="Log verbosity (stderr).",
 )
-def serve(
-    host: str,
-    port: int,
-    demo_tps: float,
-    demo_prefill: float,
-    session_max_bytes: int,
-    session_ttl: float,
-    gc_interval: float,
-    ping_interval: float,
-    max_body_bytes: int,
-    store: str,
-    store_lease: float,
-    store_follower_connections: int,
-    api_keys: tuple[str, ...],
-    api_key_file: str | None,
-    max_total_bytes: int,
-    max_sessions: int,
-    max_producers: int,
-    max_lookup_ids: int,
-    upstreams: tuple[str, ...],
-    upstream_api_keys: tuple[str, ...],
-    upstream_connect_timeout: float,
-    upstream_read_timeout: float,
-    cors_origins: tuple[str, ...],
-    event_ids: bool,
-    log_level: str,
-) -> None:
+@click.pass_context
+def serve(ctx: click.Context, /, **options: Any) -> None:
     """Serve the HTTP API: the built-in demo model, or a proxy in front of --upstream.
 
     SIGINT and SIGTERM shut down gracefully: every session is finalized, every reader ends.
     """
-    if max_total_bytes < session_max_bytes:
-        raise click.BadParameter(
-            "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
-        )
-    routes = UpstreamRoutes.parse(upstreams) if upstreams else None
-    names = [u.name for u in routes.upstreams if u.name] if routes is not None else []
-    try:
-        upstream_api_key, named_upstream_keys = split_api_keys(upstream_api_keys, names)
-    except UpstreamConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
-    keys = [key for key in api_keys if key.strip()]
-    if api_key_file is not None:
-        keys += read_key_file(api_key_file)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if keys:
-        logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
-    if "*" in cors_origins and not keys:
-        logging.getLogger("trio_streams").warning(
-            "--cors-origin '*' without --api-key: any web page a visitor opens can use this API"
-        )
-    if log_level != "debug":
-        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = Settings(
-        host=host,
-        port=port,
-        demo_tps=demo_tps,
-        demo_prefill=demo_prefill,
-        session_max_bytes=session_max_bytes,
-        session_ttl=session_ttl,
-        gc_interval=gc_interval,
-        ping_interval=ping_interval,
-        max_body_bytes=max_body_bytes,
-        store=store,
-        store_lease=store_lease,
-        store_follower_connections=store_follower_connections,
-        api_keys=tuple(keys),
-        max_total_bytes=max_total_bytes,
-        max_sessions=max_sessions,
-        max_producers=max_producers,
-        max_lookup_ids=max_lookup_ids,
-        upstreams=upstreams,
-        upstream_api_key=upstream_api_key,
-        upstream_api_keys=named_upstream_keys,
-        upstream_connect_timeout=upstream_connect_timeout,
-        upstream_read_timeout=upstream_read_timeout,
-        cors_origins=cors_origins,
-        event_ids=event_ids,
-    )
+    configure_logging(options["log_level"])
+    settings = settings_from_options(ctx)
     try:
         trio.run(partial(serve_forever, settings, handle_signals=True))
     except UpstreamLoopError as exc:
         raise click.BadParameter(str(exc), param_hint="'--upstream'") from None
+    except BaseExceptionGroup as error:
+        if (cannot_listen := first_leaf(error, ListenError)) is None:
+            raise
+        raise click.ClickException(str(cannot_listen)) from None
+
+
+def settings_from_options(ctx: click.Context) -> Settings:
+    """The :class:`Settings` of ``serve``'s parsed options."""
+    o = ctx.params
+    if o["max_total_bytes"] < o["session_max_bytes"]:
+        raise click.BadParameter(
+            "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
+        )
+    routes = UpstreamRoutes.parse(o["upstreams"]) if o["upstreams"] else None
+    names = [u.name for u in routes.upstreams if u.name] if routes is not None else []
+    try:
+        upstream_api_key, named_upstream_keys = split_api_keys(o["upstream_api_keys"], names)
+    except UpstreamConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
+    listener = listener_settings(ctx)
+    keys = [key for key in o["api_keys"] if key.strip()]
+    if o["api_key_file"] is not None:
+        keys += read_key_file(o["api_key_file"])
+    if keys:
+        logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
+    if "*" in o["cors_origins"] and not keys:
+        logging.getLogger("trio_streams").warning(
+            "--cors-origin '*' without --api-key: any web page a visitor opens can use this API"
+        )
+    return Settings(
+        host=o["host"],
+        port=o["port"],
+        demo_tps=o["demo_tps"],
+        demo_prefill=o["demo_prefill"],
+        session_max_bytes=o["session_max_bytes"],
+        session_ttl=o["session_ttl"],
+        gc_interval=o["gc_interval"],
+        ping_interval=o["ping_interval"],
+        max_body_bytes=o["max_body_bytes"],
+        store=o["store"],
+        store_lease=o["store_lease"],
+        store_follower_connections=o["store_follower_connections"],
+        api_keys=tuple(keys),
+        max_total_bytes=o["max_total_bytes"],
+        max_sessions=o["max_sessions"],
+        max_producers=o["max_producers"],
+        max_lookup_ids=o["max_lookup_ids"],
+        upstreams=o["upstreams"],
+        upstream_api_key=upstream_api_key,
+        upstream_api_keys=named_upstream_keys,
+        upstream_connect_timeout=o["upstream_connect_timeout"],
+        upstream_read_timeout=o["upstream_read_timeout"],
+        cors_origins=o["cors_origins"],
+        event_ids=o["event_ids"],
+        **listener,
+    )
+
+
+def settings_from_environment() -> Settings:
+    """The settings ``trio-streams serve`` would run with, from its ``TRIO_STREAMS_*``
+    variables alone: one parser (with its checks and error messages) for both ways to serve.
+
+    Raises :class:`click.ClickException` (``format_message()`` says what is wrong).
+    """
+    with serve.make_context("trio-streams serve", []) as ctx:
+        configure_logging(ctx.params["log_level"], root=False)
+        settings = settings_from_options(ctx)
+        ignored = [
+            str(param.envvar)
+            for param in serve.params
+            if param.name in LISTENER_OPTIONS
+            and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
+        ]
+    if ignored:
+        logging.getLogger("trio_streams").warning(
+            "%s: for trio-streams serve only; the hypercorn command takes its own options "
+            "(--bind, --certfile, --backlog, --config...)",
+            ", ".join(ignored),
+        )
+    return settings
+
+
+def configure_logging(level: str, *, root: bool = True) -> None:
+    """Log to stderr at ``level``; httpx's per-request lines only at debug.
+
+    ``root=False`` (under the ``hypercorn`` command, whose loggers have handlers of their
+    own and would print twice through the root's) gives the ``trio_streams`` loggers a
+    handler of their own, unless they were given one already.
+    """
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if root:
+        logging.basicConfig(stream=sys.stderr, level=level.upper(), format=log_format)
+    else:
+        ours = logging.getLogger("trio_streams")
+        ours.setLevel(level.upper())
+        if not ours.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(log_format))
+            ours.addHandler(handler)
+            ours.propagate = False
+    if level != "debug":
+        # httpx logs every upstream request at INFO: an access log we keep off, as Hypercorn's.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()

@@ -1,5 +1,10 @@
 """Run the app under Hypercorn's trio worker, with a deterministic shutdown.
 
+:func:`open_service` wires the store, the upstream client and the app, for :func:`serve`
+and for the ``hypercorn`` command's app (:mod:`trio_streams.asgi`) alike;
+:func:`hypercorn_config` turns the settings (and Hypercorn's own config file) into
+Hypercorn's config.
+
 Shutdown order matters: sessions are finalized first (every reader, including the
 responses Hypercorn is still sending, reaches its end), then Hypercorn stops, so it never
 has to wait out its graceful timeout on a reader that would otherwise wait forever.
@@ -9,27 +14,36 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 import trio
 from hypercorn.config import Config
+from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.http.app import create_app
+from trio_streams.http.connection_close import ShieldFinalSend
 from trio_streams.http.loop_guard import UpstreamLoopError, refuse_self_upstreams
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
 from trio_streams.producers.upstream.routes import UpstreamRoutes
-from trio_streams.settings import Settings
+from trio_streams.settings import DEFAULT_BACKLOG, Settings
 from trio_streams.store_config import build_store
 from trio_streams.stores.protocol import SessionStore
 
 logger = logging.getLogger("trio_streams")
+
+E = TypeVar("E", bound=BaseException)
+
+#: An ASGI application, loosely (Quart's precise types add nothing to the wiring).
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +61,117 @@ class RunningServer:
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config.bind = [f"{host}:{settings.port}"]
-    config.graceful_timeout = settings.graceful_timeout
-    # Hypercorn's access log would print request paths, which contain conversation ids.
-    config.accesslog = None
+    """Hypercorn's config: its TOML file if one is named, with every setting we hold over it.
+
+    Unset settings (``None``, no ``bind``) leave the file's values; without a file, ours
+    apply (``host:port``, :data:`DEFAULT_BACKLOG`).
+    """
+    path = settings.hypercorn_config
+    config = Config.from_toml(path) if path else Config()
+    file_values = _toml(path) if path else {}
+    if settings.bind:
+        config.bind = list(settings.bind)
+    elif "bind" not in file_values:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        config.bind = [f"{host}:{settings.port}"]
+    if settings.backlog is not None:
+        config.backlog = settings.backlog
+    elif "backlog" not in file_values:
+        config.backlog = DEFAULT_BACKLOG
+    if settings.graceful_timeout is not None:
+        config.graceful_timeout = settings.graceful_timeout
+    if settings.certfile is not None and settings.keyfile is not None:
+        config.certfile, config.keyfile = settings.certfile, settings.keyfile
+    # Hypercorn's access log would print request paths, which contain conversation ids:
+    # ours (trio_streams.access) redacts them. Off unless the file asks for it.
+    if "accesslog" not in file_values:
+        config.accesslog = None
     # Log through the standard logging tree (stderr, configured by the CLI), not a second handler.
-    config.errorlog = logging.getLogger("hypercorn.error")
+    if "errorlog" not in file_values:
+        config.errorlog = logging.getLogger("hypercorn.error")
     return config
+
+
+def _toml(path: str) -> dict[str, Any]:
+    with open(path, "rb") as file:
+        return tomllib.load(file)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """The app and what it serves from, open: see :func:`open_service`."""
+
+    #: The ASGI app to serve (behind ``ProxyFixMiddleware`` with ``proxy_headers``).
+    app: ASGIApp
+    store: SessionStore
+    manager: SessionManager
+    #: The Quart app inside ``app`` (its loop guard probes the upstreams once listening).
+    quart: QuartTrio
+    #: The client of ``--upstream`` (``None``: the demo model).
+    upstream: UpstreamClient | None
+
+
+@asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[Service]:
+    """Open the session store and the upstream client, and build the app on them.
+
+    One wiring for :func:`serve` and for the ``hypercorn`` command's app
+    (:mod:`trio_streams.asgi`). On exit every session is finalized and the store closed;
+    callers that want readers to end before the HTTP server drains (``serve`` does) call
+    ``store.shutdown()`` earlier themselves.
+    """
+    store, manager = build_store(settings)
+    model = DemoModel(settings.demo_tps, settings.demo_prefill)
+    # The upstream client outlives the store: producers still use it until they end.
+    async with open_upstream(settings) as upstream, store:
+        app = create_app(
+            store,
+            model,
+            max_body_bytes=settings.max_body_bytes,
+            api_keys=settings.api_keys,
+            max_lookup_ids=settings.max_lookup_ids,
+            upstream=upstream,
+            cors_origins=settings.cors_origins,
+        )
+        yield Service(
+            with_proxy_headers(ShieldFinalSend(app), settings), store, manager, app, upstream
+        )
+
+
+def with_proxy_headers(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` behind Hypercorn's ProxyFixMiddleware when ``proxy_headers`` is set.
+
+    It replaces the client address (and scheme, host) in the request scope with what the
+    trusted proxies say, before the access log (inside the app) reads it.
+    """
+    if settings.proxy_headers is None:
+        return app
+    fixed: ASGIApp = ProxyFixMiddleware(
+        app, mode=settings.proxy_headers, trusted_hops=settings.trusted_hops
+    )
+    return fixed
+
+
+class ListenError(Exception):
+    """Hypercorn could not open an address (in use, no permission, no such directory)."""
+
+
+def first_leaf(error: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` exception in ``error`` or, for a group, in its tree."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := first_leaf(inner, kind)) is not None:
+                return found
+    return None
+
+
+def finalize_sessions(store: SessionStore) -> None:
+    """End every session (producers cancelled, readers reach their end), and say so."""
+    count = store.local_session_count()
+    logger.info("shutting down: finalizing %d session%s", count, "" if count == 1 else "s")
+    store.shutdown()
 
 
 async def serve(
@@ -71,43 +187,34 @@ async def serve(
     manager) through ``task_status``, for embedding applications and tests.
     """
     stop = trio.Event() if stop is None else stop
-    store, manager = build_store(settings)
-    model = DemoModel(settings.demo_tps, settings.demo_prefill)
+    config = hypercorn_config(settings)
 
-    async def shutdown_trigger() -> None:
-        await stop.wait()
-        count = store.local_session_count()
-        logger.info("shutting down: finalizing %d session%s", count, "" if count == 1 else "s")
-        store.shutdown()
+    async with open_service(settings) as service, trio.open_nursery() as nursery:
 
-    # The upstream client outlives the store: producers still use it until they end.
-    async with open_upstream(settings) as upstream, store, trio.open_nursery() as nursery:
-        app = create_app(
-            store,
-            model,
-            max_body_bytes=settings.max_body_bytes,
-            api_keys=settings.api_keys,
-            max_lookup_ids=settings.max_lookup_ids,
-            upstream=upstream,
-            cors_origins=settings.cors_origins,
-        )
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            finalize_sessions(service.store)
+
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop)
-        binds = await nursery.start(
-            partial(
-                hypercorn_serve,
-                app,
-                hypercorn_config(settings),
-                shutdown_trigger=shutdown_trigger,
+        try:
+            binds = await nursery.start(
+                partial(hypercorn_serve, service.app, config, shutdown_trigger=shutdown_trigger)
             )
-        )
-        refused = await _refusal(app, upstream)
+        except (OSError, BaseExceptionGroup) as error:
+            cause = first_leaf(error, OSError)
+            if cause is None:
+                raise
+            raise ListenError(f"cannot listen on {' '.join(config.bind)}: {cause}") from error
+        refused = await _refusal(service.quart, service.upstream)
         if refused is not None:  # nothing was served: stop every task at once, then raise
             nursery.cancel_scope.cancel()
         else:
             for bind in binds:
                 logger.info("serving on %s", bind)
-            task_status.started(RunningServer(urls=binds, manager=manager, store=store))
+            task_status.started(
+                RunningServer(urls=binds, manager=service.manager, store=service.store)
+            )
             await stop.wait()
     if refused is not None:
         raise refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from trio_streams.core.limits import (
     DEFAULT_MAX_PRODUCERS,
@@ -19,6 +20,12 @@ from trio_streams.core.manager import (
 )
 from trio_streams.http.routes.streams import DEFAULT_MAX_LOOKUP_IDS
 from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+
+#: Hypercorn's listen backlog is 100; when every client of a restarted instance reconnects at
+#: once, the connections past it wait for SYN retries (1 s, 3 s, 7 s...) or time out.
+#: uvicorn's is 2048, which holds a reconnect storm of 1,100 clients on 2 cores (the kernel
+#: caps it at net.core.somaxconn).
+DEFAULT_BACKLOG = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +49,9 @@ class Settings:
     #: Stamp every SSE event with ``id: <byte offset after it>`` so EventSource can resume
     #: through ``Last-Event-ID``; off leaves the producer's bytes untouched.
     event_ids: bool = True
-    #: How long shutdown waits for responses to finish (seconds).
-    graceful_timeout: float = 3.0
+    #: How long shutdown waits for responses to finish (seconds); ``None``: the Hypercorn
+    #: config file's, else Hypercorn's own (3).
+    graceful_timeout: float | None = None
     #: Where sessions live: ``memory`` (this process) or ``redis://HOST:PORT/DB`` (shared
     #: by every instance pointed at it; ``valkey://`` and ``rediss://`` work too).
     store: str = "memory"
@@ -77,6 +85,23 @@ class Settings:
     #: Browser origins (``scheme://host[:port]``, or ``*`` for any) whose pages may call
     #: the API across origins (CORS); empty: same-origin pages only.
     cors_origins: tuple[str, ...] = ()
+
+    # -- Hypercorn, for ``serve`` (under the ``hypercorn`` command, its own flags set these) --
+    #: Addresses (``HOST:PORT``, ``[::1]:PORT``, ``unix:PATH``, ``fd://N``); empty: ``host``
+    #: and ``port``, unless the config file names its own.
+    bind: tuple[str, ...] = ()
+    #: Hypercorn's own TOML config file; the settings here that are set win over it.
+    hypercorn_config: str | None = None
+    #: TLS certificate chain and key (PEM); with both, HTTPS, and HTTP/2 through ALPN.
+    certfile: str | None = None
+    keyfile: str | None = None
+    #: Listen queue length; ``None``: the config file's, else :data:`DEFAULT_BACKLOG`.
+    backlog: int | None = None
+    #: Trust the client address a reverse proxy sends: ``legacy`` (``X-Forwarded-For``,
+    #: ``-Proto``, ``-Host``) or ``modern`` (``Forwarded``); ``None`` trusts nothing.
+    proxy_headers: Literal["legacy", "modern"] | None = None
+    #: Proxies in front of this server whose forwarding headers are trusted.
+    trusted_hops: int = 1
 
     def limits(self) -> Limits:
         return Limits(

@@ -1,0 +1,53 @@
+"""A client that asks for the connection to be closed gets it closed after the response.
+
+HTTP/1.0 has no chunked encoding: a stream's body ends when the server closes the
+connection (nginx speaks HTTP/1.0 to its upstreams unless told otherwise). Under
+Quart-Trio, Hypercorn's close could be cancelled half-way, leaving such a reader waiting.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import StartServer
+from tests.helpers import chat_body, ends_with_done
+
+
+async def read_until_closed(port: int, request: bytes) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(request)
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    ("request_line", "headers", "ending"),
+    [
+        # The stream's bytes, then the close that ends them.
+        (b"GET /v1/stream/C?from=0 HTTP/1.0", b"", b""),
+        # Chunked: the last chunk, then the close.
+        (b"GET /v1/stream/C?from=0 HTTP/1.1", b"Connection: close\r\n", b"\r\n0\r\n\r\n"),
+        (b"GET /health HTTP/1.1", b"Connection: close\r\n", b'"status":"ok"'),
+    ],
+)
+async def test_the_server_closes_when_asked(
+    start_server: StartServer, request_line: bytes, headers: bytes, ending: bytes
+) -> None:
+    server = await start_server()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        finished = await client.post(
+            "/v1/chat/completions",
+            json=chat_body(max_tokens=5),
+            headers={"X-Conversation-Id": "C"},
+        )
+    assert ends_with_done(finished.content)
+    port = int(server.url.rsplit(":", 1)[1])
+    data = await read_until_closed(port, request_line + b"\r\nHost: x\r\n" + headers + b"\r\n")
+    assert data.startswith(b"HTTP/1.1 200")
+    assert (ending or finished.content) in data  # and then the server closed

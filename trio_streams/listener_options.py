@@ -1,0 +1,144 @@
+"""``trio-streams serve``'s Hypercorn options: addresses, TLS, config file, backlog,
+shutdown timeout and proxy headers.
+
+Apart from the application's options (:mod:`trio_streams.cli`) because they configure the
+listener, which the ``hypercorn`` command configures with flags of its own.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from trio_streams.settings import DEFAULT_BACKLOG
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``serve`` parameters that configure the listener, ``--host`` and ``--port`` included.
+LISTENER_OPTIONS = (
+    "host", "port", "bind", "hypercorn_config", "certfile", "keyfile", "backlog",
+    "graceful_timeout",
+)  # fmt: skip
+
+
+_OPTIONS = [
+    click.option(
+        "--bind",
+        multiple=True,
+        envvar="TRIO_STREAMS_BIND",
+        show_envvar=True,
+        metavar="ADDRESS",
+        help="Listen on HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable; replaces "
+        "--host/--port). The environment variable takes space-separated values.",
+    ),
+    click.option(
+        "--config",
+        "hypercorn_config",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        envvar="TRIO_STREAMS_CONFIG",
+        show_envvar=True,
+        help="Hypercorn's own TOML config file, for anything Hypercorn can set; the options "
+        "given here (or by their variables) win over it.",
+    ),
+    click.option(
+        "--certfile",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        envvar="TRIO_STREAMS_CERTFILE",
+        show_envvar=True,
+        help="TLS certificate chain (PEM): serve HTTPS, and HTTP/2 to clients that offer it.",
+    ),
+    click.option(
+        "--keyfile",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        envvar="TRIO_STREAMS_KEYFILE",
+        show_envvar=True,
+        help="TLS private key (PEM) of --certfile.",
+    ),
+    click.option(
+        "--backlog",
+        default=DEFAULT_BACKLOG,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_BACKLOG",
+        show_envvar=True,
+        help="Connections the kernel queues before they are accepted: room for every client "
+        "reconnecting at once after a restart (capped by net.core.somaxconn).",
+    ),
+    click.option(
+        "--graceful-timeout",
+        default=3.0,
+        type=click.FloatRange(min=0),
+        envvar="TRIO_STREAMS_GRACEFUL_TIMEOUT",
+        show_envvar=True,
+        help="Seconds shutdown waits for responses still being sent (every session is "
+        "finalized first, so streams end at once).",
+    ),
+    click.option(
+        "--proxy-headers",
+        default=None,
+        type=click.Choice(["legacy", "modern"]),
+        envvar="TRIO_STREAMS_PROXY_HEADERS",
+        show_envvar=True,
+        help="Behind a reverse proxy: take the client address (and scheme, host) from "
+        "X-Forwarded-For/-Proto/-Host (legacy) or Forwarded (modern). Only behind a proxy that "
+        "sets them: a client could otherwise claim any address.",
+    ),
+    click.option(
+        "--trusted-hops",
+        default=1,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_TRUSTED_HOPS",
+        show_envvar=True,
+        help="With --proxy-headers: how many proxies in front of this server add to those headers.",
+    ),
+]
+
+
+def listener_options(command: F) -> F:
+    """Add the listener options to a click command."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def listener_settings(ctx: click.Context) -> dict[str, Any]:
+    """The :class:`~trio_streams.settings.Settings` fields of the listener options.
+
+    Options left at their defaults stay unset (``None``, no ``bind``) so that a ``--config``
+    file's values hold; the ones given, on the command line or by a variable, win over it.
+    """
+    o = ctx.params
+    if o["hypercorn_config"]:
+        try:
+            with open(o["hypercorn_config"], "rb") as file:
+                tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise click.BadParameter(f"not a TOML file: {error}", param_hint="'--config'") from None
+    if (o["certfile"] is None) != (o["keyfile"] is None):
+        raise click.BadParameter("--certfile and --keyfile go together", param_hint="'--keyfile'")
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    bind = tuple(o["bind"])
+    if bind and (given("host") or given("port")):
+        raise click.BadParameter("use --bind or --host/--port, not both", param_hint="'--bind'")
+    if not bind and (given("host") or given("port") or not o["hypercorn_config"]):
+        host = o["host"]
+        bind = (f"[{host}]:{o['port']}" if ":" in host else f"{host}:{o['port']}",)
+    return {
+        "bind": bind,
+        "hypercorn_config": o["hypercorn_config"],
+        "certfile": o["certfile"],
+        "keyfile": o["keyfile"],
+        "backlog": o["backlog"] if given("backlog") else None,
+        "graceful_timeout": o["graceful_timeout"] if given("graceful_timeout") else None,
+        "proxy_headers": o["proxy_headers"],
+        "trusted_hops": o["trusted_hops"],
+    }
