@@ -17,6 +17,7 @@ wait out its timeout, as with ``trio-streams serve``.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -24,9 +25,9 @@ from typing import Any
 import click
 import trio
 
-from trio_streams.cli import settings_from_environment
+from trio_streams.cli import configure_logging, settings_from_environment
 from trio_streams.server import ASGIApp, Service, finalize_sessions, first_leaf, open_service
-from trio_streams.settings import Settings
+from trio_streams.settings import SETTINGS_VARIABLE, Settings
 
 __all__ = ["TrioStreamsApp", "create_app"]
 
@@ -36,6 +37,10 @@ def create_app(settings: Settings | None = None) -> TrioStreamsApp:
 
     A variable with a bad value stops the worker at import with ``serve``'s own message.
     """
+    if settings is None and SETTINGS_VARIABLE in os.environ:
+        # A worker of ``trio-streams serve --workers N``: its parent parsed the options.
+        configure_logging(os.environ.get("TRIO_STREAMS_LOG_LEVEL", "info"), root=False)
+        settings = Settings.from_json(os.environ[SETTINGS_VARIABLE])
     if settings is None:
         try:
             settings = settings_from_environment()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from functools import partial
 from typing import Any
@@ -23,10 +24,10 @@ from trio_streams.producers.upstream.routes import (
     UpstreamRoutes,
     split_api_keys,
 )
-from trio_streams.server import ListenError, first_leaf
+from trio_streams.server import ListenError, first_leaf, serve_workers
 from trio_streams.server import serve as serve_forever
 from trio_streams.settings import Settings
-from trio_streams.stores.url import check_store
+from trio_streams.stores.url import MEMORY, check_store
 
 _DEFAULTS = Settings()
 
@@ -321,6 +322,16 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
     """
     configure_logging(options["log_level"])
     settings = settings_from_options(ctx)
+    if settings.workers > 1:
+        if check_store(settings.store) == MEMORY:
+            raise click.BadParameter(
+                "several worker processes need a shared store (--store redis://HOST:PORT/DB): "
+                "with the memory store each process holds its own sessions, and a resume "
+                "reaching another process would not find them",
+                param_hint="'--workers'",
+            )
+        os.environ["TRIO_STREAMS_LOG_LEVEL"] = options["log_level"]  # the workers' too
+        ctx.exit(serve_workers(settings))
     try:
         trio.run(partial(serve_forever, settings, handle_signals=True))
     except UpstreamLoopError as exc:

@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: ``serve`` parameters that configure the listener, ``--host`` and ``--port`` included.
 LISTENER_OPTIONS = (
     "host", "port", "bind", "hypercorn_config", "certfile", "keyfile", "backlog",
-    "graceful_timeout",
+    "graceful_timeout", "workers",
 )  # fmt: skip
 
 
@@ -78,6 +78,16 @@ _OPTIONS = [
         show_envvar=True,
         help="Seconds shutdown waits for responses still being sent (every session is "
         "finalized first, so streams end at once).",
+    ),
+    click.option(
+        "--workers",
+        default=1,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_WORKERS",
+        show_envvar=True,
+        help="Worker processes (Hypercorn's, each on trio) sharing the listening sockets. Above "
+        "1 it needs --store redis://...: processes share no memory, so only a shared store "
+        "lets any of them resume a session another started.",
     ),
     click.option(
         "--proxy-headers",
@@ -141,4 +151,5 @@ def listener_settings(ctx: click.Context) -> dict[str, Any]:
         "graceful_timeout": o["graceful_timeout"] if given("graceful_timeout") else None,
         "proxy_headers": o["proxy_headers"],
         "trusted_hops": o["trusted_hops"],
+        "workers": o["workers"],
     }

@@ -13,6 +13,7 @@ has to wait out its graceful timeout on a reader that would otherwise wait forev
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import trio
 from hypercorn.config import Config
 from hypercorn.middleware import ProxyFixMiddleware
+from hypercorn.run import run as hypercorn_run
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
@@ -34,7 +36,7 @@ from trio_streams.http.loop_guard import UpstreamLoopError, refuse_self_upstream
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
 from trio_streams.producers.upstream.routes import UpstreamRoutes
-from trio_streams.settings import DEFAULT_BACKLOG, Settings
+from trio_streams.settings import DEFAULT_BACKLOG, SETTINGS_VARIABLE, Settings
 from trio_streams.store_config import build_store
 from trio_streams.stores.protocol import SessionStore
 
@@ -90,6 +92,30 @@ def hypercorn_config(settings: Settings) -> Config:
     if "errorlog" not in file_values:
         config.errorlog = logging.getLogger("hypercorn.error")
     return config
+
+
+#: What each worker process of ``serve --workers N`` runs (:mod:`trio_streams.asgi`).
+WORKER_APP = "trio_streams.asgi:create_app()"
+
+
+def serve_workers(settings: Settings) -> int:
+    """Serve with ``settings.workers`` Hypercorn worker processes on trio; the exit code.
+
+    Hypercorn's parent process binds the sockets and spawns the workers, which share them;
+    each runs the app of the ``hypercorn`` command (:mod:`trio_streams.asgi`) with these
+    settings, handed over in ``TRIO_STREAMS_SETTINGS``. SIGTERM or SIGINT to the parent
+    stops every worker gracefully: each finalizes its sessions, so every reader ends.
+    The caller checks that the store is shared: processes share no memory.
+    """
+    config = hypercorn_config(settings)
+    config.worker_class = "trio"
+    config.workers = settings.workers
+    config.application_path = WORKER_APP
+    os.environ[SETTINGS_VARIABLE] = settings.to_json()
+    logger.info("serving on %s with %d workers", " ".join(config.bind), settings.workers)
+    exit_code: int = hypercorn_run(config)
+    logger.info("stopped")
+    return exit_code
 
 
 def _toml(path: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 from trio_streams.core.limits import (
@@ -26,6 +27,8 @@ from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFA
 #: uvicorn's is 2048, which holds a reconnect storm of 1,100 clients on 2 cores (the kernel
 #: caps it at net.core.somaxconn).
 DEFAULT_BACKLOG = 2048
+#: Where ``serve --workers N`` hands its settings to the worker processes it spawns.
+SETTINGS_VARIABLE = "TRIO_STREAMS_SETTINGS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class Settings:
     proxy_headers: Literal["legacy", "modern"] | None = None
     #: Proxies in front of this server whose forwarding headers are trusted.
     trusted_hops: int = 1
+    #: Worker processes of ``serve`` (above 1: Hypercorn's workers, on a shared store).
+    workers: int = 1
 
     def limits(self) -> Limits:
         return Limits(
@@ -109,3 +114,16 @@ class Settings:
             max_sessions=self.max_sessions,
             max_producers=self.max_producers,
         )
+
+    def to_json(self) -> str:
+        """These settings as JSON (``serve --workers`` hands them to its workers so)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """The settings :meth:`to_json` wrote (JSON's lists back to tuples)."""
+        values = json.loads(text)
+        for item in fields(cls):
+            if isinstance(item.default, tuple) and item.name in values:
+                values[item.name] = tuple(values[item.name])
+        return cls(**values)
