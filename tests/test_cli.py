@@ -113,6 +113,10 @@ def test_help_explains_every_option() -> None:
     for option in (
         "--host", "--port", "--demo-tps", "--session-max-bytes", "--session-ttl",
         "--gc-interval", "--ping-interval", "TRIO_STREAMS_PORT",
+        # The listener's (trio_streams.listener_options):
+        "--bind", "--config", "--certfile", "--keyfile", "--backlog", "--graceful-timeout",
+        "--workers", "--proxy-headers", "--trusted-hops", "TRIO_STREAMS_BIND",
+        "TRIO_STREAMS_PROXY_HEADERS", "TRIO_STREAMS_WORKERS",
     ):  # fmt: skip
         assert option in result.stdout
 

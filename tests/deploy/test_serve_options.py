@@ -170,20 +170,6 @@ def test_bad_listener_options_are_refused(args: list[str], message: str) -> None
     assert message in result.stderr
 
 
-def test_help_names_every_listener_option() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for option in (
-        "--bind", "--config", "--certfile", "--keyfile", "--backlog", "--graceful-timeout",
-        "--proxy-headers", "--trusted-hops", "TRIO_STREAMS_BIND", "TRIO_STREAMS_PROXY_HEADERS",
-    ):  # fmt: skip
-        assert option in result.stdout
-
-
 async def test_an_address_it_cannot_listen_on_is_named_without_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -51,12 +51,26 @@ TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
-def in_browser(url: str, scenario: Callable[[BrowserContext, Page], T], path: str = "/") -> T:
-    """Open the page in a fresh headless Chromium and run ``scenario`` (worker thread)."""
+def in_browser(
+    url: str,
+    scenario: Callable[[BrowserContext, Page], T],
+    path: str = "/",
+    *,
+    viewport: dict[str, int] | None = None,
+    phone: bool = False,
+) -> T:
+    """Open the page in a fresh headless Chromium and run ``scenario`` (worker thread).
+
+    ``viewport`` defaults to 900x640; ``phone``: a touch screen with a mobile viewport.
+    """
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
-            context = browser.new_context(viewport={"width": 900, "height": 640})
+            context = browser.new_context(
+                viewport=viewport or {"width": 900, "height": 640},
+                is_mobile=phone,
+                has_touch=phone,
+            )
             context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
             errors: list[str] = []

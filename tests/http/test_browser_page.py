@@ -14,16 +14,15 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route
 
 from tests.helpers import chat_text
 from tests.http.test_browser import (
     BROWSER_TPS,
-    CHROMIUM,
     COMPLETE,
-    TIMEOUT_MS,
     answer,
     ask,
+    in_browser,
     saved,
     server_session,
     wait_done,
@@ -54,30 +53,11 @@ GEOMETRY = """() => {
 }"""
 
 
-def in_viewport(url: str, viewport: dict[str, int], scenario: Any, *, phone: bool) -> Any:
-    """Like test_browser.in_browser, at a given size (a phone: touch, mobile viewport)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
-            context.set_default_timeout(TIMEOUT_MS)
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url + "/")
-            page.wait_for_selector("#status[data-state=idle]")
-            result = scenario(context, page)
-            assert not errors, errors
-            return result
-        finally:
-            browser.close()
-
-
 async def run_at(
     server: RunningServer, viewport: dict[str, int], scenario: Any, phone: bool
 ) -> Any:
     return await trio.to_thread.run_sync(
-        lambda: in_viewport(server.url, viewport, scenario, phone=phone)
+        lambda: in_browser(server.url, scenario, viewport=viewport, phone=phone)
     )
 
 
