@@ -1,0 +1,346 @@
+"""``trio-streams serve``'s application options: the demo model, sessions, the store,
+limits, keys, upstreams and CORS, and the :class:`~trio_streams.settings.Settings` they make.
+
+Apart from the command (:mod:`trio_streams.cli`) and from the listener's options
+(:mod:`trio_streams.listener_options`), which the ``hypercorn`` command sets its own way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from trio_streams.http.auth import read_key_file
+from trio_streams.http.cors import check_origin
+from trio_streams.listener_options import listener_settings
+from trio_streams.producers.upstream.routes import (
+    UpstreamConfigError,
+    UpstreamRoutes,
+    split_api_keys,
+)
+from trio_streams.settings import Settings
+from trio_streams.stores.url import check_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DEFAULTS = Settings()
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_store(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value < 0:
+        raise click.BadParameter("must be 0 or more")
+    return value
+
+
+def _upstreams(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    if value:
+        try:
+            UpstreamRoutes.parse(value)
+        except UpstreamConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _cors_origins(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    try:
+        return tuple(check_origin(origin) for origin in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_OPTIONS = [
+    click.option(
+        "--host",
+        default=_DEFAULTS.host,
+        envvar="TRIO_STREAMS_HOST",
+        show_envvar=True,
+        help="Address to listen on.",
+    ),
+    click.option(
+        "--port",
+        default=_DEFAULTS.port,
+        type=click.IntRange(0, 65535),
+        envvar="TRIO_STREAMS_PORT",
+        show_envvar=True,
+        help="TCP port to listen on (0 picks a free one).",
+    ),
+    click.option(
+        "--demo-tps",
+        default=_DEFAULTS.demo_tps,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_DEMO_TPS",
+        show_envvar=True,
+        help="Tokens per second of the built-in demo model.",
+    ),
+    click.option(
+        "--demo-prefill",
+        default=_DEFAULTS.demo_prefill,
+        type=float,
+        callback=_non_negative,
+        envvar="TRIO_STREAMS_DEMO_PREFILL",
+        show_envvar=True,
+        help="Seconds the demo model waits before its first token, like prompt processing.",
+    ),
+    click.option(
+        "--session-max-bytes",
+        default=_DEFAULTS.session_max_bytes,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_SESSION_MAX_BYTES",
+        show_envvar=True,
+        help="Bytes one session keeps; older bytes are dropped beyond this cap.",
+    ),
+    click.option(
+        "--session-ttl",
+        default=_DEFAULTS.session_ttl,
+        type=float,
+        callback=_non_negative,
+        envvar="TRIO_STREAMS_SESSION_TTL",
+        show_envvar=True,
+        help="Seconds a finished session stays readable before it expires.",
+    ),
+    click.option(
+        "--gc-interval",
+        default=_DEFAULTS.gc_interval,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_GC_INTERVAL",
+        show_envvar=True,
+        help="Seconds between sweeps that evict expired sessions.",
+    ),
+    click.option(
+        "--ping-interval",
+        default=_DEFAULTS.ping_interval,
+        type=float,
+        callback=_non_negative,
+        envvar="TRIO_STREAMS_PING_INTERVAL",
+        show_envvar=True,
+        help="Seconds of silence before a ': ping' keep-alive comment (0 disables).",
+    ),
+    click.option(
+        "--max-body-bytes",
+        default=_DEFAULTS.max_body_bytes,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_MAX_BODY_BYTES",
+        show_envvar=True,
+        help="Largest request body accepted.",
+    ),
+    click.option(
+        "--store",
+        default=_DEFAULTS.store,
+        callback=_store,
+        envvar="TRIO_STREAMS_STORE",
+        show_envvar=True,
+        help="Where sessions live: 'memory', or redis://HOST:PORT/DB to share them with "
+        "every instance using that Redis or Valkey.",
+    ),
+    click.option(
+        "--store-lease",
+        default=_DEFAULTS.store_lease,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_STORE_LEASE",
+        show_envvar=True,
+        help="Redis store: seconds after which a dead instance's live sessions are "
+        "finalized with an error event.",
+    ),
+    click.option(
+        "--store-follower-connections",
+        default=_DEFAULTS.store_follower_connections,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_STORE_FOLLOWER_CONNECTIONS",
+        show_envvar=True,
+        help="Redis store: sessions this instance follows at once, one Redis connection each; "
+        "beyond it their readers take turns (bytes arrive later; producers never wait).",
+    ),
+    click.option(
+        "--api-key",
+        "api_keys",
+        multiple=True,
+        envvar="TRIO_STREAMS_API_KEY",
+        show_envvar=True,
+        help="Require this API key (repeatable; the variable may hold several, space-separated).",
+    ),
+    click.option(
+        "--api-key-file",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        envvar="TRIO_STREAMS_API_KEY_FILE",
+        show_envvar=True,
+        help="Require the API keys in this file, one per line ('#' comments allowed).",
+    ),
+    click.option(
+        "--max-total-bytes",
+        default=_DEFAULTS.max_total_bytes,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_MAX_TOTAL_BYTES",
+        show_envvar=True,
+        help="Byte budget of all sessions together (a running one counts as its full cap).",
+    ),
+    click.option(
+        "--max-sessions",
+        default=_DEFAULTS.max_sessions,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_MAX_SESSIONS",
+        show_envvar=True,
+        help="Sessions held at once, running and finished.",
+    ),
+    click.option(
+        "--max-producers",
+        default=_DEFAULTS.max_producers,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_MAX_PRODUCERS",
+        show_envvar=True,
+        help="Streams generating at once.",
+    ),
+    click.option(
+        "--max-lookup-ids",
+        default=_DEFAULTS.max_lookup_ids,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_MAX_LOOKUP_IDS",
+        show_envvar=True,
+        help="Conversation ids one lookup request may name.",
+    ),
+    click.option(
+        "--upstream",
+        "upstreams",
+        multiple=True,
+        callback=_upstreams,
+        envvar="TRIO_STREAMS_UPSTREAM",
+        show_envvar=True,
+        metavar="[NAME=]URL",
+        help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8000/v1) to "
+        "proxy instead of the demo model (never this server itself). Repeatable: NAME=URL serves "
+        "requests whose 'model' is NAME, a plain URL the rest. The environment variable takes "
+        "space-separated values.",
+    ),
+    click.option(
+        "--upstream-api-key",
+        "upstream_api_keys",
+        multiple=True,
+        envvar="TRIO_STREAMS_UPSTREAM_API_KEY",
+        show_envvar=True,
+        show_default=False,
+        metavar="[NAME=]KEY",
+        help="Bearer key sent to the upstreams in place of the client's Authorization header. "
+        "Repeatable: NAME=KEY for the upstream named NAME (--upstream NAME=URL), a plain KEY for "
+        "the others. The environment variable takes space-separated values.",
+    ),
+    click.option(
+        "--upstream-connect-timeout",
+        default=_DEFAULTS.upstream_connect_timeout,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_UPSTREAM_CONNECT_TIMEOUT",
+        show_envvar=True,
+        help="Seconds to connect to an upstream before answering 504.",
+    ),
+    click.option(
+        "--upstream-read-timeout",
+        default=_DEFAULTS.upstream_read_timeout,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_UPSTREAM_READ_TIMEOUT",
+        show_envvar=True,
+        help="Seconds an upstream may stay silent (prompt processing included) before the "
+        "request fails (504, or an error event once streaming).",
+    ),
+    click.option(
+        "--cors-origin",
+        "cors_origins",
+        multiple=True,
+        callback=_cors_origins,
+        envvar="TRIO_STREAMS_CORS_ORIGIN",
+        show_envvar=True,
+        metavar="ORIGIN",
+        help="Let pages from this origin (scheme://host[:port], e.g. http://localhost:3000) call "
+        "the API across origins (CORS). Repeatable; the variable takes space-separated values. "
+        "None by default; '*' allows any origin, for servers whose every route needs an API key.",
+    ),
+    click.option(
+        "--event-ids/--no-event-ids",
+        default=_DEFAULTS.event_ids,
+        envvar="TRIO_STREAMS_EVENT_IDS",
+        show_envvar=True,
+        help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
+    ),
+]
+
+
+def app_options(command: F) -> F:
+    """Add the application options to a click command."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def settings_from_options(ctx: click.Context) -> Settings:
+    """The :class:`Settings` of ``serve``'s parsed options."""
+    o = ctx.params
+    if o["max_total_bytes"] < o["session_max_bytes"]:
+        raise click.BadParameter(
+            "must be at least --session-max-bytes", param_hint="'--max-total-bytes'"
+        )
+    routes = UpstreamRoutes.parse(o["upstreams"]) if o["upstreams"] else None
+    names = [u.name for u in routes.upstreams if u.name] if routes is not None else []
+    try:
+        upstream_api_key, named_upstream_keys = split_api_keys(o["upstream_api_keys"], names)
+    except UpstreamConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
+    listener = listener_settings(ctx)
+    keys = [key for key in o["api_keys"] if key.strip()]
+    if o["api_key_file"] is not None:
+        keys += read_key_file(o["api_key_file"])
+    if keys:
+        logging.getLogger("trio_streams").info("API keys required: %d configured", len(keys))
+    if "*" in o["cors_origins"] and not keys:
+        logging.getLogger("trio_streams").warning(
+            "--cors-origin '*' without --api-key: any web page a visitor opens can use this API"
+        )
+    return Settings(
+        host=o["host"],
+        port=o["port"],
+        demo_tps=o["demo_tps"],
+        demo_prefill=o["demo_prefill"],
+        session_max_bytes=o["session_max_bytes"],
+        session_ttl=o["session_ttl"],
+        gc_interval=o["gc_interval"],
+        ping_interval=o["ping_interval"],
+        max_body_bytes=o["max_body_bytes"],
+        store=o["store"],
+        store_lease=o["store_lease"],
+        store_follower_connections=o["store_follower_connections"],
+        api_keys=tuple(keys),
+        max_total_bytes=o["max_total_bytes"],
+        max_sessions=o["max_sessions"],
+        max_producers=o["max_producers"],
+        max_lookup_ids=o["max_lookup_ids"],
+        upstreams=o["upstreams"],
+        upstream_api_key=upstream_api_key,
+        upstream_api_keys=named_upstream_keys,
+        upstream_connect_timeout=o["upstream_connect_timeout"],
+        upstream_read_timeout=o["upstream_read_timeout"],
+        cors_origins=o["cors_origins"],
+        event_ids=o["event_ids"],
+        **listener,
+    )
