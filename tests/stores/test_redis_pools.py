@@ -179,6 +179,7 @@ async def test_reads_cancelled_at_any_moment_use_up_no_place_in_a_pool(
             with trio.move_on_after(step / 10_000):
                 await reads.xread({"k": "0-0"}, count=1, block=1000)
             await trio.sleep(0.001)
+
         # Both places are there: two reads block in Redis at once.
         async def block() -> None:
             await reads.xread({"k": "0-0"}, count=1, block=500)
