@@ -115,7 +115,6 @@ async def fan_out(a: RedisStore, b: RedisStore, readers: int, events: int) -> st
         go_on.set()
     elapsed = trio.current_time() - begin
     stats = await b.client.info("commandstats")
-
     def calls(command: str) -> int:
         return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
