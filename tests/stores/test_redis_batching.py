@@ -102,9 +102,8 @@ async def test_readers_on_the_producing_instance_send_redis_nothing(
         assert outputs == [whole] * 50
         # The appends' round trips and the one FINALIZE: nothing for 50 readers.
         assert spent["evalsha"] == flusher.round_trips - round_trips + 1, spent
-        assert all(
-            spent.get(name, 0) == 0 for name in ("subscribe", "xread", "xrange", "xrevrange")
-        ), spent
+        assert all(spent.get(name, 0) == 0 for name in ("subscribe", "xread", "xrevrange")), spent
+        assert spent["xrange"] == 1, spent  # inside FINALIZE, which compacts the log
         # The ids stamped here are the offsets Redis stores: another instance serves
         # the same bytes, and every event's id is the offset just after it.
         assert await read_all(await opened_on(b, "c1")) == whole
@@ -156,23 +155,35 @@ async def test_an_instance_following_200_sessions_holds_a_few_connections(
         assert 0 < most[a.client_name] <= limit, most
 
 
+TOKEN = b"data: " + b"x" * 690 + b"\n\n"
+
+
+async def token_sized_log(store: RedisStore, conversation_id: str, count: int) -> bytes:
+    """A finished log of ``count`` one-event entries (one APPEND each, as a slow stream
+    leaves them), written straight through the scripts."""
+    generation = "b" * 32
+    await store.commands.run("START", conversation_id, generation, "x", 0, 60_000, 60, "")
+    for index in range(count):
+        at = index * len(TOKEN)
+        end = await store.commands.run("APPEND", conversation_id, generation, TOKEN, 4 << 20, at)
+        assert end == at + len(TOKEN)
+    await store.commands.run("FINALIZE", conversation_id, generation, 0, 60, "", 4 << 20)
+    return TOKEN * count
+
+
 async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
     redis_server: RedisServer,
 ) -> None:
-    """Token-sized entries (one APPEND each, as a slow stream leaves them): every read
-    from Redis but the last is exactly ``MAX_READ_CHUNK``, however many entries it
-    spans, from an entry's start or from inside one."""
-    event = b"data: " + b"x" * 690 + b"\n\n"
-    count = 1600  # 1.1 MiB in 1,600 entries
+    """Every read from Redis but the last is exactly ``MAX_READ_CHUNK``, however many
+    entries it spans, from an entry's start or from inside one."""
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
-        generation = "b" * 32
-        await a.commands.run("START", "long", generation, "x", 0, 60_000, 60, "")
-        for index in range(count):
-            at = index * len(event)
-            end = await a.commands.run("APPEND", "long", generation, event, 4 << 20, at)
-            assert end == (index + 1) * len(event)
-        await a.commands.run("FINALIZE", "long", generation, 0, 60, "", 4 << 20)
-        everything = event * count
+        everything = await token_sized_log(a, "long", 1600)  # 1.1 MiB in 1,600 entries
+        # Finalized, the log is compacted: entries end at every multiple of the chunk
+        # (then the last byte, then the terminal marker), the offsets unchanged.
+        entries = await a.client.xrange("trio-streams:log:" + "b" * 32 + ":long")
+        ends = [int(entry.identifier.split(b"-")[0]) for entry in entries]
+        chunk_ends = list(range(MAX_READ_CHUNK, len(everything), MAX_READ_CHUNK))
+        assert ends == [*chunk_ends, len(everything), len(everything)]
         for store, offset in ((b, 0), (b, 12_345), (a, 0)):
             before = await calls_now(store)
             handle = await opened_on(store, "long", offset)
@@ -182,6 +193,27 @@ async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
             # One script call per chunk: the entries are joined inside Redis.
             spent = delta(await calls_now(store), before)
             assert spent["evalsha"] == len(chunks) + 1  # and the OPEN
+
+
+async def test_readers_replaying_together_share_their_reads(redis_server: RedisServer) -> None:
+    readers = 30
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        everything = await token_sized_log(a, "long", 1600)
+        chunks = -(-len(everything) // MAX_READ_CHUNK)
+        outputs: list[bytes] = []
+
+        async def replay() -> None:
+            outputs.append(await read_all(await opened_on(b, "long")))
+
+        before = await calls_now(b)
+        async with trio.open_nursery() as nursery:
+            for _ in range(readers):
+                nursery.start_soon(replay)
+        spent = delta(await calls_now(b), before)
+        assert outputs == [everything] * readers
+        reads = spent["evalsha"] - readers  # each reader's OPEN; the rest read the log
+        assert reads <= 2 * chunks, spent  # not one replay per reader (30 x 5 reads)
+        assert spent["xrevrange"] <= 2 and spent["subscribe"] <= 2, spent
 
 
 async def test_a_producer_runs_ahead_of_a_stalled_redis_by_its_outbox_at_most(

@@ -34,6 +34,8 @@ from trio_streams.stores.redis.subscriber import Subscriber
 #: Entries a backlog read takes from the stream at a time, until it holds
 #: ``MAX_READ_CHUNK`` bytes.
 BACKLOG_PAGE = 256
+#: Backlog chunks a follower keeps for its other readers (the last few read).
+BACKLOG_CHUNKS = 4
 #: The tail a follower keeps for its readers: at most this many entries and bytes.
 TAIL_ENTRIES = 4096
 TAIL_BYTES = 1 << 20
@@ -77,6 +79,9 @@ class LogFollower:
         self.end = 0
         #: No more bytes will come through this follower (complete, gone or stopped).
         self.finished = False
+        #: It reached the terminal marker: every byte is in Redis, none will come. Readers
+        #: arriving now may still share it (and its backlog reads).
+        self.complete = False
         self.ready = trio.Event()
         self.readers = 0
         self.cancel_scope = trio.CancelScope()
@@ -85,6 +90,9 @@ class LogFollower:
         self._data: list[bytes] = []
         self._tail_bytes = 0
         self._lot = trio.lowlevel.ParkingLot()
+        #: The last backlog chunks read, by offset, and the reads under way.
+        self._chunks: dict[int, bytes] = {}
+        self._fetching: dict[int, trio.Event] = {}
         #: The follower task waits here for work: a gap, a (re)subscription, the end.
         self._work = trio.lowlevel.ParkingLot()
         #: The log's end is known: messages continue the tail from :attr:`end`.
@@ -121,6 +129,30 @@ class LogFollower:
         return b"".join(parts) if parts else None
 
     async def backlog(self, offset: int) -> bytes | None:
+        """Bytes from ``offset`` (see :meth:`_read_backlog`), read once for every reader
+        of this log here that asks for the same offset at about the same time: a hundred
+        clients replaying a finished answer from 0 cost Redis one replay, not a hundred."""
+        while True:
+            chunk = self._chunks.get(offset)
+            if chunk is not None:
+                return chunk
+            fetching = self._fetching.get(offset)
+            if fetching is None:
+                break
+            await fetching.wait()  # then the cache holds it, or that read failed: retry
+        done = self._fetching[offset] = trio.Event()
+        try:
+            chunk = await self._read_backlog(offset)
+            if chunk is not None:
+                self._chunks[offset] = chunk
+                if len(self._chunks) > BACKLOG_CHUNKS:
+                    del self._chunks[next(iter(self._chunks))]
+            return chunk
+        finally:
+            del self._fetching[offset]
+            done.set()
+
+    async def _read_backlog(self, offset: int) -> bytes | None:
         """Bytes from ``offset`` read from Redis (the ``RANGE`` script: exactly
         :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply, less only at the
         log's end); ``None`` if unreachable.
@@ -201,7 +233,8 @@ class LogFollower:
             if self._has_work():
                 try:
                     if await self._sync():
-                        return  # complete, or gone
+                        self.complete = True
+                        return
                     failing_since = None
                     news_at = trio.current_time()
                 except self._redis_errors:

@@ -139,11 +139,17 @@ class Reading:
             retry_for=self._commands.lease_seconds,
             redis_errors=REDIS_ERRORS,
             still_there=still_there,
-            on_end=lambda ended: self._forget(generation, ended),
+            on_end=lambda ended: self._ended(generation, ended),
         )
         self._followers[generation] = follower
         self.nursery.start_soon(follower.run)
         return follower
+
+    def _ended(self, generation: str, follower: LogFollower) -> None:
+        """A complete log's follower serves its readers' backlog reads until the last
+        leaves (readers arriving meanwhile share them); any other is forgotten now."""
+        if not (follower.complete and follower.readers):
+            self._forget(generation, follower)
 
     def _forget(self, generation: str, follower: LogFollower) -> None:
         if self._followers.get(generation) is follower:
