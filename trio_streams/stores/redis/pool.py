@@ -22,8 +22,13 @@ from coredis.pool import ConnectionPool
 
 #: The deprecated ``--store-follower-connections`` default (it has no effect).
 DEFAULT_FOLLOWER_CONNECTIONS = 1000
-#: Commands are multiplexed: a few connections serve many producers and requests.
-DEFAULT_COMMAND_CONNECTIONS = 64
+#: The most connections an instance opens, its two pub/sub connections included.
+#: Commands are multiplexed (coredis hands a connection back as soon as a command is
+#: sent, before its reply), so one connection carries nearly everything once warm; more
+#: open only while a burst of commands meets connections still being opened (1,000
+#: followers starting at once opened 21 of 64 allowed). Eight keeps an instance at a
+#: small fixed number however many sessions it produces or follows.
+DEFAULT_COMMAND_CONNECTIONS = 8
 
 
 #: The connection the current :meth:`SlotKeepingPool.get_connection` call is opening.
