@@ -8,8 +8,10 @@ gathers: a busy instance makes one round trip for many appends, an idle one send
 append at once. Only what Redis has acknowledged goes into the session's local log
 (``LocalProducer.session``, a core :class:`~trio_streams.core.session.StreamSession`),
 which this instance's readers read as they read the memory store's. So no client ever
-holds a byte that Redis does not: a reader on this instance lags the producer by one
-round trip, and a resume anywhere finds every byte it was sent, at the same offset.
+holds a byte that Redis does not: a reader on this instance lags the producer by the
+flush it waits for (at most the round trip under way, then its own), a reader on another
+instance by that and one pub/sub push, and a resume anywhere finds every byte it was
+sent, at the same offset.
 
 Bounds, so that a producer cannot run away from Redis (an outage, or a Redis slower
 than the producers): a write waits while its session has :data:`OUTBOX_BYTES` unsent,
