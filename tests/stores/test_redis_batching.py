@@ -158,10 +158,11 @@ async def test_an_instance_following_200_sessions_holds_a_few_connections(
 TOKEN = b"data: " + b"x" * 690 + b"\n\n"
 
 
-async def token_sized_log(store: RedisStore, conversation_id: str, count: int) -> bytes:
+async def token_sized_log(
+    store: RedisStore, conversation_id: str, count: int, generation: str = "b" * 32
+) -> bytes:
     """A finished log of ``count`` one-event entries (one APPEND each, as a slow stream
     leaves them), written straight through the scripts."""
-    generation = "b" * 32
     await store.commands.run("START", conversation_id, generation, "x", 0, 60_000, 60, "")
     for index in range(count):
         at = index * len(TOKEN)
@@ -177,18 +178,29 @@ async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
     """Every read from Redis but the last is exactly ``MAX_READ_CHUNK``, however many
     entries it spans, from an entry's start or from inside one."""
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
-        everything = await token_sized_log(a, "long", 1600)  # 1.1 MiB in 1,600 entries
+        everything = await token_sized_log(a, "long", 1400)  # 0.98 MiB in 1,400 entries
         # Finalized, the log is compacted: entries end at every multiple of the chunk
         # (then the last byte, then the terminal marker), the offsets unchanged.
         entries = await a.client.xrange("trio-streams:log:" + "b" * 32 + ":long")
         ends = [int(entry.identifier.split(b"-")[0]) for entry in entries]
         chunk_ends = list(range(MAX_READ_CHUNK, len(everything), MAX_READ_CHUNK))
         assert ends == [*chunk_ends, len(everything), len(everything)]
-        for store, offset in ((b, 0), (b, 12_345), (a, 0)):
+        # Past 1 MiB (or 2,048 entries) a log stays as it is, so that no finalize holds
+        # Redis for long; its replay is cut the same way from the token-sized entries.
+        longer = await token_sized_log(a, "longer", 1600, "e" * 32)  # 1.1 MiB
+        assert await a.client.xlen("trio-streams:log:" + "e" * 32 + ":longer") == 1601
+        for store, name, offset in (
+            (b, "long", 0),
+            (b, "long", 12_345),
+            (a, "long", 0),
+            (b, "longer", 0),
+            (b, "longer", 12_345),
+        ):
+            expected = (everything if name == "long" else longer)[offset:]
             before = await calls_now(store)
-            handle = await opened_on(store, "long", offset)
+            handle = await opened_on(store, name, offset)
             chunks = [chunk async for chunk in handle.read(offset)]
-            assert b"".join(chunks) == everything[offset:]
+            assert b"".join(chunks) == expected
             assert {len(chunk) for chunk in chunks[:-1]} == {MAX_READ_CHUNK}
             # One script call per chunk: the entries are joined inside Redis.
             spent = delta(await calls_now(store), before)
