@@ -8,6 +8,7 @@ The binary is ``$TRIO_STREAMS_TEST_REDIS_SERVER`` if set (for example Debian's
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -86,6 +87,15 @@ class RedisServer:
                 time.sleep(0.02)
         self.stop()
         return False
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

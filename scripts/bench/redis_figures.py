@@ -9,7 +9,10 @@ at the end. Prints:
 - cross-instance cancel: ``stop()`` on instance B until the producer on instance A is
   cancelled (the SPEC asks for under 100 ms);
 - cross-instance delivery: an append on A until a reader on B has the bytes;
-- fan-out: N readers on B of one stream produced on A, and the XREADs Redis served.
+- fan-out: N readers on B of one stream produced on A, and the commands Redis served;
+- connections: S sessions produced on A, each followed by a reader on B; the most
+  connections each instance held meanwhile (Redis's ``CLIENT LIST``, by client name),
+  and the p99 of append on A to receipt on B while all of them stream.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -115,13 +119,57 @@ async def fan_out(a: RedisStore, b: RedisStore, readers: int, events: int) -> st
         go_on.set()
     elapsed = trio.current_time() - begin
     stats = await b.client.info("commandstats")
+
     def calls(command: str) -> int:
         return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
     return (
         f"{readers} readers x {events} events: all delivered in {elapsed * 1000:.0f} ms, "
         f"{total / elapsed / 1e6:.1f} MB/s to readers; Redis served {calls('xread')} XREAD, "
-        f"{calls('xrange')} XRANGE"
+        f"{calls('xrange')} XRANGE, {calls('subscribe')} SUBSCRIBE"
+    )
+
+
+async def connections(a: RedisStore, b: RedisStore, sessions: int, events: int) -> str:
+    """``sessions`` streams of ``events`` events 0.2 s apart on A, each followed on B."""
+    sent: dict[int, list[float]] = {}
+    samples: list[float] = []
+
+    def producer(index: int) -> Callable[[StreamWriter], Awaitable[None]]:
+        async def produce(writer: StreamWriter) -> None:
+            await trio.sleep(1.0 + index % 100 / 500)  # every follower is there, spread
+            for event in range(events):
+                sent.setdefault(index, []).append(trio.current_time())
+                await writer.write(f"data: {event}\n\n".encode())
+                await trio.sleep(0.2)
+
+        return produce
+
+    async def follow(index: int) -> None:
+        handle = await b.open(f"conn-{sessions}-{index}", 0)
+        assert handle is not None
+        received = 0
+        async for chunk in handle.read(0):
+            now = trio.current_time()
+            for _ in range(chunk.count(b"\n\n")):
+                samples.append(now - sent[index][received])
+                received += 1
+
+    most = {a.client_name: 0, b.client_name: 0}
+    async with trio.open_nursery() as nursery:
+        for index in range(sessions):
+            await a.start(f"conn-{sessions}-{index}", producer(index))
+            nursery.start_soon(follow, index)
+        for _ in range(int(events * 0.2 / 0.25) + 4):
+            await trio.sleep(0.25)
+            clients = await b.client.client_list()
+            for name in most:
+                count = sum(1 for client in clients if client.get("name") == name)
+                most[name] = max(most[name], count)
+    return (
+        f"{sessions} sessions produced on A, followed on B: at most {most[a.client_name]} "
+        f"connections of A, {most[b.client_name]} of B; append on A -> receipt on B: "
+        + summary(samples)
     )
 
 
@@ -137,6 +185,9 @@ async def main(url: str, trials: int) -> None:
         print("fan-out (one stream produced on A, readers on B):")
         for readers in (10, 100, 500):
             print("  " + await fan_out(a, b, readers, 200))
+        print("connections per instance (CLIENT LIST):")
+        for sessions in (200, 1000):
+            print("  " + await connections(a, b, sessions, 10))
 
 
 if __name__ == "__main__":

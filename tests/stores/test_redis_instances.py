@@ -156,6 +156,59 @@ async def test_killing_the_producer_s_instance_ends_readers_with_an_error_event(
     assert found.json()[0]["is_done"] is True
 
 
+async def test_an_instance_killed_between_flushes_loses_only_what_no_client_saw(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    """Redis stalls (SIGSTOP), so the producing instance's flushes wait while its producer
+    goes on writing into its outbox; then the instance is killed. What it held unsent is
+    lost, but no client ever had it: the stream on the other instance is every byte the
+    killed instance's own client received, then the interruption event."""
+    lease = 0.5
+    b = await start_server(store=redis_server.url, store_lease=lease)
+    a = await start_process(
+        "--store", redis_server.url, "--store-lease", str(lease), "--demo-tps", "200"
+    )
+    try:
+        a_url = await a.wait_for_url()
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            http.stream(
+                "POST",
+                a_url + "/v1/chat/completions",
+                json=chat_body(PROMPT, max_tokens=100_000),
+                headers={"X-Conversation-Id": "conv-cut"},
+            ) as response,
+        ):
+            chunks = response.aiter_raw()
+            seen = b""
+            while len(seen) < 2000:
+                seen += await chunks.__anext__()
+            redis_server.pause()
+            try:
+                # The client keeps reading: it gets what Redis had acknowledged, no more.
+                with trio.move_on_after(0.5):
+                    async for chunk in chunks:
+                        seen += chunk
+                a.process.kill()  # with tokens written but not flushed
+                await a.process.wait()
+            finally:
+                redis_server.resume()
+        with trio.fail_after(3 * lease + 5):
+            whole = (await httpx.AsyncClient(timeout=10).get(f"{b.url}/v1/stream/conv-cut")).content
+    finally:
+        if a.process.returncode is None:
+            a.process.kill()
+        await a.process.wait()
+    assert whole.startswith(seen)  # nothing a client saw is missing
+    rest = whole[len(seen) :]
+    # After those bytes, at most what was already in Redis, then the interruption event.
+    assert json.loads(sse_data(whole)[-1])["error"]["message"] == ORPHAN_MESSAGE
+    assert whole.endswith(b"\nid: %d\n\n" % len(whole))
+    tokens = chat_text(whole[: whole.rindex(b'data: {"error"')])
+    assert tokens and "".join(answer_tokens(PROMPT)).startswith(tokens)
+    assert sse_data(rest)[-1] == sse_data(whole)[-1]
+
+
 async def test_redis_restart_mid_stream_loses_nothing(
     start_server: StartServer, persistent_redis_server: RedisServer
 ) -> None:

@@ -28,7 +28,7 @@ def test_a_redis_url_builds_the_shared_store_with_the_settings() -> None:
     assert isinstance(store, RedisStore) and isinstance(manager, SessionManager)
     assert store.url == "redis://127.0.0.1:1/2"
     assert (store.max_bytes, store.lease_seconds, manager.max_bytes) == (99, 3, 99)
-    assert store.follower_reads.connections == 7
+    assert store.follower_connections == 7  # deprecated: accepted, without effect
 
 
 @pytest.mark.parametrize(

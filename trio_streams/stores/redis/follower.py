@@ -1,21 +1,21 @@
-"""One blocking ``XREAD`` per live session per instance, shared by that instance's readers.
+"""One follower per followed log per instance, shared by that instance's readers.
 
-A thousand clients following one stream through one instance need one Redis connection
-waiting in ``XREAD BLOCK``, not a thousand. The follower keeps the entries it fetched
-(the recent tail, bounded) and wakes its readers through a
-:class:`trio.lowlevel.ParkingLot`, as the in-memory session does; a reader that is behind
-the tail (a resume from an old offset) reads its backlog with the ``RANGE`` script (the
-entries joined inside Redis, one reply per chunk) and then joins.
+A thousand clients following one stream through one instance need one subscription, not
+a thousand. The follower gets the log's new entries pushed through the instance's one
+pub/sub connection (``subscriber.py``), keeps them (the recent tail, bounded), and wakes
+its readers through a :class:`trio.lowlevel.ParkingLot`, as the in-memory session does;
+a reader that is behind the tail (a resume from an old offset) reads its backlog with the
+``RANGE`` script (the entries joined inside Redis, up to 256 KiB per reply) and then
+joins.
 
-The follower starts at the log's current end (``XREVRANGE … COUNT 1``), so its tail
-always covers every offset from there on. It ends at the terminal marker, when its
-session is gone, when Redis has been unreachable for a whole lease period (its readers
-end; clients resume later), or when its last reader leaves.
-
-Its blocking reads go through the followers' own pool (``pool.FollowerReads``):
-they never hold up the store's commands, and they take turns when more sessions are
-followed than that pool holds. Its other reads (``XREVRANGE``, the ``RANGE`` script) do
-not block and use the command client.
+The follower starts at the log's end as it is once subscribed (``XREVRANGE … COUNT 1``),
+so its tail covers every offset from there on. A message that does not continue its tail
+(one lost while the connection was down, or sent before the subscription) makes it read
+the log from its end with ``RANGE``, as does every acknowledgement of its subscription.
+It ends at the terminal marker, when its session is gone, when Redis has been
+unreachable for a whole lease period (its readers end; clients resume later), or when
+its last reader leaves. After a lease period without news it checks the lease, which
+finalizes the session of a dead producer with the interruption event.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import trio
 
 from trio_streams.core.session import MAX_READ_CHUNK, OffsetLostError
 from trio_streams.stores.redis import scripts as redis_scripts
-from trio_streams.stores.redis.pool import FollowerReads
+from trio_streams.stores.redis.subscriber import Subscriber
 
-#: Entries one XREAD returns at most; a reader far behind catches up in batches.
-READ_BATCH = 1024
 #: Entries a backlog read takes from the stream at a time, until it holds
 #: ``MAX_READ_CHUNK`` bytes.
 BACKLOG_PAGE = 256
+#: Backlog chunks a follower keeps for its other readers (the last few read).
+BACKLOG_CHUNKS = 4
 #: The tail a follower keeps for its readers: at most this many entries and bytes.
 TAIL_ENTRIES = 4096
 TAIL_BYTES = 1 << 20
@@ -56,7 +56,7 @@ class LogFollower:
     def __init__(
         self,
         client: coredis.Redis[bytes],
-        reads: FollowerReads,
+        subscriber: Subscriber,
         log: str,
         *,
         block_ms: int,
@@ -67,8 +67,9 @@ class LogFollower:
     ) -> None:
         self._client = client
         self._range = client.register_script(redis_scripts.RANGE)
-        self._reads = reads
+        self._subscriber = subscriber
         self.log = log
+        self._channel = log.encode()
         self._block_ms = block_ms
         self._retry_for = retry_for
         self._redis_errors = redis_errors
@@ -78,6 +79,9 @@ class LogFollower:
         self.end = 0
         #: No more bytes will come through this follower (complete, gone or stopped).
         self.finished = False
+        #: It reached the terminal marker: every byte is in Redis, none will come. Readers
+        #: arriving now may still share it (and its backlog reads).
+        self.complete = False
         self.ready = trio.Event()
         self.readers = 0
         self.cancel_scope = trio.CancelScope()
@@ -86,6 +90,23 @@ class LogFollower:
         self._data: list[bytes] = []
         self._tail_bytes = 0
         self._lot = trio.lowlevel.ParkingLot()
+        #: The last backlog chunks read, by offset, and the reads under way.
+        self._chunks: dict[int, bytes] = {}
+        self._fetching: dict[int, trio.Event] = {}
+        #: The follower task waits here for work: a gap, a (re)subscription, the end.
+        self._work = trio.lowlevel.ParkingLot()
+        #: The log's end is known: messages continue the tail from :attr:`end`.
+        self._started = False
+        #: The subscription was acknowledged since the last read of the log.
+        self._resync = False
+        #: The furthest end a message announced (past :attr:`end`: there is a gap).
+        self._wanted = 0
+        #: The terminal marker's offset, once announced.
+        self._terminal: int | None = None
+        #: :attr:`end` when the follower last looked for news (quiet means unchanged).
+        self._news_end = 0
+        #: trio clock time since which the pub/sub connection is down (``None``: up).
+        self._down_since: float | None = None
 
     # -- for readers ---------------------------------------------------------------------
 
@@ -108,98 +129,175 @@ class LogFollower:
         return b"".join(parts) if parts else None
 
     async def backlog(self, offset: int) -> bytes | None:
-        """Bytes from ``offset`` read from Redis (the ``RANGE`` script, up to
-        :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply); ``None`` if unreachable.
+        """Bytes from ``offset`` (see :meth:`_read_backlog`), read once for every reader
+        of this log here that asks for the same offset at about the same time: a hundred
+        clients replaying a finished answer from 0 cost Redis one replay, not a hundred."""
+        while True:
+            chunk = self._chunks.get(offset)
+            if chunk is not None:
+                return chunk
+            fetching = self._fetching.get(offset)
+            if fetching is None:
+                break
+            await fetching.wait()  # then the cache holds it, or that read failed: retry
+        done = self._fetching[offset] = trio.Event()
+        try:
+            chunk = await self._read_backlog(offset)
+            if chunk is not None:
+                self._chunks[offset] = chunk
+                if len(self._chunks) > BACKLOG_CHUNKS:
+                    del self._chunks[next(iter(self._chunks))]
+            return chunk
+        finally:
+            del self._fetching[offset]
+            done.set()
+
+    async def _read_backlog(self, offset: int) -> bytes | None:
+        """Bytes from ``offset`` read from Redis (the ``RANGE`` script: exactly
+        :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply, less only at the
+        log's end); ``None`` if unreachable.
 
         Raises :class:`OffsetLostError` if the entry holding ``offset`` was trimmed.
         """
         try:
             reply: list[Any] = await self._range(
-                keys=[self.log], args=[offset + 1, BACKLOG_PAGE, MAX_READ_CHUNK]
+                keys=[self.log], args=[offset, BACKLOG_PAGE, MAX_READ_CHUNK]
             )
         except self._redis_errors:
             return None
-        start, data = int(reply[0]), reply[1]
+        start, chunk = int(reply[0]), reply[1]
         if start < 0 or start > offset:
             first_start = self._starts[0] if self._starts else self.end
             raise OffsetLostError(offset, first_start)
-        chunk: bytes = data[offset - start :]
+        assert isinstance(chunk, bytes)
         return chunk
 
     async def park(self) -> None:
         await self._lot.park()
+
+    # -- from the subscriber ---------------------------------------------------------------
+
+    def push(self, payload: bytes) -> None:
+        """A published entry: ``d<end> <bytes>`` or the terminal marker ``e<total>``."""
+        if payload[:1] == b"d":
+            head, _, data = payload.partition(b" ")
+            end = int(head[1:])
+            if not self._started or end <= self.end:
+                return  # before the start, or already here
+            if end - len(data) == self.end:
+                self._remember(self.end, end, data)
+                self._lot.unpark_all()
+                return
+            self._wanted = max(self._wanted, end)  # a gap: read the log
+        elif payload[:1] == b"e":
+            self._terminal = int(payload[1:])
+        self._work.unpark_all()
+
+    def subscribed(self) -> None:
+        """(Re)subscribed: whatever came before is read from the log."""
+        self._down_since = None
+        self._resync = True
+        self._work.unpark_all()
+
+    def disconnected(self) -> None:
+        if self._down_since is None:
+            self._down_since = trio.current_time()
+        self._work.unpark_all()
 
     # -- the follower task ---------------------------------------------------------------
 
     async def run(self) -> None:
         try:
             with self.cancel_scope:
+                self._subscriber.add(self._channel, self)
+                if not self._subscriber.connected:
+                    self.disconnected()
                 await self._follow()
         finally:
+            self._subscriber.remove(self._channel, self)
             self.finished = True
             self.ready.set()
             self._lot.unpark_all()
             self._on_end(self)
 
+    def _has_work(self) -> bool:
+        if self._resync or self.end < self._wanted:
+            return True
+        return self._terminal is not None and self._started
+
     async def _follow(self) -> None:
-        last_id = await self._start()
-        if last_id is None:
-            return
         failing_since: float | None = None
         news_at = trio.current_time()
+        block = self._block_ms / 1000
         while True:
-            try:
-                reply, full_block = await self._reads.xread(
-                    self.log, last_id, count=READ_BATCH, block_ms=self._block_ms
-                )
-                failing_since = None
-            except self._redis_errors:
-                now = trio.current_time()
-                failing_since = now if failing_since is None else failing_since
-                if now - failing_since >= self._retry_for:
-                    return
-                await trio.sleep(0.2)
-                continue
-            if not reply:
-                # A lease period without news: the check may finalize an orphan. (A
-                # shorter turn, taken while other followers wait, says less: the check
-                # waits until a lease period has passed since the last news.)
-                now = trio.current_time()
-                if full_block or now - news_at >= self._block_ms / 1000:
-                    if not await self._still_there(self.end):
-                        return
-                    news_at = now
-                continue
-            news_at = trio.current_time()
-            for entries in reply.values():
-                for entry in entries:
-                    end, data = parse_entry(entry)
-                    if data is None:
-                        self._lot.unpark_all()
-                        return  # the terminal marker: complete
-                    self._remember(end - len(data), end, data)
-                    last_id = f"{end}-0"
-            self._lot.unpark_all()
-
-    async def _start(self) -> str | None:
-        """Begin at the log's current end; ``None`` if there is nothing to follow."""
-        last: tuple[Any, ...] | None = None
-        with trio.move_on_after(self._retry_for):
-            while last is None:
+            if self._has_work():
                 try:
-                    last = await self._client.xrevrange(self.log, "+", "-", 1)
+                    if await self._sync():
+                        self.complete = True
+                        return
+                    failing_since = None
+                    news_at = trio.current_time()
                 except self._redis_errors:
+                    now = trio.current_time()
+                    failing_since = now if failing_since is None else failing_since
+                    if now - failing_since >= self._retry_for:
+                        return
                     await trio.sleep(0.2)
-        if last is None:
-            return None  # Redis unreachable for a whole lease period
-        if last:
-            end, data = parse_entry(last[0])
-            self.end = end
-            if data is None:
-                self.ready.set()
-                return None  # already complete: readers read the backlog only
-        self.ready.set()
-        return f"{self.end}-0"
+                continue
+            if self._down_since is not None:
+                # No connection, so no news: end after a lease period of it.
+                if trio.current_time() - self._down_since >= self._retry_for:
+                    return
+                with trio.move_on_after(0.2):
+                    await self._work.park()
+                continue
+            with trio.move_on_at(news_at + block) as waited:
+                await self._work.park()
+            if not waited.cancelled_caught:
+                continue
+            if self.end > self._news_end:
+                self._news_end = self.end  # news came in through push: not quiet
+                news_at = trio.current_time()
+                continue
+            # A lease period without news: the check may finalize an orphan (its
+            # terminal marker then arrives like any other).
+            if not await self._still_there(self.end):
+                return
+            self._resync = True  # and read whatever a lost message may have held
+            news_at = trio.current_time()
+
+    async def _sync(self) -> bool:
+        """Read the log from :attr:`end`; ``True`` if it is complete (no more to come)."""
+        self._resync = False
+        if not self._started:
+            last: tuple[Any, ...] = await self._client.xrevrange(self.log, "+", "-", 1)
+            if last:
+                end, data = parse_entry(last[0])
+                self.end = self._news_end = end
+                if data is None:
+                    return True  # already complete: readers read the backlog only
+            self._started = True
+            self.ready.set()
+            return False
+        while True:
+            reply: list[Any] = await self._range(
+                keys=[self.log], args=[self.end, BACKLOG_PAGE, MAX_READ_CHUNK]
+            )
+            start, data = int(reply[0]), reply[1]
+            complete = len(reply) > 2 and int(reply[2]) == 1
+            if start >= 0:
+                # Messages may have brought some of these bytes meanwhile.
+                skip = max(0, self.end - start)
+                if skip < len(data):
+                    self._remember(start + skip, start + len(data), data[skip:])
+                    self._lot.unpark_all()
+            if complete:
+                return True
+            if start < 0 or len(data) < MAX_READ_CHUNK:
+                if self._terminal is not None and self.end >= self._terminal:
+                    return True
+                self._wanted = min(self._wanted, self.end)
+                return False
 
     def _remember(self, start: int, end: int, data: bytes) -> None:
         self._starts.append(start)

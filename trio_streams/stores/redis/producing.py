@@ -1,9 +1,11 @@
 """The Redis store's producer side: the producers running on this instance.
 
 Each runs under its own cancel scope (cancelled by DELETE or a replacement, here or via
-the control channel), appends to its session's log in Redis with the id stamping and
-keep-alive of the in-memory store, keeps its lease alive, and finalizes the session in
-Redis on its way out, whatever ended it.
+the control channel), writes with the id stamping and keep-alive of the in-memory store,
+keeps its lease alive, and finalizes the session in Redis on its way out, whatever ended
+it. Its bytes go to Redis through this instance's :class:`~.outbox.Flusher` (batched
+with every other session's) and, once Redis has them, into a local
+:class:`~trio_streams.core.session.StreamSession` that this instance's readers read.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import trio
 from trio_streams.core.event_ids import EventIdStamper
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
-from trio_streams.core.session import SessionClosedError
+from trio_streams.core.session import SessionClosedError, StreamSession
 from trio_streams.core.sse import DONE_TAIL, PING, ends_with_done, generation_failed_event
 from trio_streams.stores.redis.commands import RedisCommands, only
+from trio_streams.stores.redis.outbox import Flusher
 
 logger = logging.getLogger("trio_streams")
 
@@ -31,37 +34,47 @@ class LocalProducer:
 
     conversation_id: str
     generation: str
+    #: What Redis has acknowledged, as this instance's readers read it.
+    session: StreamSession
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    #: The log's end as this producer wrote it: an append names the end it expects to
-    #: extend, so a retry after a lost reply cannot append the same bytes twice.
-    total_bytes: int = 0
-    #: Appends of one producer (its own writes and keep-alive pings) go one at a time.
-    append_lock: trio.Lock = field(default_factory=trio.Lock)
-    #: trio clock time of the last append; keep-alive measures idleness on it.
+    #: The log's end with the bytes still waiting in :attr:`pending`: where the next
+    #: write's ids count from.
+    written: int = 0
+    #: Stamped bytes not yet acknowledged by Redis; they start at ``session.total_bytes``.
+    pending: bytearray = field(default_factory=bytearray)
+    #: Nothing more goes to Redis: the session moved on there (finalized, replaced or
+    #: stopped elsewhere), or the producer is done.
+    closed: bool = False
+    #: This producer's own FINALIZE ended the session: the local log holds all of it.
+    finalized_here: bool = False
+    #: trio clock time of the last write; keep-alive measures idleness on it.
     last_append_clock: float = field(default_factory=trio.current_time)
     #: Adds ``id: <offset after the event>`` to each event (``None``: ids are off).
     stamper: EventIdStamper | None = None
-    #: The last bytes appended (``sse.DONE_TAIL`` of them): keep-alive ends after DONE.
+    #: The last bytes written (``sse.DONE_TAIL`` of them): keep-alive ends after DONE.
     tail: bytes = b""
 
 
 class RedisWriter:
-    """The :class:`~trio_streams.core.producer.StreamWriter` that appends to the shared log."""
+    """The :class:`~trio_streams.core.producer.StreamWriter` of a shared session."""
 
     def __init__(self, producing: Producing, local: LocalProducer) -> None:
         self._producing = producing
         self._local = local
 
     async def write(self, data: bytes) -> None:
-        if not data:
-            await trio.lowlevel.checkpoint()
-            return
-        if await self._producing.append(self._local, data) < 0:
+        local = self._local
+        if data and self._producing.flusher.full(local):
+            await self._producing.flusher.room(local)  # backpressure: Redis is behind
+        if local.closed:
             # Finalized, replaced or stopped elsewhere: a cancel, if one is pending,
             # raises here; otherwise the producer learns its stream is closed.
             await trio.lowlevel.checkpoint()
             raise SessionClosedError("the session was finalized")
-        self._local.last_append_clock = trio.current_time()
+        if data:
+            self._producing.put(local, data)
+            local.last_append_clock = trio.current_time()
+        await trio.lowlevel.checkpoint()
 
 
 class Producing:
@@ -74,6 +87,7 @@ class Producing:
     ) -> None:
         self._commands = commands
         self._renew_lease = renew_lease
+        self.flusher = Flusher(commands)
         self.running: dict[str, LocalProducer] = {}
         #: Set by shutdown: finalizing then waits at most 2 s for Redis.
         self.closing = False
@@ -81,18 +95,31 @@ class Producing:
     def get(self, generation: str) -> LocalProducer | None:
         return self.running.get(generation)
 
+    def adopt(self, local: LocalProducer) -> None:
+        """``local`` runs here from now on (the flusher stays until it has finalized)."""
+        self.running[local.generation] = local
+        self.flusher.register()
+
     def cancel_all(self) -> None:
         """Shutdown: cancel every producer (each finalizes its session on its way out)."""
         self.closing = True
         for local in list(self.running.values()):
             local.cancel_scope.cancel()
+        self.flusher.stop_when_idle()
+
+    def put(self, local: LocalProducer, data: bytes, *, stamp: bool = True) -> None:
+        """Stamp ``data`` at the log's end (with what is still waiting) and queue it."""
+        if stamp and local.stamper is not None:
+            # No checkpoint since ``written`` was read: the ids are exact offsets.
+            data = local.stamper.stamp(data, local.written)
+        local.tail = (local.tail + data[-DONE_TAIL:])[-DONE_TAIL:]
+        self.flusher.add(local, data)
 
     async def run(
         self, local: LocalProducer, producer: Producer, ping_interval: float | None
     ) -> None:
         """Run one producer under its cancel scope; finalize its session in Redis after."""
-        commands = self._commands
-        failure = ""
+        failure = b""
         try:
             with local.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -104,55 +131,52 @@ class Producing:
         except Exception as exc:  # a failing producer must end its stream, not the server
             if not only(exc, (SessionClosedError,)):
                 logger.exception("producer of stream %s failed", redact(local.conversation_id))
-                failure = generation_failed_event(exc).decode()
+                failure = generation_failed_event(exc)
         finally:
-            self.running.pop(local.generation, None)
-            # Finalize even when cancelled. If Redis stays unreachable (for a lease period,
-            # or 2 s when shutting down), the lease expires and a reader finalizes it.
-            lease = commands.lease_seconds
-            patience = min(lease, 2.0) if self.closing else lease
-            with trio.move_on_after(patience) as scope:
-                scope.shield = True
-                await commands.retrying(
-                    "FINALIZE",
-                    local.conversation_id,
-                    local.generation,
-                    int(time.time()),
-                    commands.ttl_seconds,
-                    failure,
-                    commands.max_bytes,
-                )
+            try:
+                await self._finalize(local, failure)
+            finally:
+                # Whatever Redis did not get by now is lost: the lease finalizes the
+                # session after the last byte it has (readers here never saw the rest).
+                self.flusher.unregister(local)
+                local.session.finalize()
+                self.running.pop(local.generation, None)
 
-    async def append(self, local: LocalProducer, data: bytes, *, stamp: bool = True) -> int:
-        """Append ``data`` to the log; the log's new end, or -1 if the session moved on."""
-        async with local.append_lock:
-            if stamp and local.stamper is not None:
-                # Under the lock: the ids are exact offsets, no ping can slip in between.
-                data = local.stamper.stamp(data, local.total_bytes)
-            result = int(
-                await self._commands.retrying(
-                    "APPEND",
-                    local.conversation_id,
-                    local.generation,
-                    data,
-                    self._commands.max_bytes,
-                    local.total_bytes,
-                )
+    async def _finalize(self, local: LocalProducer, failure: bytes) -> None:
+        """Flush what is waiting, then finalize in Redis, even when cancelled. If Redis
+        stays unreachable (for a lease period, or 2 s when shutting down), the lease
+        expires and a reader finalizes the session."""
+        commands = self._commands
+        lease = commands.lease_seconds
+        patience = min(lease, 2.0) if self.closing else lease
+        with trio.move_on_after(patience) as scope:
+            scope.shield = True
+            if failure and not local.closed:
+                self.put(local, failure)  # stamped like any event, as the memory store does
+            await self.flusher.drained(local)
+            if local.closed:
+                return  # the session moved on: whoever ended it finalized it
+            finalized = await commands.retrying(
+                "FINALIZE",
+                local.conversation_id,
+                local.generation,
+                int(time.time()),
+                commands.ttl_seconds,
+                "",
+                commands.max_bytes,
             )
-            if result >= 0:
-                local.total_bytes = result
-                local.tail = (local.tail + data[-DONE_TAIL:])[-DONE_TAIL:]
-            return result
+            local.finalized_here = bool(finalized)
 
     async def keep_alive(self, local: LocalProducer, interval: float) -> None:
-        """Append ``: ping`` whenever the stream has been silent for ``interval`` seconds
+        """Write ``: ping`` whenever the stream has been silent for ``interval`` seconds
         (the same rule as the in-memory ``keepalive.keep_alive``), until ``data: [DONE]``."""
         while True:
             await trio.sleep_until(local.last_append_clock + interval)
             if trio.current_time() - local.last_append_clock >= interval:
-                if ends_with_done(local.tail):
+                if ends_with_done(local.tail) or local.closed:
                     return
                 # Pings are comments: no id, as in memory (keepalive.py appends them raw).
-                if await self.append(local, PING, stamp=False) < 0:
-                    return
+                # None while Redis is behind: the readers would not get them anyway.
+                if not self.flusher.full(local):
+                    self.put(local, PING, stamp=False)
                 local.last_append_clock = trio.current_time()

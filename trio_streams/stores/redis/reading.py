@@ -1,10 +1,17 @@
 """The Redis store's reader side: this instance's readers of shared logs.
 
-The readers of one log on this instance share a follower (``follower.py``) waiting in one
-blocking ``XREAD``: Redis wakes it on the next ``XADD``; there is no polling loop. Older
-bytes than the follower keeps come from ``XRANGE``. A follower's read times out after one
-lease period without news; it then checks the lease and, if it expired while the session
-is live (the owner died), finalizes the session with an SSE error event.
+A session produced on this instance is read from its local log (``LocalProducer.session``,
+filled as Redis acknowledges each batch): no Redis command per reader or per append, as
+with the memory store. If that log ends without this instance having finalized the
+session (replaced, stopped or orphaned elsewhere, or Redis unreachable), its readers go on
+from Redis at their offset, so they get what the others get.
+
+The readers of any other log on this instance share a follower (``follower.py``) that
+gets the log's entries pushed through the instance's one pub/sub connection
+(``subscriber.py``); there is no polling loop, and no connection per session. Older bytes
+than the follower keeps come from the ``RANGE`` script. After one lease period without
+news a follower checks the lease and, if it expired while the session is live (the owner
+died), finalizes the session with an SSE error event.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import trio
 from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
 from trio_streams.stores.redis.follower import LogFollower
 from trio_streams.stores.redis.keys import log_key
-from trio_streams.stores.redis.pool import FollowerReads
 from trio_streams.stores.redis.producing import LocalProducer
+from trio_streams.stores.redis.subscriber import Subscriber
 
 
 class RedisStream:
@@ -38,8 +45,16 @@ class RedisStream:
         self.generation = generation
         self._local = local
 
-    def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
-        return self._reading.read(self.conversation_id, self.generation, offset)
+    async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
+        local = self._local
+        if local is not None:
+            async for chunk in local.session.read(offset):
+                offset += len(chunk)
+                yield chunk
+            if local.finalized_here:
+                return  # the local log ended where Redis's did
+        async for chunk in self._reading.read(self.conversation_id, self.generation, offset):
+            yield chunk
 
     def cancel(self) -> None:
         if self._local is not None:
@@ -53,11 +68,11 @@ class Reading:
         self,
         commands: RedisCommands,
         client: coredis.Redis[bytes],
-        follower_reads: FollowerReads,
     ) -> None:
         self._commands = commands
         self._client = client
-        self._follower_reads = follower_reads
+        #: The one pub/sub connection that brings this instance its followed logs.
+        self.subscriber = Subscriber(client)
         # generation -> the follower shared by this instance's readers of that log.
         self._followers: dict[str, LogFollower] = {}
         #: Where followers run; set by the store while it is open.
@@ -69,12 +84,13 @@ class Reading:
         self._closed = True
         for follower in list(self._followers.values()):
             follower.cancel_scope.cancel()
+        self.subscriber.shutdown()
 
     async def read(
         self, conversation_id: str, generation: str, offset: int
     ) -> AsyncGenerator[bytes, None]:
         """Follow one log from ``offset``: the tail from this instance's shared follower
-        (one blocking XREAD, never a poll), older bytes from ``XRANGE``."""
+        (pushed through pub/sub, never a poll), older bytes from the ``RANGE`` script."""
         if offset < 0:
             raise ValueError("offset must be non-negative")
         follower = self._follower(conversation_id, generation)
@@ -117,17 +133,23 @@ class Reading:
 
         follower = LogFollower(
             self._client,
-            self._follower_reads,
+            self.subscriber,
             log_key(conversation_id, generation),
             block_ms=self._commands.lease_ms,
             retry_for=self._commands.lease_seconds,
             redis_errors=REDIS_ERRORS,
             still_there=still_there,
-            on_end=lambda ended: self._forget(generation, ended),
+            on_end=lambda ended: self._ended(generation, ended),
         )
         self._followers[generation] = follower
         self.nursery.start_soon(follower.run)
         return follower
+
+    def _ended(self, generation: str, follower: LogFollower) -> None:
+        """A complete log's follower serves its readers' backlog reads until the last
+        leaves (readers arriving meanwhile share them); any other is forgotten now."""
+        if not (follower.complete and follower.readers):
+            self._forget(generation, follower)
 
     def _forget(self, generation: str, follower: LogFollower) -> None:
         if self._followers.get(generation) is follower:

@@ -4,13 +4,15 @@ Every instance serves every session: the log, the metadata and the lease live in
 (names in ``keys.py``, atomic changes in ``scripts.py``), and only the producer task runs
 on the instance that started it. :class:`RedisStore` is the store seam over three sides:
 
-- **Producers** (``producing.py``): one stream entry per append, whose id is the logical
-  offset just after it (``E-0``), so ``from=N`` is a read after ``N-0``; a finalize adds
-  the terminal marker ``T-1``.
-- **Readers** (``reading.py``): one follower per log on this instance, in one blocking
-  ``XREAD`` on a connection pool of its own (``pool.py``), so appends, lease renewals,
-  stops, lookups and pub/sub never wait behind them. Past that pool's size, followers
-  take turns: readers get bytes later.
+- **Producers** (``producing.py``): one stream entry per flushed append, whose id is the
+  logical offset just after it (``E-0``), so ``from=N`` is a read after ``N-0``; a
+  finalize adds the terminal marker ``T-1``. They write through one flusher task per
+  instance (``outbox.py``): whatever every session has waiting goes in one round trip,
+  and only what Redis acknowledged reaches the local log that this instance's readers
+  read (no Redis command per reader).
+- **Readers** elsewhere (``reading.py``): one follower per log per instance, fed by one
+  pub/sub connection per instance (``subscriber.py``): the connections of an instance do
+  not grow with the sessions it follows.
 - **Cancels and leases** (``control.py``): DELETE or a replacement anywhere cancels the
   producer on its owner through pub/sub; leases let a reader finalize the session of a
   dead instance with an SSE error event.
@@ -25,6 +27,7 @@ on the instance that started it. :class:`RedisStore` is the store seam over thre
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -55,7 +58,6 @@ from trio_streams.stores.redis.keys import meta_key
 from trio_streams.stores.redis.pool import (
     DEFAULT_COMMAND_CONNECTIONS,
     DEFAULT_FOLLOWER_CONNECTIONS,
-    FollowerReads,
     command_client,
 )
 from trio_streams.stores.redis.producing import LocalProducer, Producing
@@ -85,9 +87,9 @@ class RedisStore:
         command_connections: int = DEFAULT_COMMAND_CONNECTIONS,
         follower_connections: int = DEFAULT_FOLLOWER_CONNECTIONS,
     ) -> None:
-        """``follower_connections``: sessions this instance follows at once, each with a
-        blocking read on a connection of its own; past it, their readers take turns
-        (``pool.FollowerReads``). ``command_connections``: everything else, shared.
+        """``command_connections``: the most connections of the multiplexed command pool
+        (the two pub/sub connections come from it too). ``follower_connections`` is
+        deprecated and has no effect: followed sessions share one pub/sub connection.
         """
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -99,14 +101,18 @@ class RedisStore:
         #: Stamp every SSE event with ``id: <offset after it>``, as the in-memory store does.
         self.event_ids = event_ids
         self.instance_id = instance_id or uuid.uuid4().hex
+        #: The name of this instance's connections in Redis's ``CLIENT LIST``.
+        #: (Redis refuses names with spaces: anything but letters, digits, ``.-_`` goes.)
+        self.client_name = "trio-streams-" + re.sub(r"[^\w.-]", "", self.instance_id)[:12]
         #: Commands: scripts, XRANGE, pub/sub. Never a blocking read.
         self.client: coredis.Redis[bytes] = command_client(
-            url, connections=command_connections, connect_timeout=connect_timeout
+            url,
+            connections=command_connections,
+            connect_timeout=connect_timeout,
+            name=self.client_name,
         )
-        #: The followers' blocking reads, on their own pool.
-        self.follower_reads = FollowerReads(
-            url, connections=follower_connections, connect_timeout=connect_timeout
-        )
+        #: Deprecated, without effect (followers no longer hold a connection each).
+        self.follower_connections = follower_connections
         self.commands = RedisCommands(
             self.client,
             event_ids=event_ids,
@@ -127,7 +133,7 @@ class RedisStore:
         # cancels producers by generation: the store ties that knot (``_renew_lease``).
         self._producing = Producing(self.commands, self._renew_lease)
         self._control = Control(self.commands, self.client, self.instance_id, self._producing)
-        self._reading = Reading(self.commands, self.client, self.follower_reads)
+        self._reading = Reading(self.commands, self.client)
         self._closed = False
         self._nursery: trio.Nursery | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -137,11 +143,12 @@ class RedisStore:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.client)
-            await stack.enter_async_context(self.follower_reads.client)
             await stack.enter_async_context(self.memory)
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             self._reading.nursery = self._nursery
             self._nursery.start_soon(self._control.listen)
+            self._nursery.start_soon(self._producing.flusher.run)
+            self._nursery.start_soon(self._reading.subscriber.run)
             # Cancels published before we listen would be missed (the lease renewal
             # catches those too, within a third of a lease): wait briefly, not forever,
             # so that an instance can start while Redis is down.
@@ -206,6 +213,7 @@ class RedisStore:
         local = LocalProducer(
             conversation_id,
             uuid.uuid4().hex,
+            StreamSession(conversation_id, self.max_bytes),
             stamper=EventIdStamper() if self.event_ids else None,
         )
         with unavailable():
@@ -225,7 +233,7 @@ class RedisStore:
             old_owner, old_generation = (text(value) for value in replaced)
             logger.info("replacing stream %s", redact(conversation_id))
             await self._control.cancel_producer(old_owner, conversation_id, old_generation)
-        self._producing.running[local.generation] = local
+        self._producing.adopt(local)
         if self._closed:
             # Shutdown began while Redis answered: still run the task, so that the
             # session is finalized, but cancelled from the start like every other.
@@ -251,7 +259,9 @@ class RedisStore:
         generation, dropped = text(found[0]), int(found[1])
         if offset < dropped:
             raise OffsetLostError(offset, dropped)
-        return RedisStream(self._reading, conversation_id, generation)
+        # Produced here: read the local log, as the memory store's readers do.
+        local = self._producing.get(generation)
+        return RedisStream(self._reading, conversation_id, generation, local)
 
     async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
         with unavailable():

@@ -1,0 +1,263 @@
+"""What the Redis store costs per append and per follower, counted on a real server.
+
+- one flusher per instance: many sessions appending at once share round trips;
+- readers on the producing instance read its local log, with no Redis command at all;
+- readers on another instance share one pub/sub connection: the connections of an
+  instance (Redis's own ``CLIENT LIST``) do not grow with the sessions it follows;
+- a finished session's backlog comes back in reads of exactly 256 KiB;
+- a producer cannot run ahead of a stalled Redis by more than its outbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import trio
+
+from tests.redis_fixtures import RedisServer
+from tests.stores.test_redis_store import command_calls, two_stores
+from tests.stores.test_store_contract import Ticker, read_all, ticks
+from trio_streams.core.producer import StreamWriter
+from trio_streams.core.session import MAX_READ_CHUNK
+from trio_streams.stores.redis.outbox import OUTBOX_BYTES
+from trio_streams.stores.redis.store import RedisStore
+
+
+async def calls_now(store: RedisStore) -> dict[str, int]:
+    return command_calls(await store.client.info("commandstats"))
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {name: count - before.get(name, 0) for name, count in after.items()}
+
+
+async def test_many_sessions_appending_at_once_share_round_trips(
+    redis_server: RedisServer,
+) -> None:
+    sessions, events = 100, 20
+    go, finish, all_written = trio.Event(), trio.Event(), trio.Event()
+    written = 0
+
+    async def producer(writer: StreamWriter) -> None:
+        nonlocal written
+        await go.wait()
+        for index in range(events):
+            await writer.write(f"data: {index}\n\n".encode())
+            written += 1
+            await trio.lowlevel.checkpoint()  # the other producers write in between
+        if written == sessions * events:
+            all_written.set()
+        await finish.wait()
+
+    async with two_stores(redis_server, lease_seconds=30) as (a, b):
+        for index in range(sessions):
+            await a.start(f"c{index}", producer)
+        before = await calls_now(a)
+        go.set()
+        with trio.fail_after(10):
+            await all_written.wait()
+            for local in a._producing.running.values():
+                await a._producing.flusher.drained(local)  # Redis has every byte
+        spent = delta(await calls_now(a), before)
+        finish.set()
+        # 2,000 appends; one script call carries the waiting bytes of every session.
+        assert spent["evalsha"] <= sessions * events / 20, spent
+        for index in (0, sessions // 2, sessions - 1):
+            handle = await b.open(f"c{index}", 0)
+            assert handle is not None
+            with trio.fail_after(5):
+                assert await read_all(handle) == ticks(events)
+
+
+async def test_readers_on_the_producing_instance_send_redis_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with two_stores(redis_server, lease_seconds=30, event_ids=True) as (a, b):
+        go = trio.Event()
+
+        async def producer(writer: StreamWriter) -> None:
+            await go.wait()
+            for index in range(30):
+                await writer.write(f"data: {index}\n\n".encode())
+                await trio.sleep(0.002)
+
+        handle = await a.start("c1", producer)
+        flusher = a._producing.flusher
+        outputs: list[bytes] = []
+
+        async def follow(offset: int) -> None:
+            reader = handle if offset == 0 else await a.open("c1", offset)
+            assert reader is not None
+            outputs.append(await read_all(reader, offset))
+
+        before, round_trips = await calls_now(a), flusher.round_trips
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(follow, 0)
+            await trio.sleep(0.1)
+            go.set()
+        spent = delta(await calls_now(a), before)
+        whole = outputs[0]
+        assert outputs == [whole] * 50
+        # The appends' round trips and the one FINALIZE: nothing for 50 readers.
+        assert spent["evalsha"] == flusher.round_trips - round_trips + 1, spent
+        assert all(spent.get(name, 0) == 0 for name in ("subscribe", "xread", "xrevrange")), spent
+        assert spent["xrange"] == 1, spent  # inside FINALIZE, which compacts the log
+        # The ids stamped here are the offsets Redis stores: another instance serves
+        # the same bytes, and every event's id is the offset just after it.
+        assert await read_all(await opened_on(b, "c1")) == whole
+        events = whole.split(b"\n\n")[:-1]
+        ends = itertools.accumulate(len(event) + 2 for event in events)
+        assert all(
+            event.endswith(b"\nid: %d" % end) for event, end in zip(events, ends, strict=True)
+        )
+        # A resume at an offset, here and there, from inside an event: the same bytes.
+        middle = len(whole) // 2 + 3
+        here = await a.open("c1", middle)
+        there = await b.open("c1", middle)
+        assert here is not None and there is not None
+        assert await read_all(here, middle) == await read_all(there, middle) == whole[middle:]
+
+
+async def opened_on(store: RedisStore, conversation_id: str, offset: int = 0) -> Any:
+    handle = await store.open(conversation_id, offset)
+    assert handle is not None
+    return handle
+
+
+async def test_an_instance_following_200_sessions_holds_a_few_connections(
+    redis_server: RedisServer,
+) -> None:
+    sessions, limit = 200, 8
+    async with two_stores(redis_server) as (a, b):
+        tickers = [Ticker(count=20, interval=0.05, prefill=0.5) for _ in range(sessions)]
+        received: dict[int, bytes] = {}
+
+        async def follow(index: int) -> None:
+            handle = await opened_on(b, f"c{index}")
+            received[index] = await read_all(handle)
+
+        most: dict[str, int] = {}
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for index, ticker in enumerate(tickers):
+                    await a.start(f"c{index}", ticker)
+                    nursery.start_soon(follow, index)
+                for _ in range(8):  # while every session is followed, and streams
+                    await trio.sleep(0.2)
+                    clients = await b.client.client_list()
+                    for store in (a, b):
+                        count = sum(1 for c in clients if c.get("name") == store.client_name)
+                        most[store.client_name] = max(most.get(store.client_name, 0), count)
+        assert received == {index: ticks(20) for index in range(sessions)}
+        assert 0 < most[b.client_name] <= limit, most
+        assert 0 < most[a.client_name] <= limit, most
+
+
+TOKEN = b"data: " + b"x" * 690 + b"\n\n"
+
+
+async def token_sized_log(
+    store: RedisStore, conversation_id: str, count: int, generation: str = "b" * 32
+) -> bytes:
+    """A finished log of ``count`` one-event entries (one APPEND each, as a slow stream
+    leaves them), written straight through the scripts."""
+    await store.commands.run("START", conversation_id, generation, "x", 0, 60_000, 60, "")
+    for index in range(count):
+        at = index * len(TOKEN)
+        end = await store.commands.run("APPEND", conversation_id, generation, TOKEN, 4 << 20, at)
+        assert end == at + len(TOKEN)
+    await store.commands.run("FINALIZE", conversation_id, generation, 0, 60, "", 4 << 20)
+    return TOKEN * count
+
+
+async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
+    redis_server: RedisServer,
+) -> None:
+    """Every read from Redis but the last is exactly ``MAX_READ_CHUNK``, however many
+    entries it spans, from an entry's start or from inside one."""
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        everything = await token_sized_log(a, "long", 1400)  # 0.98 MiB in 1,400 entries
+        # Finalized, the log is compacted: entries end at every multiple of the chunk
+        # (then the last byte, then the terminal marker), the offsets unchanged.
+        entries = await a.client.xrange("trio-streams:log:" + "b" * 32 + ":long")
+        ends = [int(entry.identifier.split(b"-")[0]) for entry in entries]
+        chunk_ends = list(range(MAX_READ_CHUNK, len(everything), MAX_READ_CHUNK))
+        assert ends == [*chunk_ends, len(everything), len(everything)]
+        # Past 1 MiB (or 2,048 entries) a log stays as it is, so that no finalize holds
+        # Redis for long; its replay is cut the same way from the token-sized entries.
+        longer = await token_sized_log(a, "longer", 1600, "e" * 32)  # 1.1 MiB
+        assert await a.client.xlen("trio-streams:log:" + "e" * 32 + ":longer") == 1601
+        for store, name, offset in (
+            (b, "long", 0),
+            (b, "long", 12_345),
+            (a, "long", 0),
+            (b, "longer", 0),
+            (b, "longer", 12_345),
+        ):
+            expected = (everything if name == "long" else longer)[offset:]
+            before = await calls_now(store)
+            handle = await opened_on(store, name, offset)
+            chunks = [chunk async for chunk in handle.read(offset)]
+            assert b"".join(chunks) == expected
+            assert {len(chunk) for chunk in chunks[:-1]} == {MAX_READ_CHUNK}
+            # One script call per chunk: the entries are joined inside Redis.
+            spent = delta(await calls_now(store), before)
+            assert spent["evalsha"] == len(chunks) + 1  # and the OPEN
+
+
+async def test_readers_replaying_together_share_their_reads(redis_server: RedisServer) -> None:
+    readers = 30
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        everything = await token_sized_log(a, "long", 1600)
+        chunks = -(-len(everything) // MAX_READ_CHUNK)
+        outputs: list[bytes] = []
+
+        async def replay() -> None:
+            outputs.append(await read_all(await opened_on(b, "long")))
+
+        before = await calls_now(b)
+        async with trio.open_nursery() as nursery:
+            for _ in range(readers):
+                nursery.start_soon(replay)
+        spent = delta(await calls_now(b), before)
+        assert outputs == [everything] * readers
+        reads = spent["evalsha"] - readers  # each reader's OPEN; the rest read the log
+        assert reads <= 2 * chunks, spent  # not one replay per reader (30 x 5 reads)
+        assert spent["xrevrange"] <= 2 and spent["subscribe"] <= 2, spent
+
+
+async def test_a_producer_runs_ahead_of_a_stalled_redis_by_its_outbox_at_most(
+    redis_server: RedisServer,
+) -> None:
+    event = b"data: " + b"y" * 1000 + b"\n\n"
+    written = 0
+
+    async def producer(writer: StreamWriter) -> None:
+        nonlocal written
+        for _ in range(300):
+            await writer.write(event)
+            written += 1
+
+    async with RedisStore(
+        redis_server.url, ping_interval=None, event_ids=False, lease_seconds=30
+    ) as store:
+        handle = await store.start("c1", producer)
+        reader = handle.read(0)
+        first = await reader.__anext__()
+        redis_server.pause()
+        try:
+            await trio.sleep(0.5)  # the producer writes until its outbox is full, then waits
+            stalled_at = written
+            await trio.sleep(0.3)
+            assert written == stalled_at < 300
+            [local] = store._producing.running.values()
+            assert OUTBOX_BYTES <= len(local.pending) < OUTBOX_BYTES + len(event)
+            # What it wrote ahead is not in anyone's hands: readers have what Redis has.
+            assert local.session.total_bytes + len(local.pending) == written * len(event)
+        finally:
+            redis_server.resume()
+        with trio.fail_after(10):
+            rest = b"".join([chunk async for chunk in reader])
+        assert first + rest == event * 300
