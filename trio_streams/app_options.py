@@ -170,8 +170,8 @@ _OPTIONS = [
         type=click.IntRange(min=1),
         envvar="TRIO_STREAMS_STORE_FOLLOWER_CONNECTIONS",
         show_envvar=True,
-        help="Redis store: sessions this instance follows at once, one Redis connection each; "
-        "beyond it their readers take turns (bytes arrive later; producers never wait).",
+        help="Deprecated, no effect: the Redis store now follows every session on one pub/sub "
+        "connection (at most 8 Redis connections per instance).",
     ),
     click.option(
         "--api-key",
