@@ -117,6 +117,9 @@ class Flusher:
             batch = self._take()
             if batch:
                 await self._send(batch)
+            # Let go of the batch before parking: it holds its sessions (their logs), which
+            # must be freed once finished, not kept until this instance's next append.
+            del batch
             self._flushed.unpark_all()
 
     def _take(self) -> list[tuple[LocalProducer, bytes]]:
