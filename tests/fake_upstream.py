@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
+from tests.helpers import serve_on_free_port
 from trio_streams.http.loop_guard import PROBE_HEADER
 
 Message = dict[str, Any]
@@ -224,12 +222,8 @@ class FakeUpstream:
 
     async def start(self, nursery: trio.Nursery) -> trio.Event:
         """Serve on a free port of 127.0.0.1; set the returned event to stop."""
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        stop = trio.Event()
-        binds = await nursery.start(partial(serve, self, config, shutdown_trigger=stop.wait))
-        self.url = binds[0] + "/v1"
+        url, stop = await serve_on_free_port(self, nursery)
+        self.url = url + "/v1"
         return stop
 
 

@@ -8,13 +8,11 @@ serves the package's static files, with ``index.html`` naming the API server in
 from __future__ import annotations
 
 import mimetypes
-from functools import partial
 from typing import Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
+from tests.helpers import serve_on_free_port
 from trio_streams.http.app import STATIC
 
 Message = dict[str, Any]
@@ -54,10 +52,5 @@ class PageOrigin:
 
     async def start(self, nursery: trio.Nursery) -> trio.Event:
         """Serve on a free port of 127.0.0.1; set the returned event to stop."""
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        stop = trio.Event()
-        binds = await nursery.start(partial(serve, self, config, shutdown_trigger=stop.wait))
-        self.url = binds[0]
+        self.url, stop = await serve_on_free_port(self, nursery)
         return stop
