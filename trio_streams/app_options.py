@@ -8,14 +8,12 @@ Apart from the command (:mod:`trio_streams.cli`) and from the listener's options
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
 from trio_streams.http.auth import read_key_file
 from trio_streams.http.cors import check_origin
-from trio_streams.listener_options import listener_settings
+from trio_streams.listener_options import listener_settings, option_group
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
     UpstreamRoutes,
@@ -23,8 +21,6 @@ from trio_streams.producers.upstream.routes import (
 )
 from trio_streams.settings import Settings
 from trio_streams.stores.url import check_store
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _DEFAULTS = Settings()
 
@@ -287,11 +283,8 @@ _OPTIONS = [
 ]
 
 
-def app_options(command: F) -> F:
-    """Add the application options to a click command."""
-    for option in reversed(_OPTIONS):
-        command = option(command)
-    return command
+#: Add the application options to a click command.
+app_options = option_group(_OPTIONS)
 
 
 def settings_from_options(ctx: click.Context) -> Settings:

@@ -110,11 +110,19 @@ _OPTIONS = [
 ]
 
 
-def listener_options(command: F) -> F:
-    """Add the listener options to a click command."""
-    for option in reversed(_OPTIONS):
-        command = option(command)
-    return command
+def option_group(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator that adds ``options`` to a click command, in their order."""
+
+    def add(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
+#: Add the listener options to a click command.
+listener_options = option_group(_OPTIONS)
 
 
 def listener_settings(ctx: click.Context) -> dict[str, Any]:
