@@ -481,7 +481,10 @@ async def soak(options: Options) -> int:
         sessions_seen = len(tally.outcomes)
         tally.outcomes.clear()  # drop our references: the server must let go of the rest
         runner = None  # type: ignore[assignment]
-        registered = lambda: sum(len(manager) for manager in managers)  # noqa: E731
+
+        def registered() -> int:
+            return sum(len(manager) for manager in managers)
+
         if not await wait_for(lambda: registered() == 0, options.ttl * 2 + 5):
             tally.failures.append(f"{registered()} sessions still registered after the TTL")
         held = sum(m.retained_bytes() + m.reserved_bytes() for m in managers)
