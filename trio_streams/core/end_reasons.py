@@ -75,8 +75,7 @@ _ERRORS = {
     ),
     EndReason.SHUTDOWN: EndError(
         503,
-        "Server shutting down: resume this stream from your offset (another instance may "
-        "serve it)",
+        "Server shutting down: resume this stream from your offset (another instance may serve it)",
         "server_shutdown",
         UNAVAILABLE,
     ),

@@ -47,9 +47,7 @@ class OffsetBeyondEndError(Exception):
         self.total_bytes = total_bytes
 
 
-def check_resume_offset(
-    offset: int, *, dropped_prefix: int, total_bytes: int, done: bool
-) -> None:
+def check_resume_offset(offset: int, *, dropped_prefix: int, total_bytes: int, done: bool) -> None:
     """Raise if a reader cannot start at ``offset``: lost below ``dropped_prefix``, or past
     the end of a finished stream. (Both stores check the same way.)"""
     if offset < dropped_prefix:
@@ -91,9 +89,7 @@ class SessionInfo:
 class StreamSession:
     """The bytes one producer wrote, readable from any retained offset, live or replayed."""
 
-    def __init__(
-        self, conversation_id: str, max_bytes: int, generation: str | None = None
-    ) -> None:
+    def __init__(self, conversation_id: str, max_bytes: int, generation: str | None = None) -> None:
         self.conversation_id = conversation_id
         #: This start (or replacement) of the session; event ids carry it.
         self.generation = generation or new_generation()
