@@ -115,7 +115,10 @@ LAST_EVENT_ID = {
     "description": "Sent by a reconnecting EventSource: the id of the last event it got, "
     "'<generation>-<offset>' (pinned, as with 'generation') or a plain byte offset. It "
     "wins over 'from' (and its generation over 'generation'); anything else is a 400.",
-    "schema": {"type": "string", "pattern": f"^([0-9a-f]{{{GENERATION_LENGTH}}}-)?[0-9]*$"},
+    "schema": {
+        "type": "string",
+        "pattern": f"^(([0-9a-f]{{{GENERATION_LENGTH}}}-)?[0-9]{{1,18}})?$",
+    },
 }
 REPLACED_RESPONSE = {
     "description": "The pinned generation was replaced by a newer request with this "
