@@ -26,8 +26,8 @@ from trio_streams.client import (
     OffsetLostError,
     StreamError,
     StreamNotFoundError,
-    StreamStopped,
     StreamsClient,
+    StreamStopped,
     chunk_text,
 )
 from trio_streams.producers.demo import answer_tokens
