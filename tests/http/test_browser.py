@@ -26,7 +26,7 @@ from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 from tests.conftest import StartServer
 from tests.core.test_event_ids import event_ends
 from tests.cutting_proxy import CuttingProxy
-from tests.helpers import chat_text, ends_with_done, sse_data
+from tests.helpers import chat_text, ends_with_done, event_offset, sse_data
 from trio_streams.core.event_ids import EventIdStamper
 from trio_streams.core.session import StreamSession
 from trio_streams.core.sse_split import EventSplitter
@@ -314,7 +314,7 @@ async def test_a_native_eventsource_resumes_through_last_event_id(
     assert session is not None
     raw = await whole_generation(session)
     assert data == sse_data(raw)  # every event once, in order: nothing lost or repeated
-    assert [int(event_id) for event_id in ids] == sorted(event_ends(raw))
+    assert [event_offset(event_id) for event_id in ids] == sorted(event_ends(raw))
 
 
 async def test_the_pages_splitter_counts_bytes_like_the_server_for_any_line_ending(

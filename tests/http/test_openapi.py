@@ -94,6 +94,40 @@ async def test_sample_responses_match_their_schemas(client: httpx.AsyncClient) -
             assert body and body[0]["conversation_id"] == "x"
 
 
+async def test_generations_and_end_reasons_match_the_document(client: httpx.AsyncClient) -> None:
+    """The 409 of a replaced generation, the 404 of a stopped stream (with its reason), the
+    lookup's generation and dropped_prefix, and the stream's X-Stream-Generation header."""
+    started = await client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=2), headers={"X-Conversation-Id": "g"}
+    )
+    old = started.headers["x-stream-generation"]
+    header_schema = document()["paths"]["/v1/stream"]["get"]["responses"]["200"]["headers"]
+    jsonschema_rs.validate(header_schema["X-Stream-Generation"]["schema"], old)
+    await client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=2), headers={"X-Conversation-Id": "g"}
+    )
+    [info] = (await client.post("/v1/streams/lookup", json={"conversation_ids": ["g"]})).json()
+    jsonschema_rs.validate(resolve({"$ref": "#/components/schemas/SessionInfo"}), info)
+    assert info["generation"] != old
+    replaced = await client.get("/v1/stream", params={"conv_id": "g", "generation": old})
+    assert replaced.status_code == 409
+    jsonschema_rs.validate(response_schema("/v1/stream", "get", 409), replaced.json())
+    await client.delete("/v1/stream/g")
+    stopped = await client.get("/v1/stream/g")
+    assert stopped.status_code == 404 and stopped.json()["error"]["reason"] == "stopped"
+    jsonschema_rs.validate(
+        response_schema("/v1/stream/{conversation_id}", "get", 404), stopped.json()
+    )
+    await client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=2), headers={"X-Conversation-Id": "h"}
+    )
+    beyond = await client.get("/v1/stream/h", params={"from": 10**7})
+    assert beyond.status_code == 400
+    jsonschema_rs.validate(
+        response_schema("/v1/stream/{conversation_id}", "get", 400), beyond.json()
+    )
+
+
 async def test_served_document_is_the_document(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200 and response.json() == document()
