@@ -1,0 +1,114 @@
+"""The response object of ``GET /v1/responses/{id}``, assembled from its log's events.
+
+The log is the only state a background response has, on every store: the last response
+object an event carried gives the fields and the status, and the output events since give
+the output as far as it got (a response still in progress, or cancelled midway, has text
+that no response object carries yet).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from trio_streams.producers.responses.events import TERMINAL_TYPES
+
+#: The ``error`` of a response whose log ended without a terminal event (its producer
+#: was stopped by a shutdown, or its instance died).
+ENDED_EARLY = {"code": "server_error", "message": "The response ended before it completed"}
+
+
+class ResponseAssembler:
+    """Feed the event payloads of one response in log order; :meth:`result` is its object."""
+
+    def __init__(self) -> None:
+        self._response: dict[str, Any] = {}
+        self._output: list[dict[str, Any]] = []
+        self._items: dict[str, dict[str, Any]] = {}
+        self._terminal: str | None = None
+        self._error: dict[str, Any] | None = None
+        self._started = False
+        #: The highest ``sequence_number`` seen (``None`` before any).
+        self.last_sequence: int | None = None
+
+    @property
+    def terminal(self) -> str | None:
+        """The type of the terminal event, once the log has one."""
+        return self._terminal
+
+    def feed(self, payload: dict[str, Any]) -> None:
+        sequence = payload.get("sequence_number")
+        if isinstance(sequence, int):
+            self.last_sequence = sequence
+        kind = payload.get("type")
+        response = payload.get("response")
+        if isinstance(response, dict):
+            self._response = response
+        if kind in TERMINAL_TYPES:
+            self._terminal = str(kind)
+        elif isinstance(payload.get("error"), dict) and kind is None:
+            # Our own in-band error (the upstream failed mid-stream, or the producer did).
+            error = payload["error"]
+            self._error = {"code": "server_error", "message": str(error.get("message", ""))}
+        elif kind == "error":
+            self._error = {
+                "code": str(payload.get("code") or "server_error"),
+                "message": str(payload.get("message", "")),
+            }
+        elif isinstance(kind, str) and kind.startswith("response.output"):
+            self._started = True
+        self._apply_output(kind, payload)
+
+    def result(self, *, finished: bool) -> dict[str, Any]:
+        """The response object now; ``finished``: its session has ended."""
+        result = dict(self._response)
+        if not (self._terminal and result.get("output")):
+            result["output"] = copy.deepcopy(self._output)
+        status = result.get("status", "queued")
+        if self._terminal is None:
+            if self._error is not None or finished:
+                status = "failed"
+                result["error"] = self._error or dict(ENDED_EARLY)
+            elif self._started and status == "queued":
+                status = "in_progress"
+        result["status"] = status
+        return result
+
+    def _apply_output(self, kind: object, payload: dict[str, Any]) -> None:
+        item = payload.get("item")
+        if kind == "response.output_item.added" and isinstance(item, dict):
+            self._place(payload, copy.deepcopy(item))
+            return
+        if kind == "response.output_item.done" and isinstance(item, dict):
+            self._place(payload, copy.deepcopy(item))
+            return
+        target = self._items.get(str(payload.get("item_id")))
+        if target is None:
+            return  # its item is in a part of the log that was dropped (the cap)
+        content = target.setdefault("content", [])
+        index = payload.get("content_index")
+        index = index if isinstance(index, int) else len(content) - 1
+        part = payload.get("part")
+        if kind in ("response.content_part.added", "response.content_part.done"):
+            if isinstance(part, dict) and index >= 0:
+                while len(content) <= index:
+                    content.append({"type": "output_text", "text": "", "annotations": []})
+                content[index] = copy.deepcopy(part)
+            return
+        if not 0 <= index < len(content):
+            return
+        if kind == "response.output_text.delta":
+            content[index]["text"] = content[index].get("text", "") + str(payload.get("delta", ""))
+        elif kind == "response.output_text.done" and isinstance(payload.get("text"), str):
+            content[index]["text"] = payload["text"]
+
+    def _place(self, payload: dict[str, Any], item: dict[str, Any]) -> None:
+        item_id = str(item.get("id"))
+        index = payload.get("output_index")
+        if not isinstance(index, int) or index < 0:
+            known = self._items.get(item_id)
+            index = self._output.index(known) if known in self._output else len(self._output)
+        while len(self._output) <= index:
+            self._output.append({})
+        self._output[index] = item
+        self._items[item_id] = item
