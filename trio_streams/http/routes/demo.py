@@ -104,12 +104,17 @@ def ping_interval(body: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def conversation_header() -> str | None:
+    """The request's ``X-Conversation-Id``, checked (``None`` when absent or empty)."""
+    raw_id = request.headers.get(CONVERSATION_HEADER, "")
+    return validation.checked_conversation_id(raw_id) if raw_id else None
+
+
 async def stream_session(store: SessionStore, producer: Producer, body: dict[str, Any]) -> Response:
     """Start a streaming request's session (``X-Conversation-Id``, or a plain stream) and
     answer with its stream, read from offset 0."""
     interval = ping_interval(body)
-    raw_id = request.headers.get(CONVERSATION_HEADER, "")
-    conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
+    conversation_id = conversation_header()
     session = await store.start(
         conversation_id, producer, ping_interval=interval, owner=auth.current_owner()
     )
@@ -126,6 +131,7 @@ def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
         demo_request = completion_request(body, chat=chat)
         if not body.get("stream", False):
             ping_interval(body)  # validated alike, streaming or not
+            conversation_header()
             return json_response(model.completion(demo_request))
         return await stream_session(store, model.producer(demo_request), body)
 

@@ -13,7 +13,12 @@ from quart import Response, request
 from trio_streams.core.producer import Producer
 from trio_streams.http import validation
 from trio_streams.http.errors import ApiError, json_response
-from trio_streams.http.routes.demo import ModelNotFoundError, ping_interval, stream_session
+from trio_streams.http.routes.demo import (
+    ModelNotFoundError,
+    conversation_header,
+    ping_interval,
+    stream_session,
+)
 from trio_streams.producers.demo import MODEL_ID, DemoModel
 from trio_streams.producers.responses.demo import (
     DemoResponse,
@@ -54,6 +59,7 @@ class DemoResponses:
         body = validation.json_object(await request.get_data(as_text=False))
         response = DemoResponse(response_request(body))
         if not body.get("stream", False):
+            conversation_header()  # checked alike, streaming or not
             return json_response(response.final())
         return await stream_session(self._store, DemoResponseProducer(self._model, response), body)
 

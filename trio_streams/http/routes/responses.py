@@ -116,9 +116,10 @@ def _starting_after(raw: str | None) -> int | None:
 
 
 def _stream_flag(raw: str | None) -> bool:
-    if raw is None or raw.lower() in ("false", "0", ""):
+    """``stream`` in the query, as the OpenAI SDK sends it: ``true`` or ``false``."""
+    if raw is None or raw == "false":
         return False
-    if raw.lower() in ("true", "1"):
+    if raw == "true":
         return True
     raise ParamError(400, "Invalid 'stream': expected true or false", "stream")
 
@@ -164,18 +165,18 @@ def register(app: QuartTrio, store: SessionStore, backend: ResponsesBackend) -> 
             raise _not_found(response_id)
         return response_id, log
 
-    @app.get("/v1/responses/<path:raw_id>")
-    async def retrieve(raw_id: str) -> Response:
+    @app.get("/v1/responses/<response_id>")
+    async def retrieve(response_id: str) -> Response:
         stream = _stream_flag(request.args.get("stream"))
         after = _starting_after(request.args.get("starting_after"))
-        response_id, log = await opened(raw_id)
+        response_id, log = await opened(response_id)
         if stream:
             return await _replay(log, -1 if after is None else after)
         return json_response(await _assemble(response_id, log))
 
-    @app.post("/v1/responses/<path:raw_id>/cancel")
-    async def cancel(raw_id: str) -> Response:
-        response_id = validation.checked_conversation_id(raw_id)
+    @app.post("/v1/responses/<response_id>/cancel")
+    async def cancel(response_id: str) -> Response:
+        response_id = validation.checked_conversation_id(response_id)
         owner = auth.current_owner()
         if not await store.cancel(response_id, owner=owner):
             raise _not_found(response_id)
@@ -186,7 +187,7 @@ def register(app: QuartTrio, store: SessionStore, backend: ResponsesBackend) -> 
                 async with aclosing(log.events()) as events:
                     async for _ in events:
                         pass
-        _, log = await opened(raw_id)
+        _, log = await opened(response_id)
         return json_response(await _assemble(response_id, log))
 
 
