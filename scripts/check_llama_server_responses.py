@@ -17,7 +17,6 @@ import sys
 import time
 
 import openai
-
 from check_llama_server import free_port, process, seconds_until_slots_idle, wait_healthy
 
 
