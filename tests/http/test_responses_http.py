@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,8 @@ from tests.conftest import StartServer
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import assert_error
 from tests.responses_events import llama_server_events
+from tests.test_readme import DOCS, example, for_server, running_server
+from trio_streams.producers.demo import answer_tokens
 
 ALICE, BOB = "alice-key-0123", "bob-key-4567"
 
@@ -119,3 +123,20 @@ async def test_an_upstream_cut_midway_makes_a_failed_response_with_its_output(
     assert failed["status"] == "failed"
     assert "lost mid-stream" in failed["error"]["message"]
     assert failed["output"][0]["content"][0]["text"] == " token0 token1 token2 token3 token4 token5"
+
+
+async def test_the_docs_example_runs(nursery: trio.Nursery, tmp_path: Path) -> None:
+    async with running_server(nursery, "--demo-tps", "500") as url:
+        code = for_server(example(DOCS / "responses.md", "responses"), url)
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [sys.executable, "-c", code], cwd=tmp_path, capture_stdout=True,
+                capture_stderr=True, check=False,
+            )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    rest, polled, cancelled = result.stdout.decode().splitlines()
+    # Eight events were read before the cut: four of them were deltas.
+    assert rest == "".join(answer_tokens("tell me about resumable streams")[4:256])
+    status, length = polled.split()
+    assert status in ("completed", "incomplete") and int(length) > 100
+    assert cancelled == "cancelled"
