@@ -70,6 +70,13 @@ async def test_a_response_is_a_session(start_server: StartServer) -> None:
         assert found.json()[0]["is_done"] is True
         raw = await http.get(f"/v1/stream/{response_id}")
         assert raw.content.startswith(b"event: response.created\ndata: ")
+        replay = await http.get(
+            f"/v1/responses/{response_id}", params={"stream": "true", "starting_after": "3"}
+        )
+        assert replay.status_code == 200 and b'"sequence_number":4}' in replay.content
+        assert b'"sequence_number":3}' not in replay.content
+        metrics = (await http.get("/metrics")).text
+        assert "trio_streams_resumes_total 1.0" in metrics
         # A completed response keeps its status when cancelled: nothing was running.
         again = await http.post(f"/v1/responses/{response_id}/cancel")
         assert again.status_code == 200 and again.json()["status"] == "completed"

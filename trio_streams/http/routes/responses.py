@@ -28,7 +28,7 @@ from trio_streams.core.errors import INVALID_REQUEST, NOT_FOUND
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.core.session import OffsetLostError
-from trio_streams.http import auth, validation
+from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.demo import ping_interval
 from trio_streams.http.routes.streams import STREAM_HEADERS, stream_response
@@ -171,6 +171,9 @@ def register(app: QuartTrio, store: SessionStore, backend: ResponsesBackend) -> 
         after = _starting_after(request.args.get("starting_after"))
         response_id, log = await opened(response_id)
         if stream:
+            observed = metrics.current()
+            if observed and after is not None:
+                observed.resumes.inc()
             return await _replay(log, -1 if after is None else after)
         return json_response(await _assemble(response_id, log))
 
@@ -220,6 +223,8 @@ async def _replay(log: ResponseLog, after: int) -> Response:
             sequence = event.sequence
             if sequence is not None and not checked:
                 if sequence > after + 1:
+                    if observed := metrics.current():
+                        observed.lost_offsets.inc()
                     raise ApiError(400, "Stream offset lost, please restart")
                 checked = True
             seen = sequence if sequence is not None else seen

@@ -36,8 +36,11 @@ class _NormalizingWriter:
         self._splitter = SSEEventSplitter()
 
     async def write(self, data: bytes) -> None:
-        events = [self._normalizer.normalize(raw) for raw in self._splitter.feed(data)]
-        await self._writer.write(b"".join(events))
+        normalized = b"".join(self._normalizer.normalize(raw) for raw in self._splitter.feed(data))
+        if normalized:
+            await self._writer.write(normalized)
+        else:  # no whole event yet (or only the model's response.created, dropped)
+            await trio.lowlevel.checkpoint()
 
     async def finish(self) -> None:
         """At the producer's end: an event it left unterminated, as it was."""
