@@ -24,7 +24,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from trio_streams.core.errors import INVALID_REQUEST, NOT_FOUND
+from trio_streams.core.errors import INVALID_REQUEST, NOT_FOUND, UNAVAILABLE
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.core.session import OffsetLostError
@@ -48,6 +48,8 @@ logger = logging.getLogger("trio_streams")
 
 #: Seconds ``/cancel`` waits for the producer to end its log before it answers.
 CANCEL_WAIT_SECONDS = 5.0
+#: Reads of a log that the cap overtakes (a Redis log read while it grows) are retried.
+_READ_ATTEMPTS = 3
 _SEQUENCE = re.compile(r"[0-9]{1,18}")
 
 
@@ -158,24 +160,33 @@ def register(app: QuartTrio, store: SessionStore, backend: ResponsesBackend) -> 
             return stream_response(handle, 0)
         return json_response(base)
 
-    async def opened(raw_id: str) -> tuple[str, ResponseLog]:
-        response_id = validation.checked_conversation_id(raw_id)
+    async def opened(response_id: str) -> ResponseLog:
         log = await open_response_log(store, response_id, auth.current_owner())
         if log is None:
             raise _not_found(response_id)
-        return response_id, log
+        return log
+
+    async def current(response_id: str) -> Response:
+        """The response object from everything its log holds now."""
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                return json_response(await _assemble(response_id, await opened(response_id)))
+            except OffsetLostError:
+                continue  # the cap dropped bytes while we read (a log read from Redis)
+        raise ApiError(503, "The response changed too fast to be read; try again", UNAVAILABLE)
 
     @app.get("/v1/responses/<response_id>")
     async def retrieve(response_id: str) -> Response:
+        response_id = validation.checked_conversation_id(response_id)
         stream = _stream_flag(request.args.get("stream"))
         after = _starting_after(request.args.get("starting_after"))
-        response_id, log = await opened(response_id)
-        if stream:
-            observed = metrics.current()
-            if observed and after is not None:
-                observed.resumes.inc()
-            return await _replay(log, -1 if after is None else after)
-        return json_response(await _assemble(response_id, log))
+        if not stream:
+            return await current(response_id)
+        log = await opened(response_id)
+        observed = metrics.current()
+        if observed and after is not None:
+            observed.resumes.inc()
+        return await _replay(log, -1 if after is None else after)
 
     @app.post("/v1/responses/<response_id>/cancel")
     async def cancel(response_id: str) -> Response:
@@ -190,12 +201,11 @@ def register(app: QuartTrio, store: SessionStore, backend: ResponsesBackend) -> 
                 async with aclosing(log.events()) as events:
                     async for _ in events:
                         pass
-        _, log = await opened(response_id)
-        return json_response(await _assemble(response_id, log))
+        return await current(response_id)
 
 
 async def _assemble(response_id: str, log: ResponseLog) -> dict[str, Any]:
-    """The response object from everything its log holds now."""
+    """The response object from what ``log`` held when it was opened."""
     assembler = ResponseAssembler()
     async with aclosing(log.events(until=log.info.total_bytes)) as events:
         async for event in events:
@@ -211,38 +221,51 @@ async def _replay(log: ResponseLog, after: int) -> Response:
     """The events after sequence number ``after`` (``-1``: all), then the live ones; or a
     400 before any byte is sent if the log no longer holds them or never held ``after``."""
     events = log.events(mark=log.info.total_bytes)
+    try:
+        held = await _check_start(events, after)
+    except BaseException:
+        await events.aclose()
+        raise
+    return _follow(events, held, after)
+
+
+async def _check_start(events: AsyncIterator[LogEvent], after: int) -> list[bytes]:
+    """Read what existed when the log was opened, until the request is known to be valid:
+    the event after ``after`` is retained, and ``after`` is not beyond the end. Returns the
+    events read that come after ``after``."""
     held: list[bytes] = []
     seen: int | None = None  # the last sequence number read so far
     checked = False  # the first numbered event retained is early enough
     try:
-        # Read what existed when the log was opened, until the request is known to be
-        # valid: the event after ``after`` is retained, ``after`` is not beyond the end.
         async for event in events:
             if event is CAUGHT_UP:
                 break
             sequence = event.sequence
             if sequence is not None and not checked:
                 if sequence > after + 1:
-                    if observed := metrics.current():
-                        observed.lost_offsets.inc()
-                    raise ApiError(400, "Stream offset lost, please restart")
+                    raise _offset_lost()
                 checked = True
             seen = sequence if sequence is not None else seen
             if seen is not None and seen > after:
                 held.append(event.raw)
             if seen is not None and seen >= after:
                 break
-        if after >= 0 and (seen is None or seen < after):
-            last = "none yet" if seen is None else str(seen)
-            raise ParamError(
-                400,
-                f"'starting_after' {after} is beyond the last event (sequence number {last})",
-                "starting_after",
-            )
-    except BaseException:
-        await events.aclose()
-        raise
-    return _follow(events, held, after)
+    except OffsetLostError:
+        raise _offset_lost() from None  # the cap overtook this read
+    if after >= 0 and (seen is None or seen < after):
+        last = "none yet" if seen is None else str(seen)
+        raise ParamError(
+            400,
+            f"'starting_after' {after} is beyond the last event (sequence number {last})",
+            "starting_after",
+        )
+    return held
+
+
+def _offset_lost() -> ApiError:
+    if observed := metrics.current():
+        observed.lost_offsets.inc()
+    return ApiError(400, "Stream offset lost, please restart")
 
 
 def _follow(events: AsyncGenerator[LogEvent, None], held: list[bytes], after: int) -> Response:
