@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,12 @@ import trio
 from tests.conftest import StartServer
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import assert_error
+from tests.redis_fixtures import RedisServer
 from tests.responses_events import llama_server_events
 from tests.test_readme import DOCS, example, for_server, running_server
 from trio_streams.producers.demo import answer_tokens
+from trio_streams.server import RunningServer, serve
+from trio_streams.settings import Settings
 
 ALICE, BOB = "alice-key-0123", "bob-key-4567"
 
@@ -147,3 +151,30 @@ async def test_the_docs_example_runs(nursery: trio.Nursery, tmp_path: Path) -> N
     status, length = polled.split()
     assert status in ("completed", "incomplete") and int(length) > 100
     assert cancelled == "cancelled"
+
+
+async def test_a_shutdown_ends_a_shared_response_as_failed_not_cancelled(
+    start_server: StartServer, nursery: trio.Nursery, redis_server: RedisServer
+) -> None:
+    stop = trio.Event()
+    settings = Settings(host="127.0.0.1", port=0, demo_tps=50.0, store=redis_server.url)
+    producing: RunningServer = await nursery.start(partial(serve, settings, stop=stop))
+    other = await start_server(store=redis_server.url)
+    async with (
+        httpx.AsyncClient(base_url=producing.url) as on_a,
+        httpx.AsyncClient(base_url=other.url) as on_b,
+    ):
+        created = await create(on_a, max_output_tokens=1000)
+        url = f"/v1/responses/{created['id']}"
+        with trio.fail_after(10):
+            async with on_b.stream("GET", url, params={"stream": "true"}) as events:
+                async for line in events.aiter_lines():
+                    if line == "event: response.output_text.delta":
+                        break  # the answer is under way
+        stop.set()  # the producing instance shuts down mid-answer
+        ended = await settled(on_b, created["id"])
+        raw = (await on_b.get(f"/v1/stream/{created['id']}")).content
+    assert ended["status"] == "failed"
+    assert ended["error"]["message"] == "The response ended before it completed"
+    assert ended["output"][0]["content"][0]["text"]
+    assert b"response.cancelled" not in raw
