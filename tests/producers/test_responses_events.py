@@ -168,4 +168,19 @@ async def test_a_cancelled_background_producer_writes_its_end(autojump_clock: An
         finished=True,
     )
     assert result["status"] == "cancelled"
-    assert 0 < len(result["output"][0]["content"][0]["text"]) < 200
+    partial = result["output"][0]["content"][0]["text"]
+    assert 0 < len(partial) < 200
+    # A client that followed the stream gets the partial answer in the last event too.
+    last = event_payload(raw.rsplit(b"\n\n", 2)[-2] + b"\n\n")
+    assert last is not None and last["response"]["output"][0]["content"][0]["text"] == partial
+
+
+def test_deltas_are_joined_once() -> None:
+    """A long answer is assembled in linear time: its text is kept as pieces."""
+    assembler = ResponseAssembler()
+    for event in normalized(llama_server_events(3))[:4]:
+        assembler.feed(event)
+    delta = {"type": "response.output_text.delta", "item_id": MESSAGE_ID, "content_index": 0}
+    for _ in range(100_000):
+        assembler.feed({**delta, "delta": "ab"})
+    assert assembler.output()[0]["content"][0]["text"] == "ab" * 100_000

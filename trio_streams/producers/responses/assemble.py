@@ -11,8 +11,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trio_streams.producers.responses.events import TERMINAL_TYPES
-
+#: The event types that end a response; the log has nothing after one.
+TERMINAL_TYPES = frozenset(
+    {
+        "response.completed",
+        "response.failed",
+        "response.incomplete",
+        "response.cancelled",
+    }
+)
+#: The terminal event trio-streams writes itself when ``/cancel`` stops a producer.
+CANCELLED = "response.cancelled"
 #: The ``error`` of a response whose log ended without a terminal event (its producer
 #: was stopped by a shutdown, or its instance died).
 ENDED_EARLY = {"code": "server_error", "message": "The response ended before it completed"}
@@ -25,6 +34,8 @@ class ResponseAssembler:
         self._response: dict[str, Any] = {}
         self._output: list[dict[str, Any]] = []
         self._items: dict[str, dict[str, Any]] = {}
+        #: (item id, content index) -> the text of a part still receiving deltas.
+        self._pieces: dict[tuple[str, int], list[str]] = {}
         self._terminal: str | None = None
         self._error: dict[str, Any] | None = None
         self._started = False
@@ -63,7 +74,7 @@ class ResponseAssembler:
         """The response object now; ``finished``: its session has ended."""
         result = dict(self._response)
         if not (self._terminal and result.get("output")):
-            result["output"] = copy.deepcopy(self._output)
+            result["output"] = self.output()
         status = result.get("status", "queued")
         if self._terminal is None:
             if self._error is not None or finished:
@@ -74,33 +85,47 @@ class ResponseAssembler:
         result["status"] = status
         return result
 
+    def output(self) -> list[dict[str, Any]]:
+        """The output items as far as the events went (a copy)."""
+        output = copy.deepcopy(self._output)
+        for item in output:
+            for index, part in enumerate(item.get("content") or []):
+                pieces = self._pieces.get((str(item.get("id")), index))
+                if pieces is not None and isinstance(part, dict):
+                    part["text"] = "".join(pieces)
+        return output
+
     def _apply_output(self, kind: object, payload: dict[str, Any]) -> None:
         item = payload.get("item")
-        if kind == "response.output_item.added" and isinstance(item, dict):
-            self._place(payload, copy.deepcopy(item))
+        if kind in ("response.output_item.added", "response.output_item.done"):
+            if isinstance(item, dict):
+                self._place(payload, copy.deepcopy(item))
             return
-        if kind == "response.output_item.done" and isinstance(item, dict):
-            self._place(payload, copy.deepcopy(item))
-            return
-        target = self._items.get(str(payload.get("item_id")))
+        item_id = str(payload.get("item_id"))
+        target = self._items.get(item_id)
         if target is None:
             return  # its item is in a part of the log that was dropped (the cap)
         content = target.setdefault("content", [])
         index = payload.get("content_index")
-        index = index if isinstance(index, int) else len(content) - 1
-        part = payload.get("part")
         if kind in ("response.content_part.added", "response.content_part.done"):
+            index = index if isinstance(index, int) else len(content) - (kind[-4:] == "done")
+            part = payload.get("part")
             if isinstance(part, dict) and index >= 0:
                 while len(content) <= index:
                     content.append({"type": "output_text", "text": "", "annotations": []})
                 content[index] = copy.deepcopy(part)
+                self._pieces.pop((item_id, index), None)
             return
+        index = index if isinstance(index, int) else len(content) - 1
         if not 0 <= index < len(content):
             return
         if kind == "response.output_text.delta":
-            content[index]["text"] = content[index].get("text", "") + str(payload.get("delta", ""))
+            # Pieces, joined when asked for: a long answer is not copied once per delta.
+            pieces = self._pieces.setdefault((item_id, index), [content[index].get("text", "")])
+            pieces.append(str(payload.get("delta", "")))
         elif kind == "response.output_text.done" and isinstance(payload.get("text"), str):
             content[index]["text"] = payload["text"]
+            self._pieces.pop((item_id, index), None)
 
     def _place(self, payload: dict[str, Any], item: dict[str, Any]) -> None:
         item_id = str(item.get("id"))
@@ -112,3 +137,5 @@ class ResponseAssembler:
             self._output.append({})
         self._output[index] = item
         self._items[item_id] = item
+        for key in [key for key in self._pieces if key[0] == item_id]:
+            del self._pieces[key]  # the item as reported now holds its whole text

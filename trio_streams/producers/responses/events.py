@@ -14,16 +14,8 @@ import json
 from typing import Any
 
 from trio_streams.core.sse_split import parse_event
+from trio_streams.producers.responses.assemble import CANCELLED, TERMINAL_TYPES, ResponseAssembler
 
-#: The event types that end a response; the log has nothing after one.
-TERMINAL_TYPES = frozenset(
-    {
-        "response.completed",
-        "response.failed",
-        "response.incomplete",
-        "response.cancelled",
-    }
-)
 #: Response fields that stay as trio-streams set them, whatever the producer reports.
 _OURS = frozenset({"id", "background"})
 #: Events about one content part of an output item: they carry a ``content_index``.
@@ -37,8 +29,6 @@ _CONTENT_EVENTS = frozenset(
         "response.refusal.done",
     }
 )
-#: The terminal event trio-streams writes itself when ``/cancel`` stops a producer.
-CANCELLED = "response.cancelled"
 
 
 def encode_event(payload: dict[str, Any]) -> bytes:
@@ -79,6 +69,8 @@ class ResponseEventNormalizer:
         self._next_output = 0
         #: A terminal event was written: nothing may follow it.
         self.ended = False
+        #: The output so far, for the cancelled event: it carries the partial answer.
+        self._assembler = ResponseAssembler()
 
     @property
     def next_sequence(self) -> int:
@@ -98,7 +90,8 @@ class ResponseEventNormalizer:
         already ended: a cancel that lands just after the last event changes nothing)."""
         if self.ended:
             return b""
-        return self._numbered({"type": CANCELLED, "response": self.snapshot("cancelled")})
+        response = {**self.snapshot("cancelled"), "output": self._assembler.output()}
+        return self._numbered({"type": CANCELLED, "response": response})
 
     def normalize(self, raw: bytes) -> bytes:
         """One whole event as the log keeps it; ``b""`` for an event it drops."""
@@ -117,6 +110,7 @@ class ResponseEventNormalizer:
 
     def _numbered(self, payload: dict[str, Any]) -> bytes:
         self.ended = self.ended or payload.get("type") in TERMINAL_TYPES
+        self._assembler.feed(payload)
         payload["sequence_number"] = self._next_sequence
         self._next_sequence += 1
         return encode_event(payload)
