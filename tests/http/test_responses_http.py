@@ -87,6 +87,10 @@ async def test_a_response_is_a_session(start_server: StartServer) -> None:
         assert (await http.delete(f"/v1/stream/{response_id}")).status_code == 204
         gone = await http.get(f"/v1/responses/{response_id}")
         assert_error(gone, 404, "No response found", "not_found_error")
+        # A conversation's session is no response, though it is a session too.
+        chat = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 2}
+        await http.post("/v1/chat/completions", json=chat, headers={"X-Conversation-Id": "c"})
+        assert_error(await http.get("/v1/responses/c"), 404, "No response", "not_found_error")
 
 
 async def test_bad_requests_are_400s(start_server: StartServer) -> None:

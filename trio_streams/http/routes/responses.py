@@ -211,6 +211,8 @@ async def _assemble(response_id: str, log: ResponseLog) -> dict[str, Any]:
         async for event in events:
             if event.payload is not None:
                 assembler.feed(event.payload)
+    if not assembler.is_response and log.info.total_bytes > 0:
+        raise _not_found(response_id)  # a conversation's session: its id is no response's
     result = assembler.result(finished=log.info.is_done)
     result.setdefault("id", response_id)
     result.setdefault("object", "response")

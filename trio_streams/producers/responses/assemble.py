@@ -39,6 +39,8 @@ class ResponseAssembler:
         self._terminal: str | None = None
         self._error: dict[str, Any] | None = None
         self._started = False
+        #: An event of the Responses API was seen: the log is a response's, not a chat's.
+        self.is_response = False
         #: The highest ``sequence_number`` seen (``None`` before any).
         self.last_sequence: int | None = None
 
@@ -52,6 +54,7 @@ class ResponseAssembler:
         if isinstance(sequence, int):
             self.last_sequence = sequence
         kind = payload.get("type")
+        self.is_response = self.is_response or str(kind).startswith("response.")
         response = payload.get("response")
         if isinstance(response, dict):
             self._response = response
