@@ -429,3 +429,24 @@ async def test_shutdown_tells_readers_to_resume_elsewhere(make_store: MakeStore)
             store.shutdown()
         assert body.startswith(ticks(2))
         assert body.endswith(end_event(EndReason.SHUTDOWN))
+
+
+async def test_cancel_stops_the_producer_and_keeps_its_log(make_store: MakeStore) -> None:
+    """What ``POST /v1/responses/{id}/cancel`` needs: unlike stop, the session stays."""
+    async with make_store() as store:
+        ticker = Ticker(count=1000, interval=0.01)
+        handle = await store.start("c1", ticker, owner="key")
+        await ticker.started.wait()
+        await trio.sleep(0.05)
+        assert await store.cancel("c1", owner="another key") is False
+        assert await store.cancel("unknown", owner="key") is False
+        assert await store.cancel("c1", owner="key") is True
+        with trio.fail_after(2):
+            await ticker.cancelled.wait()
+            data = await read_all(handle)
+        assert data and ticks(1000).startswith(data) and not ticker.finished
+        [info] = await store.lookup(["c1"], owner="key")
+        assert info.is_done and info.total_bytes == len(data)
+        kept = await store.open("c1", 0, owner="key")
+        assert kept is not None and await read_all(kept) == data
+        assert await store.cancel("c1", owner="key") is True  # idempotent

@@ -22,7 +22,8 @@ from trio_streams.http import auth, cors, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
-from trio_streams.http.routes import demo, page, proxy, streams
+from trio_streams.http.routes import demo, page, proxy, responses, streams
+from trio_streams.http.routes.demo_responses import DemoResponses
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
 from trio_streams.stores.memory import as_store
@@ -77,6 +78,7 @@ def create_app(
     streams.register(app, store)
     if upstream is None:
         demo.register(app, store, model)
+        responses.register(app, store, DemoResponses(store, model))
     else:
         proxy.register(app, store, upstream)
     page.register(app)

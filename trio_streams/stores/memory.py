@@ -85,6 +85,13 @@ class MemoryStore:
             return False
         return self.manager.stop(conversation_id)
 
+    async def cancel(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        session = self.manager.get(conversation_id)
+        if session is None or session.owner != owner:
+            return False
+        session.cancel()
+        return True
+
     async def discard(self, handle: StreamHandle) -> None:
         if isinstance(handle, StreamSession):
             self.manager.discard(handle)

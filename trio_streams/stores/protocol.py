@@ -113,6 +113,12 @@ class SessionStore(Protocol):
         """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent."""
         ...
 
+    async def cancel(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        """Stop the producer wherever it runs, but keep the session and its log (unlike
+        :meth:`stop`): the producer ends it, and what it wrote stays readable until the
+        TTL. Idempotent; ``False`` if unknown, expired or another owner's."""
+        ...
+
     async def discard(self, handle: StreamHandle) -> None:
         """Remove a session that never became a stream (its upstream answered an error).
 

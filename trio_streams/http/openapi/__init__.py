@@ -11,14 +11,12 @@ import copy
 from importlib.metadata import version
 from typing import Any
 
+from trio_streams.http.openapi import responses
 from trio_streams.http.openapi.components import COMPONENTS
 from trio_streams.http.openapi.parts import (
     CONV_PATH,
     CONV_QUERY,
-    CONVERSATION_HEADER,
     JSON,
-    SSE,
-    STREAM_RESPONSE,
     completion_operation,
     error_response,
     read_operation,
@@ -188,23 +186,6 @@ _UPSTREAM_ERRORS = {
 
 #: The routes ``serve --upstream`` adds (see :mod:`trio_streams.http.routes.proxy`).
 _PROXY_PATHS: dict[str, Any] = {
-    "/v1/responses": {
-        "post": {
-            "summary": "Responses API, passed to the upstream (streams become sessions).",
-            "parameters": [CONVERSATION_HEADER],
-            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
-            "responses": {
-                "200": {
-                    "description": 'With "stream": true the SSE stream (a reader of the '
-                    "session from offset 0); otherwise the upstream's answer.",
-                    "headers": STREAM_RESPONSE["headers"],
-                    "content": {SSE: {"schema": {"type": "string"}}, JSON: {"schema": {}}},
-                },
-                **refs("400", "401", "409", "413", "429", "503"),
-                **_UPSTREAM_ERRORS,
-            },
-        }
-    },
     "/v1/{rest}": {
         method: {
             "summary": "Any other /v1 route, passed through to the upstream as is.",
@@ -228,6 +209,8 @@ def document(*, proxy: bool = False) -> dict[str, Any]:
     ``proxy``: the routes of ``serve --upstream`` as well.
     """
     result = copy.deepcopy(_DOCUMENT)
+    result["paths"].update(copy.deepcopy(responses.PATHS))
+    result["components"]["schemas"].update(copy.deepcopy(responses.SCHEMAS))
     if proxy:
         result["paths"].update(copy.deepcopy(_PROXY_PATHS))
     return result

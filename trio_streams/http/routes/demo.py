@@ -16,6 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from trio_streams.core.errors import INVALID_REQUEST
+from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
@@ -103,26 +104,36 @@ def ping_interval(body: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def conversation_header() -> str | None:
+    """The request's ``X-Conversation-Id``, checked (``None`` when absent or empty)."""
+    raw_id = request.headers.get(CONVERSATION_HEADER, "")
+    return validation.checked_conversation_id(raw_id) if raw_id else None
+
+
+async def stream_session(store: SessionStore, producer: Producer, body: dict[str, Any]) -> Response:
+    """Start a streaming request's session (``X-Conversation-Id``, or a plain stream) and
+    answer with its stream, read from offset 0."""
+    interval = ping_interval(body)
+    conversation_id = conversation_header()
+    session = await store.start(
+        conversation_id, producer, ping_interval=interval, owner=auth.current_owner()
+    )
+    if conversation_id:
+        logger.info("started stream %s", redact(conversation_id))
+    return stream_response(session, 0, owns_producer=conversation_id is None)
+
+
 def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
     """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
 
     async def complete(*, chat: bool) -> Response:
         body = validation.json_object(await request.get_data(as_text=False))
         demo_request = completion_request(body, chat=chat)
-        interval = ping_interval(body)
-        raw_id = request.headers.get(CONVERSATION_HEADER, "")
-        conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         if not body.get("stream", False):
+            ping_interval(body)  # validated alike, streaming or not
+            conversation_header()
             return json_response(model.completion(demo_request))
-        session = await store.start(
-            conversation_id,
-            model.producer(demo_request),
-            ping_interval=interval,
-            owner=auth.current_owner(),
-        )
-        if conversation_id:
-            logger.info("started stream %s", redact(conversation_id))
-        return stream_response(session, 0, owns_producer=conversation_id is None)
+        return await stream_session(store, model.producer(demo_request), body)
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:

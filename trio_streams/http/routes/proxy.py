@@ -21,10 +21,13 @@ from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 
 from trio_streams.core.errors import NOT_FOUND
+from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.routes import responses
 from trio_streams.http.routes.demo import CONVERSATION_HEADER, ping_interval
+from trio_streams.http.routes.responses import PlainResponses
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.upstream.client import UpstreamClient
 from trio_streams.producers.upstream.relay import (
@@ -138,9 +141,21 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
     async def completions() -> Response:
         return await complete("/completions")
 
-    @app.post("/v1/responses")
-    async def responses() -> Response:
-        return await complete("/responses")
+    def background(body: dict[str, Any]) -> tuple[Producer, str]:
+        """A background response: streamed from the upstream whatever the client asked
+        (it may read the events or not), without ``background``, which a plain model
+        server does not know; its failures become the response's error."""
+        upstream = pick(body)
+        forwarded = {**body, "stream": True}
+        forwarded.pop("background", None)
+        data = json.dumps(forwarded, separators=(",", ":")).encode()
+        handoff = UpstreamHandoff()
+        handoff.commit()  # nobody waits for the status: errors go in-band, to the log
+        outgoing = upstream_request(upstream, "/responses", data)
+        model = body.get("model")
+        return UpstreamStreamProducer(client, outgoing, handoff), str(model or "")
+
+    responses.register(app, store, PlainResponses(lambda: complete("/responses"), background))
 
     @app.get("/v1/models")
     async def models() -> Response:

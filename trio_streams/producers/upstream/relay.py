@@ -110,6 +110,11 @@ class UpstreamHandoff:
         # The handler answered (200, or left): a reply can no longer become the response.
         self._committed = False
 
+    def commit(self) -> None:
+        """Nobody will wait for a reply (a background response): the producer writes any
+        failure into the stream as an error event instead."""
+        self._committed = True
+
     def stream(self) -> None:
         """The answer is (or, after a cancel, ends as) the session's stream."""
         self._decided.set()

@@ -294,6 +294,20 @@ class RedisStore:
         logger.info("stopped stream %s", redact(conversation_id))
         return True
 
+    async def cancel(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        with unavailable():
+            generation, instance, done, key = await self.client.hmget(
+                meta_key(conversation_id), ["gen", "owner", "done", "key"]
+            )
+        if generation is None or text(key or b"") != (owner or ""):
+            return False
+        if text(done or b"") == "0":
+            # By generation: a replacement since the read is another producer, left alone.
+            await self._control.cancel_producer(
+                text(instance or b""), conversation_id, text(generation)
+            )
+        return True
+
     async def discard(self, handle: StreamHandle) -> None:
         if isinstance(handle, StreamSession):
             self.memory.discard(handle)  # a plain stream, never shared
