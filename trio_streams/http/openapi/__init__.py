@@ -186,6 +186,25 @@ _UPSTREAM_ERRORS = {
     "504": error_response("The upstream model server did not answer within its timeouts."),
 }
 
+
+def _passed_through(summary: str) -> dict[str, Any]:
+    """A catch-all route whose every method is the upstream's."""
+    return {
+        method: {
+            "summary": summary,
+            "parameters": [
+                {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "default": {"description": "The upstream's answer, status and body unchanged."},
+                **refs("401"),
+                **_UPSTREAM_ERRORS,
+            },
+        }
+        for method in ("get", "post", "put", "patch", "delete")
+    }
+
+
 #: The routes ``serve --upstream`` adds (see :mod:`trio_streams.http.routes.proxy`).
 _PROXY_PATHS: dict[str, Any] = {
     "/v1/responses": {
@@ -205,20 +224,11 @@ _PROXY_PATHS: dict[str, Any] = {
             },
         }
     },
-    "/v1/{rest}": {
-        method: {
-            "summary": "Any other /v1 route, passed through to the upstream as is.",
-            "parameters": [
-                {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
-            "responses": {
-                "default": {"description": "The upstream's answer, status and body unchanged."},
-                **refs("401"),
-                **_UPSTREAM_ERRORS,
-            },
-        }
-        for method in ("get", "post", "put", "patch", "delete")
-    },
+    "/v1/{rest}": _passed_through("Any other /v1 route, passed through to the upstream as is."),
+    "/{rest}": _passed_through(
+        "Any route outside /v1 that this server does not serve (llama-server's /props, "
+        "/slots, /tools...), passed through to the upstream's server root as it streams."
+    ),
 }
 
 
