@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import trio
 
 from tests.conftest import StartServer
@@ -235,3 +236,20 @@ async def test_page_upstream_passes_the_root_through(
         assert keyed.json()["method"] == "POST"
         assert (await http.get("/health")).json()["status"] == "ok"
     assert [r.path for r in upstream.requests] == ["/", "/"]
+
+
+async def test_an_upstream_cut_mid_body_is_a_cut_body_not_a_whole_one(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    upstream.script.events = numbered_events(10)
+    upstream.script.drop_after = 3
+    proxy = await start_proxy(start_server, upstream)
+    received = b""
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            async with http.stream("POST", "/completion", json={"stream": True}) as response:
+                assert response.status_code == 200
+                async for chunk in response.aiter_raw():
+                    received += chunk
+        assert (await http.get("/props")).json() == PROPS  # the server carries on
+    assert received == b"".join(numbered_events(10)[:3])
