@@ -9,7 +9,9 @@ page in headless Chromium (Playwright, Debian's ``/usr/bin/chromium``):
   (``GET /v1/stream/<id>?from=0``), the answer resumes, and the text the page saved equals
   the text of the server's stream;
 - Stop: the page's ``DELETE /v1/stream/<id>`` reaches trio-streams, the session ends and
-  llama-server frees its slot (read from its ``/slots``).
+  llama-server frees its slot (read from its ``/slots``);
+- and reports, without checking, what the page does after a reload when its answer is longer
+  than the session's cap (a second trio-streams with a small ``--session-max-bytes``).
 
 Prints what it saw and exits non-zero if a check failed. An optional check, not part of the
 test suite: it needs a llama-server binary, a GGUF model and the built WebUI. Without them
@@ -41,6 +43,8 @@ PEER = Path(__file__).resolve().parents[2] / "shared" / "peer"
 CHROMIUM = "/usr/bin/chromium"
 #: Tokens of the answers that are reloaded: long enough to outlast two page loads.
 RELOAD_TOKENS = 2500
+#: ``--session-max-bytes`` of the second trio-streams, for the report on a capped answer.
+CAP = 200_000
 #: Seconds any one step may take (the page's 8 MB bundle is slow to load on a busy machine).
 STEP = 90.0
 
@@ -129,8 +133,8 @@ class Check:
         entries: list[dict[str, Any]] = found.json()
         return entries[0] if entries else None
 
-    def server_text(self, conversation_id: str) -> str:
-        return stream_text(self.http.get(f"/v1/stream/{conversation_id}").content)
+    def server_stream(self, conversation_id: str) -> bytes:
+        return self.http.get(f"/v1/stream/{conversation_id}").content
 
     def slots_busy(self) -> bool:
         slots = httpx.get(self.llama + "/slots", timeout=10).json()
@@ -190,6 +194,7 @@ class Check:
 
 def check_loads(check: Check, browser: Browser) -> None:
     page = check.open_page(browser, None)
+
     def props_read() -> bool:
         return any(
             method == "GET" and path.startswith("/props") and status == 200
@@ -228,7 +233,9 @@ def check_reload(check: Check, browser: Browser, reloads: int) -> None:
     wait_for(
         "the answer to end", lambda: (check.lookup(conversation_id) or {}).get("is_done"), page
     )
-    expected = check.server_text(conversation_id)
+    raw = check.server_stream(conversation_id)
+    expected = stream_text(raw)
+    events = len(data_payloads(raw))
     try:
         wait_for(
             "the page's saved answer to equal the server's stream",
@@ -244,7 +251,8 @@ def check_reload(check: Check, browser: Browser, reloads: int) -> None:
         ) from None
     print(
         f"after {reloads} reloads: the saved answer equals the server's stream "
-        f"({len(expected)} characters)"
+        f"({len(expected)} characters; {len(raw)} bytes in {events} events, "
+        f"{len(raw) / events:.0f} bytes an event)"
     )
     page.context.close()
 
@@ -280,6 +288,37 @@ def check_stop(check: Check, browser: Browser) -> None:
     page.context.close()
 
 
+def report_capped(check: Check, browser: Browser) -> None:
+    """Not a check: what the page does today with an answer longer than the session's cap.
+
+    After a reload the page reattaches from offset 0, which the cap has dropped.
+    """
+    page = check.open_page(browser, RELOAD_TOKENS)
+    conversation_id = check.ask(page, "Tell me a long story")
+    wait_for(
+        "the answer to pass the cap", lambda: check.received(page, conversation_id) > CAP, page
+    )
+    page.reload()
+    reattach = f"/v1/stream/{conversation_id}?from=0"
+    status = wait_for(
+        "the reattach",
+        lambda: next((s for m, p, s in check.seen if m == "GET" and p == reattach), None),
+        page,
+    )
+    wait_for(
+        "the answer to end", lambda: (check.lookup(conversation_id) or {}).get("is_done"), page
+    )
+    page.wait_for_timeout(2000)
+    saved = check.saved_answer(page, conversation_id) or ""
+    session = check.lookup(conversation_id) or {}
+    print(
+        f"(report) an answer longer than --session-max-bytes {CAP}: reattach GET {reattach} -> "
+        f"{status}; the page saved {len(saved)} characters of an answer of "
+        f"{session.get('total_bytes')} bytes"
+    )
+    page.context.close()
+
+
 def main(llama_server: Path, model: Path, webui: Path) -> int:
     missing = [
         str(path) for path in (llama_server, model, webui / "index.html") if not path.exists()
@@ -287,9 +326,10 @@ def main(llama_server: Path, model: Path, webui: Path) -> int:
     if missing:
         print(f"skipped: not found: {', '.join(missing)} (give --llama-server, --model, --webui)")
         return 0
-    llama_port, proxy_port = free_port(), free_port()
+    llama_port, proxy_port, capped_port = free_port(), free_port(), free_port()
     llama = f"http://127.0.0.1:{llama_port}"
     proxy = f"http://127.0.0.1:{proxy_port}"
+    capped = f"http://127.0.0.1:{capped_port}"
     with tempfile.TemporaryDirectory(prefix="check-webui-") as scratch:
         binary = runnable(llama_server, Path(scratch))
         llama_args = [
@@ -297,29 +337,36 @@ def main(llama_server: Path, model: Path, webui: Path) -> int:
             "-c", "8192", "-np", "4", "--threads", "1", "--slots",
         ]  # fmt: skip
         proxy_args = [
-            sys.executable, "-m", "trio_streams", "serve", "--port", str(proxy_port),
+            sys.executable, "-m", "trio_streams", "serve",
             "--upstream", llama + "/v1", "--page-dir", str(webui),
         ]  # fmt: skip
+        capped_args = [*proxy_args, "--port", str(capped_port), "--session-max-bytes", str(CAP)]
         logs = Path(scratch)
         failures = []
         with (
             process(llama_args, str(logs / "llama-server.log")),
-            process(proxy_args, str(logs / "trio-streams.log")),
+            process([*proxy_args, "--port", str(proxy_port)], str(logs / "trio-streams.log")),
+            process(capped_args, str(logs / "trio-streams-capped.log")),
             sync_playwright() as playwright,
         ):
             wait_healthy(llama)
             wait_healthy(proxy)
+            wait_healthy(capped)
             check = Check(proxy, llama)
             browser = playwright.chromium.launch(executable_path=CHROMIUM)
             for name, scenario in [
                 ("load", lambda: check_loads(check, browser)),
                 ("reload", lambda: check_reload(check, browser, reloads=2)),
                 ("stop", lambda: check_stop(check, browser)),
+                ("cap", lambda: report_capped(Check(capped, llama), browser)),
             ]:
                 check.seen.clear()
                 try:
                     scenario()
                 except Failed as failure:
+                    if name == "cap":  # a report, not a check
+                        print(f"(report) cap: {failure}")
+                        continue
                     print(f"FAILED {name}: {failure}")
                     failures.append(name)
             browser.close()
