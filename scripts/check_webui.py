@@ -42,7 +42,7 @@ from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peer"
 CHROMIUM = "/usr/bin/chromium"
 #: Tokens of the answers that are reloaded: long enough to outlast two page loads.
-RELOAD_TOKENS = 2500
+RELOAD_TOKENS = 4000
 #: ``--session-max-bytes`` of the second trio-streams, for the report on a capped answer.
 CAP = 200_000
 #: Seconds any one step may take (the page's 8 MB bundle is slow to load on a busy machine).
