@@ -99,7 +99,7 @@ def create_app(
     async def openapi_document() -> Response:
         return json_response(openapi.document(proxy=upstream is not None))
 
-    # Last: the catch-all routes must know every route of ours (ours win).
+    # After the page: `/` passes through only when no page took it (routes of ours win).
     passthrough.register(app, upstream, files)
 
     @app.errorhandler(CapacityError)
