@@ -42,7 +42,9 @@ from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peer"
 CHROMIUM = "/usr/bin/chromium"
 #: Tokens of the answers that are reloaded: long enough to outlast two page loads.
-RELOAD_TOKENS = 4000
+RELOAD_TOKENS = 1500
+#: Seconds a whole answer may take (a busy machine's llama-server may do 10 tokens a second).
+ANSWER = 300.0
 #: ``--session-max-bytes`` of the second trio-streams, for the report on a capped answer.
 CAP = 200_000
 #: Seconds any one step may take (the page's 8 MB bundle is slow to load on a busy machine).
@@ -127,6 +129,17 @@ class Check:
         self.llama = llama
         self.http = httpx.Client(base_url=proxy, timeout=30)
         self.seen: list[tuple[str, str, int | None]] = []  # (method, path, status)
+        self.asked: list[str] = []  # conversation ids
+
+    def clean_up(self) -> None:
+        """Stop what a scenario left generating, so the next one starts on idle slots."""
+        for conversation_id in self.asked:
+            self.http.delete(f"/v1/stream/{conversation_id}")
+        self.asked.clear()
+        try:
+            wait_for("llama-server's slots to free", lambda: not self.slots_busy(), timeout=60)
+        except Failed as failure:
+            print(f"(warning) {failure}: the next scenario shares llama-server with it")
 
     def lookup(self, conversation_id: str) -> dict[str, Any] | None:
         found = self.http.post("/v1/streams/lookup", json={"conversation_ids": [conversation_id]})
@@ -171,6 +184,7 @@ class Check:
         conversation_id = sent.value.headers.get("x-conversation-id")
         if not conversation_id:
             raise Failed("the page sent its completion without X-Conversation-Id")
+        self.asked.append(conversation_id)
         return conversation_id
 
     def received(self, page: Page, conversation_id: str) -> int:
@@ -211,7 +225,7 @@ def check_loads(check: Check, browser: Browser) -> None:
     page.context.close()
 
 
-def check_reload(check: Check, browser: Browser, reloads: int) -> None:
+def check_reload(check: Check, browser: Browser, reloads: int = 2) -> None:
     page = check.open_page(browser, RELOAD_TOKENS)
     conversation_id = check.ask(page, "Tell me a long story")
     reattached = f"/v1/stream/{conversation_id}?from=0"
@@ -231,7 +245,10 @@ def check_reload(check: Check, browser: Browser, reloads: int) -> None:
             raise Failed("the answer ended before the page reattached: not a reload mid-answer")
         check.seen.clear()
     wait_for(
-        "the answer to end", lambda: (check.lookup(conversation_id) or {}).get("is_done"), page
+        "the answer to end",
+        lambda: (check.lookup(conversation_id) or {}).get("is_done"),
+        page,
+        timeout=ANSWER,
     )
     raw = check.server_stream(conversation_id)
     expected = stream_text(raw)
@@ -268,12 +285,23 @@ def check_stop(check: Check, browser: Browser) -> None:
     conversation_id = check.ask(page, "Count forever")
     wait_for("the answer to start", lambda: check.received(page, conversation_id) > 2000, page)
     delete = f"/v1/stream/{conversation_id}"
+    at_delete: list[dict[str, Any] | None] = []
+
+    def before_delete(route: Route) -> None:
+        if route.request.method == "DELETE":
+            at_delete.append(check.lookup(conversation_id))  # the state the DELETE meets
+        route.continue_()
+
+    page.route(f"**{delete}", before_delete)
     with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
         page.get_by_role("button", name=re.compile("stop", re.IGNORECASE)).first.click()
     started = time.perf_counter()
     response = deleted.value
     if not response.url.endswith(delete) or response.status != 204:
         raise Failed(f"Stop sent DELETE {response.url} -> {response.status}")
+    live = at_delete[0] if at_delete else None
+    if live is None or live["is_done"]:
+        raise Failed(f"the answer was not generating any more when Stop's DELETE left: {live}")
     # The producer stopped: its upstream request closed, which frees llama-server's slot.
     wait_for("llama-server's slot to free", lambda: not check.slots_busy(), timeout=10)
     idle = time.perf_counter() - started
@@ -282,7 +310,8 @@ def check_stop(check: Check, browser: Browser) -> None:
         raise Failed(f"the session still runs after Stop: {session}")
     after = check.http.get(delete).status_code
     print(
-        f"Stop: DELETE {delete} -> 204; llama-server's slot free {1000 * idle:.0f} ms after "
+        f"Stop: DELETE {delete} -> 204 mid-answer (at {live['total_bytes']} bytes); "
+        f"llama-server's slot free {1000 * idle:.0f} ms after "
         f"the DELETE answered; lookup then finds {session}, GET {delete} -> {after}"
     )
     page.context.close()
@@ -306,7 +335,10 @@ def report_capped(check: Check, browser: Browser) -> None:
         page,
     )
     wait_for(
-        "the answer to end", lambda: (check.lookup(conversation_id) or {}).get("is_done"), page
+        "the answer to end",
+        lambda: (check.lookup(conversation_id) or {}).get("is_done"),
+        page,
+        timeout=ANSWER,
     )
     page.wait_for_timeout(2000)
     saved = check.saved_answer(page, conversation_id) or ""
@@ -334,7 +366,7 @@ def main(llama_server: Path, model: Path, webui: Path) -> int:
         binary = runnable(llama_server, Path(scratch))
         llama_args = [
             str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(llama_port),
-            "-c", "8192", "-np", "4", "--threads", "1", "--slots",
+            "-c", "8192", "-np", "2", "--threads", "1", "--slots",
         ]  # fmt: skip
         proxy_args = [
             sys.executable, "-m", "trio_streams", "serve",
@@ -352,23 +384,21 @@ def main(llama_server: Path, model: Path, webui: Path) -> int:
             wait_healthy(llama)
             wait_healthy(proxy)
             wait_healthy(capped)
-            check = Check(proxy, llama)
             browser = playwright.chromium.launch(executable_path=CHROMIUM)
-            for name, scenario in [
-                ("load", lambda: check_loads(check, browser)),
-                ("reload", lambda: check_reload(check, browser, reloads=2)),
-                ("stop", lambda: check_stop(check, browser)),
-                ("cap", lambda: report_capped(Check(capped, llama), browser)),
-            ]:
-                check.seen.clear()
+            scenarios: list[tuple[str, Callable[[Check, Browser], None], Check]] = [
+                ("load", check_loads, Check(proxy, llama)),
+                ("reload", check_reload, Check(proxy, llama)),
+                ("stop", check_stop, Check(proxy, llama)),
+                ("cap", report_capped, Check(capped, llama)),  # a report, not a check
+            ]
+            for name, scenario, check in scenarios:
                 try:
-                    scenario()
+                    scenario(check, browser)
                 except Failed as failure:
-                    if name == "cap":  # a report, not a check
-                        print(f"(report) cap: {failure}")
-                        continue
-                    print(f"FAILED {name}: {failure}")
-                    failures.append(name)
+                    print(f"{'(report)' if name == 'cap' else 'FAILED'} {name}: {failure}")
+                    failures += [] if name == "cap" else [name]
+                finally:
+                    check.clean_up()
             browser.close()
         if failures:
             for log in sorted(logs.glob("*.log")):
