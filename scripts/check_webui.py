@@ -222,7 +222,6 @@ def check_loads(check: Check, browser: Browser) -> None:
         raise Failed("the page says 'Server unavailable'")
     props = [entry for entry in check.seen if entry[1].startswith(("/props", "/tools"))]
     print(f"page loaded through trio-streams: {props}")
-    page.context.close()
 
 
 def check_reload(check: Check, browser: Browser, reloads: int = 2) -> None:
@@ -271,7 +270,6 @@ def check_reload(check: Check, browser: Browser, reloads: int = 2) -> None:
         f"({len(expected)} characters; {len(raw)} bytes in {events} events, "
         f"{len(raw) / events:.0f} bytes an event)"
     )
-    page.context.close()
 
 
 def next_difference(a: str, b: str) -> int:
@@ -314,7 +312,6 @@ def check_stop(check: Check, browser: Browser) -> None:
         f"llama-server's slot free {1000 * idle:.0f} ms after "
         f"the DELETE answered; lookup then finds {session}, GET {delete} -> {after}"
     )
-    page.context.close()
 
 
 def report_capped(check: Check, browser: Browser) -> None:
@@ -348,7 +345,6 @@ def report_capped(check: Check, browser: Browser) -> None:
         f"{status}; the page saved {len(saved)} characters of an answer of "
         f"{session.get('total_bytes')} bytes"
     )
-    page.context.close()
 
 
 def main(llama_server: Path, model: Path, webui: Path) -> int:
@@ -398,6 +394,8 @@ def main(llama_server: Path, model: Path, webui: Path) -> int:
                     print(f"{'(report)' if name == 'cap' else 'FAILED'} {name}: {failure}")
                     failures += [] if name == "cap" else [name]
                 finally:
+                    for context in browser.contexts:
+                        context.close()  # the page stops reading before its streams stop
                     check.clean_up()
             browser.close()
         if failures:
