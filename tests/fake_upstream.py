@@ -18,6 +18,16 @@ from tests.helpers import serve_on_free_port
 from trio_streams.http.loop_guard import PROBE_HEADER
 
 Message = dict[str, Any]
+#: Streamed when the request says so; ``/completion`` is llama-server's own, outside ``/v1``.
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/completion")
+#: A small part of what llama-server's ``GET /props`` answers (its WebUI reads it first).
+PROPS = {
+    "default_generation_settings": {"n_ctx": 8192, "params": {"temperature": 0.8}},
+    "total_slots": 4,
+    "model_path": "fake.gguf",
+    "modalities": {"vision": False, "audio": False},
+    "build_info": "fake",
+}
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -138,9 +148,11 @@ class FakeUpstream:
             await trio.sleep(self.script.models_delay)
             data = [{"id": model, "object": "model", "owned_by": "fake"} for model in self.models]
             await _send_whole(send, 200, json.dumps({"object": "list", "data": data}).encode())
-        elif path in ("/v1/chat/completions", "/v1/completions", "/v1/responses"):
+        elif path == "/props" and scope["method"] == "GET":
+            await _send_whole(send, 200, json.dumps(PROPS).encode(), [(b"x-upstream", b"yes")])
+        elif path in COMPLETION_PATHS:
             await self._complete(recorded, receive, send)
-        elif path.startswith("/v1/status/"):
+        elif path.startswith(("/v1/status/", "/status/")):
             status = int(path.rsplit("/", 1)[1])
             await _send_whole(send, status, b'{"error":{"message":"as asked"}}')
         else:

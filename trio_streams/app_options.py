@@ -8,11 +8,13 @@ Apart from the command (:mod:`trio_streams.cli`) and from the listener's options
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
 from trio_streams.http.auth import read_key_file
 from trio_streams.http.cors import check_origin
+from trio_streams.http.routes.page import INDEX, PAGE_CHOICES, UPSTREAM
 from trio_streams.listener_options import listener_settings, option_group
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
@@ -274,6 +276,25 @@ _OPTIONS = [
         "None by default; '*' allows any origin, for servers whose every route needs an API key.",
     ),
     click.option(
+        "--page",
+        default=_DEFAULTS.page,
+        type=click.Choice(PAGE_CHOICES),
+        envvar="TRIO_STREAMS_PAGE",
+        show_envvar=True,
+        help="What / serves: 'builtin', trio-streams' chat page, or 'upstream', the --upstream "
+        "server's own page (llama-server's WebUI) passed through, with trio-streams' sessions "
+        "behind it.",
+    ),
+    click.option(
+        "--page-dir",
+        default=None,
+        type=click.Path(exists=True, file_okay=False),
+        envvar="TRIO_STREAMS_PAGE_DIR",
+        show_envvar=True,
+        help="Serve a built web page's static files from this directory at / instead "
+        "(e.g. llama.cpp's WebUI build); it must hold an index.html, and its files are public.",
+    ),
+    click.option(
         "--event-ids/--no-event-ids",
         default=_DEFAULTS.event_ids,
         envvar="TRIO_STREAMS_EVENT_IDS",
@@ -285,6 +306,22 @@ _OPTIONS = [
 
 #: Add the application options to a click command.
 app_options = option_group(_OPTIONS)
+
+
+def _check_page(page: str, page_dir: str | None, upstream: bool) -> None:
+    if page == UPSTREAM and not upstream:
+        raise click.BadParameter(
+            "'upstream' needs --upstream: the page is the upstream's own", param_hint="'--page'"
+        )
+    if page == UPSTREAM and page_dir is not None:
+        raise click.BadParameter(
+            "give either --page upstream or --page-dir, not both", param_hint="'--page-dir'"
+        )
+    if page_dir is not None and not (Path(page_dir) / INDEX).is_file():
+        raise click.BadParameter(
+            f"{page_dir!r} has no {INDEX}: give the directory of a built page",
+            param_hint="'--page-dir'",
+        )
 
 
 def settings_from_options(ctx: click.Context) -> Settings:
@@ -300,6 +337,7 @@ def settings_from_options(ctx: click.Context) -> Settings:
         upstream_api_key, named_upstream_keys = split_api_keys(o["upstream_api_keys"], names)
     except UpstreamConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--upstream-api-key'") from None
+    _check_page(o["page"], o["page_dir"], bool(o["upstreams"]))
     listener = listener_settings(ctx)
     keys = [key for key in o["api_keys"] if key.strip()]
     if o["api_key_file"] is not None:
@@ -335,5 +373,7 @@ def settings_from_options(ctx: click.Context) -> Settings:
         upstream_read_timeout=o["upstream_read_timeout"],
         cors_origins=o["cors_origins"],
         event_ids=o["event_ids"],
+        page=o["page"],
+        page_dir=o["page_dir"],
         **listener,
     )

@@ -158,6 +158,8 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             max_lookup_ids=settings.max_lookup_ids,
             upstream=upstream,
             cors_origins=settings.cors_origins,
+            page_choice=settings.page,
+            page_dir=settings.page_dir,
         )
         yield Service(
             with_proxy_headers(ShieldFinalSend(app), settings), store, manager, app, upstream

@@ -88,6 +88,10 @@ class Settings:
     #: Browser origins (``scheme://host[:port]``, or ``*`` for any) whose pages may call
     #: the API across origins (CORS); empty: same-origin pages only.
     cors_origins: tuple[str, ...] = ()
+    #: What ``/`` serves: ``builtin`` (the chat page) or ``upstream`` (the upstream's own
+    #: page, passed through); ``page_dir`` serves a built page's files instead of either.
+    page: Literal["builtin", "upstream"] = "builtin"
+    page_dir: str | None = None
 
     # -- Hypercorn, for ``serve`` (under the ``hypercorn`` command, its own flags set these) --
     #: Addresses (``HOST:PORT``, ``[::1]:PORT``, ``unix:PATH``, ``fd://N``); empty: ``host``

@@ -47,6 +47,23 @@ def test_bad_upstreams_are_refused_with_a_reason(spec: str, message: str) -> Non
         parse_upstream(spec)
 
 
+@pytest.mark.parametrize(
+    ("base", "path", "query", "expected"),
+    [
+        ("http://127.0.0.1:8081/v1", "/props", b"", "http://127.0.0.1:8081/props"),
+        ("http://127.0.0.1:8081/v1", "/", b"a=1", "http://127.0.0.1:8081/?a=1"),
+        ("http://gw/llama/v1", "/slots/0", b"action=save", "http://gw/llama/slots/0?action=save"),
+        ("http://user:pw@h:1/v1", "/tools", b"", "http://user:pw@h:1/tools"),
+        ("https://h/api/openai", "/props", b"", "https://h/props"),  # not .../v1: the origin
+        ("https://h/v1beta", "/props", b"", "https://h/props"),
+    ],
+)
+def test_routes_outside_the_api_are_at_the_servers_root(
+    base: str, path: str, query: bytes, expected: str
+) -> None:
+    assert Upstream(base).root_url(path, query) == expected
+
+
 def test_routes_by_model_name_then_default() -> None:
     routes = UpstreamRoutes.parse(["a=http://a", "http://default", "b=http://b"])
     assert routes.for_model("a") == Upstream("http://a/v1", "a")

@@ -22,7 +22,7 @@ from trio_streams.http import auth, cors, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
-from trio_streams.http.routes import demo, page, proxy, responses, streams
+from trio_streams.http.routes import demo, page, passthrough, proxy, responses, streams
 from trio_streams.http.routes.demo_responses import DemoResponses
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
@@ -43,11 +43,15 @@ def create_app(
     max_lookup_ids: int = streams.DEFAULT_MAX_LOOKUP_IDS,
     upstream: UpstreamClient | None = None,
     cors_origins: Iterable[str] = (),
+    page_choice: page.PageChoice = page.BUILTIN,
+    page_dir: str | Path | None = None,
 ) -> QuartTrio:
     """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo.
 
     ``cors_origins`` are the browser origins (``scheme://host[:port]``, or ``*``) whose
-    pages may call the API (see :mod:`trio_streams.http.cors`).
+    pages may call the API (see :mod:`trio_streams.http.cors`). ``page_dir`` serves a built
+    page's files at ``/`` (its files are public); ``page_choice="upstream"`` passes ``/`` to
+    the upstream (see :mod:`trio_streams.http.routes.page`).
     """
     store, manager = as_store(sessions)
     app = QuartTrio("trio_streams", static_folder=str(STATIC))
@@ -72,7 +76,8 @@ def create_app(
         """
         await request.get_data(cache=True)
 
-    auth.install(app, auth.ApiKeys(api_keys))
+    files = page.PageDir(Path(page_dir)) if page_dir is not None else None
+    auth.install(app, auth.ApiKeys(api_keys), public=files.serves if files else None)
     cors.install(app, cors_origins)
 
     streams.register(app, store)
@@ -81,7 +86,7 @@ def create_app(
         responses.register(app, store, DemoResponses(store, model))
     else:
         proxy.register(app, store, upstream)
-    page.register(app)
+    page.register(app, page_choice, files)
 
     @app.get("/health")
     async def health() -> Response:
@@ -95,6 +100,9 @@ def create_app(
     @app.get("/openapi.json")
     async def openapi_document() -> Response:
         return json_response(openapi.document(proxy=upstream is not None))
+
+    # After the page: `/` passes through only when no page took it (routes of ours win).
+    passthrough.register(app, upstream, files)
 
     @app.errorhandler(CapacityError)
     async def at_capacity(error: CapacityError) -> Response:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from quart import Response, g, request
@@ -74,8 +74,9 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get(API_KEY_HEADER) or None
 
 
-def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+def is_public(method: str, path: str) -> bool:
+    """Only reads are public: ``POST /`` may be passed through to an upstream."""
+    return method in ("GET", "HEAD") and (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES))
 
 
 def unauthorized() -> Response:
@@ -84,14 +85,22 @@ def unauthorized() -> Response:
     return response
 
 
-def install(app: QuartTrio, keys: ApiKeys) -> None:
-    """Check the key of every request but the public ones, before routing answers."""
+def install(
+    app: QuartTrio, keys: ApiKeys, public: Callable[[str, str], bool] | None = None
+) -> None:
+    """Check the key of every request but the public ones, before routing answers.
+
+    ``public(method, path)`` names more public requests: a page directory's files.
+    """
 
     @app.before_request
     async def authenticate() -> Response | None:
         g.trio_streams_owner = None
         # A CORS preflight never carries the key: the browser asks before sending it.
-        if not keys.enabled or is_public(request.path) or cors.is_preflight(request):
+        method, path = request.method, request.path
+        if not keys.enabled or is_public(method, path) or cors.is_preflight(request):
+            return None
+        if public is not None and public(method, path):
             return None
         owner = keys.owner_of(presented_key(request.headers))
         if owner is None:

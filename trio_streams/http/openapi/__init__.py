@@ -184,11 +184,12 @@ _UPSTREAM_ERRORS = {
     "504": error_response("The upstream model server did not answer within its timeouts."),
 }
 
-#: The routes ``serve --upstream`` adds (see :mod:`trio_streams.http.routes.proxy`).
-_PROXY_PATHS: dict[str, Any] = {
-    "/v1/{rest}": {
+
+def _passed_through(summary: str) -> dict[str, Any]:
+    """A catch-all route whose every method is the upstream's."""
+    return {
         method: {
-            "summary": "Any other /v1 route, passed through to the upstream as is.",
+            "summary": summary,
             "parameters": [
                 {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
@@ -199,7 +200,16 @@ _PROXY_PATHS: dict[str, Any] = {
             },
         }
         for method in ("get", "post", "put", "patch", "delete")
-    },
+    }
+
+
+#: The routes ``serve --upstream`` adds (see :mod:`trio_streams.http.routes.proxy`).
+_PROXY_PATHS: dict[str, Any] = {
+    "/v1/{rest}": _passed_through("Any other /v1 route, passed through to the upstream as is."),
+    "/{rest}": _passed_through(
+        "Any route outside /v1 that this server does not serve (llama-server's /props, "
+        "/slots, /tools...), passed through to the upstream's server root as it streams."
+    ),
 }
 
 

@@ -29,8 +29,19 @@ class Upstream:
 
     def url(self, path: str, query: bytes = b"") -> str:
         """The upstream URL of API path ``path`` (the part after ``/v1``, e.g. ``/models``)."""
-        url = self.base_url + path
-        return url + "?" + query.decode("latin-1") if query else url
+        return _with_query(self.base_url + path, query)
+
+    def root_url(self, path: str, query: bytes = b"") -> str:
+        """The URL of a path outside the API (``/props``, ``/``) on the same server.
+
+        The server's root is the base URL without its final ``/v1``
+        (``http://host:8080/v1`` -> ``http://host:8080``), keeping any prefix a gateway
+        mounts it under; a base that does not end in ``/v1`` has its origin as the root.
+        """
+        parts = urlsplit(self.base_url)
+        prefix = parts.path[: -len("/v1")] if parts.path.endswith("/v1") else ""
+        root = urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
+        return _with_query(root + path, query)
 
     def __str__(self) -> str:
         """For logs: credentials in the URL (``http://user:secret@host``) are left out."""
@@ -38,6 +49,10 @@ class Upstream:
         host = parts.netloc.rpartition("@")[2]
         url = urlunsplit((parts.scheme, host, parts.path, "", ""))
         return f"{self.name}={url}" if self.name else url
+
+
+def _with_query(url: str, query: bytes) -> str:
+    return url + "?" + query.decode("latin-1") if query else url
 
 
 def parse_upstream(spec: str) -> Upstream:
