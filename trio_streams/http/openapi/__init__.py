@@ -11,6 +11,7 @@ import copy
 from importlib.metadata import version
 from typing import Any
 
+from trio_streams.http.openapi.ai_sdk import AI_SDK_PATHS
 from trio_streams.http.openapi.components import COMPONENTS
 from trio_streams.http.openapi.parts import (
     CONV_PATH,
@@ -177,6 +178,7 @@ _DOCUMENT: dict[str, Any] = {
     },
     "components": COMPONENTS,
 }
+_DOCUMENT["paths"].update(AI_SDK_PATHS)
 
 
 _UPSTREAM_ERRORS = {

@@ -19,9 +19,10 @@ from trio_streams.core.errors import INVALID_REQUEST
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.routes.chat_start import StartChatStream
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.demo import MODEL_ID, DemoModel, DemoRequest
-from trio_streams.stores.protocol import SessionStore
+from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 logger = logging.getLogger("trio_streams")
 
@@ -103,8 +104,28 @@ def ping_interval(body: dict[str, Any]) -> float | None:
     return float(value)
 
 
-def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
-    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
+def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> StartChatStream:
+    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``.
+
+    Returns how other routes (the AI SDK's ``/api/chat``) start a chat stream on the demo.
+    """
+
+    async def open_stream(
+        demo_request: DemoRequest, interval: float | None, conversation_id: str | None
+    ) -> StreamHandle:
+        session = await store.start(
+            conversation_id,
+            model.producer(demo_request),
+            ping_interval=interval,
+            owner=auth.current_owner(),
+        )
+        if conversation_id:
+            logger.info("started stream %s", redact(conversation_id))
+        return session
+
+    async def start_chat(body: dict[str, Any], conversation_id: str) -> StreamHandle:
+        demo_request = completion_request(body, chat=True)
+        return await open_stream(demo_request, ping_interval(body), conversation_id)
 
     async def complete(*, chat: bool) -> Response:
         body = validation.json_object(await request.get_data(as_text=False))
@@ -114,14 +135,7 @@ def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
         conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         if not body.get("stream", False):
             return json_response(model.completion(demo_request))
-        session = await store.start(
-            conversation_id,
-            model.producer(demo_request),
-            ping_interval=interval,
-            owner=auth.current_owner(),
-        )
-        if conversation_id:
-            logger.info("started stream %s", redact(conversation_id))
+        session = await open_stream(demo_request, interval, conversation_id)
         return stream_response(session, 0, owns_producer=conversation_id is None)
 
     @app.post("/v1/chat/completions")
@@ -137,3 +151,5 @@ def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
         created = int(time.time())
         entry = {"id": MODEL_ID, "object": "model", "created": created, "owned_by": "trio-streams"}
         return json_response({"object": "list", "data": [entry]})
+
+    return start_chat
