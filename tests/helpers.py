@@ -32,12 +32,39 @@ def sse_data(raw: bytes) -> list[str]:
     return events
 
 
-_EVENT_ID_LINE = re.compile(rb"^id: [0-9]+\n", re.MULTILINE)
+_EVENT_ID_LINE = re.compile(rb"^id: (?:[0-9a-f]{16}-)?[0-9]+\n", re.MULTILINE)
 
 
 def without_event_ids(raw: bytes) -> bytes:
-    """``raw`` without the ``id: N`` lines the session writer stamps (LF streams only)."""
+    """``raw`` without the ``id: G-N`` lines the session writer stamps (LF streams only)."""
     return _EVENT_ID_LINE.sub(b"", raw)
+
+
+def event_offset(event_id: str | bytes) -> int:
+    """The byte offset an event id names (``<generation>-<offset>`` or a plain offset)."""
+    text = event_id.decode() if isinstance(event_id, bytes) else event_id
+    return int(text.strip().rsplit("-", 1)[-1])
+
+
+def event_generation(event_id: str | bytes) -> str:
+    """The generation an event id names."""
+    text = event_id.decode() if isinstance(event_id, bytes) else event_id
+    return text.strip().rsplit("-", 1)[0]
+
+
+def split_end(raw: bytes) -> tuple[bytes, str | None]:
+    """A reader's body as (the session's bytes, the reason of its end event or None).
+
+    The end event (``: end <reason>`` then an error ``data:`` line) is told to a reader
+    after the log's bytes; it is not part of the log and moves no offset.
+    """
+    at = raw.rfind(b": end ")
+    if at < 0 or not raw.endswith(b"\n\n") or (at and raw[at - 1 : at] != b"\n"):
+        return raw, None
+    reason = raw[at + len(b": end ") :].split(b"\n", 1)[0].decode()
+    payload = json.loads(raw[at:].split(b"data: ", 1)[1])
+    assert payload["error"]["reason"] == reason, payload
+    return raw[:at], reason
 
 
 def ends_with_done(raw: bytes) -> bool:

@@ -16,6 +16,7 @@ from trio_streams.app_options import app_options, settings_from_options
 from trio_streams.client.streams_client import DEFAULT_URL
 from trio_streams.client.tail import stdout
 from trio_streams.client.tail import tail as tail_stream
+from trio_streams.core.generations import split_event_id
 from trio_streams.http.loop_guard import UpstreamLoopError
 from trio_streams.listener_options import LISTENER_OPTIONS, listener_options
 from trio_streams.server import ListenError, first_leaf, serve_workers
@@ -131,10 +132,10 @@ def configure_logging(level: str, *, root: bool = True) -> None:
 @click.argument("conversation_id")
 @click.option(
     "--from",
-    "offset",
-    default=0,
-    type=click.IntRange(min=0),
-    help="Byte offset to start from (an event id works too).",
+    "position",
+    default="0",
+    help="Byte offset to start from, or an event id (<generation>-<offset>: pinned to "
+    "that generation).",
 )
 @click.option(
     "--url",
@@ -151,14 +152,23 @@ def configure_logging(level: str, *, root: bool = True) -> None:
     show_envvar=True,
     help="API key to send (as a Bearer token) to a server that requires one.",
 )
-def tail(conversation_id: str, offset: int, url: str, raw: bool, api_key: str | None) -> None:
-    """Print a conversation's stream until it ends, resuming across reconnects."""
+def tail(conversation_id: str, position: str, url: str, raw: bool, api_key: str | None) -> None:
+    """Print a conversation's stream until it ends, resuming across reconnects.
+
+    Exits 0 when the answer is complete; 1 when the stream cannot be read or ended without
+    its answer (stopped, replaced, evicted, failed), with the reason on stderr.
+    """
+    parsed = split_event_id(position)
+    if parsed is None:
+        raise click.BadParameter("expected a byte offset or an event id", param_hint="--from")
+    generation, offset = parsed
     status = trio.run(
         partial(
             tail_stream,
             url,
             conversation_id,
-            offset,
+            int(offset),
+            generation=generation,
             raw=raw,
             out=stdout(),
             err=sys.stderr,

@@ -26,6 +26,7 @@ from trio_streams.client import (
     OffsetLostError,
     StreamError,
     StreamNotFoundError,
+    StreamStopped,
     StreamsClient,
     chunk_text,
 )
@@ -108,7 +109,8 @@ async def test_events_and_text_while_the_stream_is_still_generating(
     assert b"".join(event.raw for event in events) == raw
     assert events[-1].data == "[DONE]" and events[-1].offset == len(raw)
     # Every event's offset is its stamped id: from= and Last-Event-ID agree.
-    assert all(event.id == str(event.offset) for event in events)
+    generation = server.manager.get("c-live").generation  # type: ignore[union-attr]
+    assert all(event.id == f"{generation}-{event.offset}" for event in events)
     text = "".join(chunk_text(event) for event in events)
     assert text == "".join(answer_tokens("live events")[:120])
 
@@ -125,9 +127,10 @@ async def test_the_same_client_works_under_asyncio(
                     "c-asyncio", chat_body("asyncio", max_tokens=40)
                 )
             ]
-            found = await client.lookup("c-asyncio")
+        async with StreamsClient(server.url) as direct:  # a lookup the proxy does not cut
+            found = await direct.lookup("c-asyncio")
             assert found and found[0].is_done
-            return b"".join(chunks)
+        return b"".join(chunks)
 
     received = await trio.to_thread.run_sync(asyncio.run, read_under_asyncio())
     assert received == await session_bytes(server, "c-asyncio")
@@ -164,8 +167,11 @@ async def test_lookup_stop_and_the_errors(start_server: StartServer) -> None:
         session = server.manager.get("c::org/model")
         assert session is not None
         await client.stop("c::org/model")
-        with trio.fail_after(5):
-            rest = [chunk async for chunk in chunks]  # the stream ends: its session is gone
+        rest: list[bytes] = []
+        with trio.fail_after(5), pytest.raises(StreamStopped) as stopped:
+            async for chunk in chunks:  # the stream ends, and says why: it was stopped
+                rest.append(chunk)
+        assert stopped.value.reason == "stopped"
         assert session.is_cancelled and session.is_done and server.manager.producer_count == 0
         assert not ends_with_done(first + b"".join(rest))
         assert await client.lookup("c") == []
@@ -173,6 +179,7 @@ async def test_lookup_stop_and_the_errors(start_server: StartServer) -> None:
         with pytest.raises(StreamNotFoundError) as not_found:
             await anext_of(client.iter_bytes("c::org/model"))
         assert not_found.value.status == 404 and not_found.value.error_type == "not_found_error"
+        assert isinstance(not_found.value, StreamStopped)  # from the tombstone
 
         await _drain(client.start_bytes("c-cap", chat_body("long", max_tokens=100)))
         with pytest.raises(OffsetLostError):

@@ -71,7 +71,7 @@ def event_ends(raw: bytes) -> dict[int, int]:
     offset = 0
     for block in raw.split(b"\n\n")[:-1]:
         offset += len(block) + 2
-        match = re.search(rb"^id: ([0-9]+)$", block, re.MULTILINE)
+        match = re.search(rb"^id: (?:[0-9a-f]{16}-)?([0-9]+)$", block, re.MULTILINE)
         if match:
             ends[int(match.group(1))] = offset
         else:
@@ -127,9 +127,14 @@ def test_ids_are_the_offsets_after_their_events_and_data_is_unchanged(
         before, after = Parsed(stamped[:end]), Parsed(stamped[end:])
         assert before.last_event_id == event_id
         assert before.events + after.events == parsed.events
-    # Every event with a field got its id (ours, the last one); comment-only events none.
-    with_fields = sum(any(not line.startswith(":") for line in lines) for lines, _ in events)
+    # Every event with a field got its id, ours and only ours: the producer's own id lines
+    # are removed (an event of nothing but an id line is left empty, so it gets none);
+    # comment-only events get none either.
+    with_fields = sum(
+        any(not line.startswith((":", "id")) for line in lines) for lines, _ in events
+    )
     assert len(parsed.ids) == with_fields
+    assert stamped.count(b"id:") == with_fields
 
 
 def test_the_id_line_uses_the_events_own_line_ending_and_is_its_last_line() -> None:
@@ -137,9 +142,32 @@ def test_the_id_line_uses_the_events_own_line_ending_and_is_its_last_line() -> N
     first = stamper.stamp(b"data: a\r\n\r\n", 0)
     assert first == b"data: a\r\nid: 19\r\n\r\n" and len(first) == 19
     assert stamper.stamp(b": ping\r\r", 19) == b": ping\r\r"  # comment-only: no id
-    # The producer's own id comes first, ours last: ours is the one a client keeps.
+    # The producer's own id is replaced by ours: an event never has two.
     third = stamper.stamp(b"id: theirs\rdata: b\r\r", 27)
-    assert third == b"id: theirs\rdata: b\rid: 54\r\r" and 27 + len(third) == 54
+    assert third == b"data: b\rid: 43\r\r" and 27 + len(third) == 43
+
+
+def test_an_upstreams_id_line_is_replaced_even_split_across_writes() -> None:
+    """A proxied server that numbers its events (``id: 53412``) gets one id per event."""
+    stamper = EventIdStamper(b"0123456789abcdef-")
+    out = stamper.stamp(b"data: a\nid: 534", 0)
+    out += stamper.stamp(b"12\n\nid: 9\r", len(out))
+    out += stamper.stamp(b"\ndata: b\r\n\r\ndata: c\ni", len(out))
+    out += stamper.stamp(b"dle: 1\n\n", len(out))
+    assert out == (
+        b"data: a\nid: 0123456789abcdef-33\n\n"
+        b"data: b\r\nid: 0123456789abcdef-69\r\n\r\n"
+        b"data: c\nidle: 1\nid: 0123456789abcdef-111\n\n"
+    )
+    assert len(out) == 111
+
+
+def test_the_id_line_carries_the_generation_prefix_and_stays_a_fixed_point() -> None:
+    prefix = b"0123456789abcdef-"
+    line = id_line(99_990, b"\n", b"\n", prefix)
+    assert line == b"id: 0123456789abcdef-100019\n" and 99_990 + len(line) + 1 == 100_019
+    stamper = EventIdStamper(prefix)
+    assert stamper.stamp(b"data: x\n\n", 5) == b"data: x\nid: 0123456789abcdef-38\n\n"
 
 
 def test_the_id_is_a_fixed_point_across_a_change_in_digit_count() -> None:

@@ -7,10 +7,13 @@ import trio
 import trio.testing
 
 from tests.helpers import without_event_ids
+from trio_streams.core.end_reasons import EndReason, end_event_after
+from trio_streams.core.limits import Limits
 from trio_streams.core.manager import ManagerClosedError, SessionManager, variant_prefixes
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import StreamSession
 from trio_streams.core.sse import PING, ends_with_done
+from trio_streams.stores.reader import read_then_end
 
 
 class Ticker:
@@ -274,3 +277,44 @@ def test_variant_prefixes() -> None:
     assert variant_prefixes("a") == []
     assert variant_prefixes("a::b") == ["a"]
     assert variant_prefixes("conv::org/m:Q8_0::x") == ["conv", "conv::org/m:Q8_0"]
+
+
+async def test_tombstones_name_the_stop_for_the_ttl_then_go(autojump_clock: trio.abc.Clock) -> None:
+    async with SessionManager(ttl=300, gc_interval=60, ping_interval=None) as manager:
+        session = manager.start("c1", Ticker(3))
+        await read_all(session)
+        assert manager.tombstone("c1") is None  # finished is not gone
+        assert manager.stop("c1")
+        tombstone = manager.tombstone("c1")
+        assert tombstone is not None and tombstone.reason is EndReason.STOPPED
+        assert tombstone.generation == session.generation
+        await trio.sleep(299)
+        assert manager.tombstone("c1") is not None
+        await trio.sleep(61)  # past the TTL, and a sweep ran: the tombstone went too
+        assert manager.tombstone("c1") is None
+        assert manager._tombstones == {}
+
+
+async def test_a_reader_overtaken_by_an_eviction_is_told_so() -> None:
+    """A finished session evicted for room while a slow reader is behind: its bytes are
+    freed under the reader, which ends with the ``evicted`` end event, and the id keeps a
+    tombstone."""
+    big = b"data: " + b"x" * (300 * 1024) + b"\n\n"  # more than one read chunk
+
+    async def one_big_event(writer: StreamWriter) -> None:
+        await writer.write(big)
+
+    limits = Limits(max_total_bytes=2 * len(big) + 100, max_sessions=None)
+    manager = SessionManager(max_bytes=len(big) + 100, ping_interval=None, limits=limits)
+    async with manager:
+        session = manager.start("c1", one_big_event)
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.is_done
+        chunks = read_then_end(session, 0)
+        first = await chunks.__anext__()  # the reader is one chunk in, then stalls
+        manager.start("c2", one_big_event)  # the budget takes c1's bytes
+        rest = [chunk async for chunk in chunks]
+        assert len(first) < len(big)
+        assert rest == [end_event_after(EndReason.EVICTED, first)]
+        tombstone = manager.tombstone("c1")
+        assert tombstone is not None and tombstone.reason is EndReason.EVICTED

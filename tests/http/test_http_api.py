@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -10,7 +11,14 @@ import trio
 import trio.testing
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body, chat_text, ends_with_done, sse_data
+from tests.helpers import (
+    assert_error,
+    chat_body,
+    chat_text,
+    ends_with_done,
+    split_end,
+    sse_data,
+)
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
@@ -278,8 +286,11 @@ async def test_lookup_reports_live_and_finished_sessions_and_variants(
             "total_bytes",
             "started_at",
             "completed_at",
+            "generation",
+            "dropped_prefix",
         }
         assert item["is_done"] is True and item["completed_at"] >= item["started_at"] > 0
+        assert re.fullmatch("[0-9a-f]{16}", item["generation"]) and item["dropped_prefix"] == 0
 
 
 @pytest.mark.parametrize("body", [b"{}", b'{"conversation_ids": "conv"}', b"[]", b"42", b"null"])
@@ -314,10 +325,17 @@ async def test_invalid_from_is_400(client: httpx.AsyncClient, value: str) -> Non
     assert_error(response, 400, "Invalid 'from' offset", "invalid_request_error")
 
 
-async def test_from_beyond_the_end_of_a_finished_stream_is_empty(client: httpx.AsyncClient) -> None:
+async def test_from_beyond_the_end_of_a_finished_stream_is_400(client: httpx.AsyncClient) -> None:
     full = await start_stream(client, "c-end", max_tokens=1)
-    response = await client.get("/v1/stream/c-end", params={"from": len(full) + 100})
-    assert response.status_code == 200 and response.content == b""
+    at_end = await client.get("/v1/stream/c-end", params={"from": len(full)})
+    assert at_end.status_code == 200 and at_end.content == b""
+    beyond = await client.get("/v1/stream/c-end", params={"from": len(full) + 100})
+    message = f"Invalid 'from' offset: {len(full) + 100} is beyond the end of the finished stream"
+    assert_error(beyond, 400, message, "invalid_request_error")
+    absurd = await client.get("/v1/stream/c-end", params={"from": "9" * 26})
+    assert_error(absurd, 400, "Invalid 'from' offset: out of range", "invalid_request_error")
+    by_id = await client.get("/v1/stream/c-end", headers={"Last-Event-ID": "9" * 26})
+    assert_error(by_id, 400, "Invalid 'Last-Event-ID'", "invalid_request_error")
 
 
 async def test_lost_offset_is_400(start_server: StartServer) -> None:
@@ -408,8 +426,9 @@ async def test_delete_before_the_first_token_cancels_the_producer(
         session = server.manager.get("c-prefill")
         assert (await client.delete("/v1/stream/c-prefill")).status_code == 204
         with trio.fail_after(2):
-            rest = b"".join([chunk async for chunk in chunks])
+            rest, reason = split_end(b"".join([chunk async for chunk in chunks]))
     assert set(sse_data(first + rest)) == set()  # nothing but pings: no token was produced
+    assert reason == "stopped"  # and the reader was told why it ended
     assert session is not None and session.is_cancelled and session.is_done
     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
     assert server.manager.producer_count == 0
@@ -426,7 +445,9 @@ async def test_replacement_ends_the_old_stream_and_takes_the_id(
         with trio.fail_after(5):
             new_raw = await start_stream(client, "c-rep", "new prompt", 5)
     assert old is not None and old.is_cancelled and old.is_done
-    assert chat_text(results["c-rep"]) and not ends_with_done(results["c-rep"])
+    old_raw, reason = split_end(results["c-rep"])
+    assert reason == "replaced"
+    assert chat_text(old_raw) and not ends_with_done(old_raw)
     assert chat_text(new_raw) == "".join(answer_tokens("new prompt")[:5])
     replay = await client.get("/v1/stream/c-rep")
     assert replay.content == new_raw

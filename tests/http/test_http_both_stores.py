@@ -52,6 +52,8 @@ async def test_path_and_query_forms_read_from_an_offset(http: httpx.AsyncClient)
     assert (await http.get(f"/v1/stream/{ODD_ID}", params={"from": ""})).content == whole
     end = await http.get(f"/v1/stream/{ODD_ID}", params={"from": str(len(whole))})
     assert end.status_code == 200 and end.content == b""
+    beyond = await http.get(f"/v1/stream/{ODD_ID}", params={"from": str(len(whole) + 1)})
+    assert_error(beyond, 400, "Invalid 'from' offset", "invalid_request_error")
 
 
 async def test_errors_have_the_documented_shape(http: httpx.AsyncClient) -> None:
@@ -93,13 +95,16 @@ async def test_lookup_and_delete(http: httpx.AsyncClient) -> None:
     assert [entry["conversation_id"] for entry in found] == ["base", "base::m1"]
     assert set(found[0]) == {
         "conversation_id", "is_done", "total_bytes", "started_at", "completed_at",
+        "generation", "dropped_prefix",
     }  # fmt: skip
     assert (await http.post("/v1/streams/lookup", json={"other": 1})).json() == []
     assert (await http.delete("/v1/stream?conv_id=base::m1")).status_code == 204
     assert (await http.delete("/v1/stream/base::m1")).status_code == 204  # idempotent
     found = (await http.post("/v1/streams/lookup", json={"conversation_ids": ["base"]})).json()
     assert [entry["conversation_id"] for entry in found] == ["base"]
-    assert (await http.get("/v1/stream/base::m1")).status_code == 404
+    stopped = await http.get("/v1/stream/base::m1")
+    assert_error(stopped, 404, "Stream stopped", "not_found_error")
+    assert stopped.json()["error"]["reason"] == "stopped"
 
 
 async def test_health(http: httpx.AsyncClient) -> None:

@@ -90,7 +90,7 @@ async def test_lookup_is_limited_in_ids_and_ignores_invalid_ones(
         ("GET", "/v1/stream/a%09b", {}, 400, "Invalid conversation id: only visible ASCII"),
         ("DELETE", "/v1/stream/a%20b", {}, 400, "Invalid conversation id"),
         ("GET", "/v1/stream?conv_id=%C3%A9", {}, 400, "Invalid conversation id"),
-        ("GET", "/v1/stream/x?from=99999999999999999999999999", {}, 404, "Stream not found"),
+        ("GET", "/v1/stream/x?from=99999999999999999999999999", {}, 400, "Invalid 'from' offset"),
         ("POST", "/v1/streams/lookup", {"content": b"\xff\xfe"}, 400, "invalid body"),
         ("POST", "/v1/streams/lookup", {"content": b"[" * 100_000}, 400, "invalid body"),
         ("POST", "/v1/chat/completions", {"content": b"null"}, 400, "invalid body"),

@@ -20,7 +20,15 @@ import trio.testing
 
 from tests.conftest import StartServer
 from tests.fake_upstream import FakeUpstream, StreamRecord, chunk_event, numbered_events
-from tests.helpers import assert_error, chat_body, sse_data, without_event_ids
+from tests.helpers import (
+    assert_error,
+    chat_body,
+    event_generation,
+    event_offset,
+    split_end,
+    sse_data,
+    without_event_ids,
+)
 from trio_streams.core.sse import PING
 from trio_streams.server import RunningServer
 
@@ -140,11 +148,34 @@ async def test_with_event_ids_each_upstream_event_gains_only_its_id_line(
         )
         assert without_event_ids(response.content) == b"".join(numbered_events(30))
         events = response.content.split(b"\n\n")[:-1]
-        offsets = [int(event.rsplit(b"\nid: ", 1)[1]) for event in events]
+        ids = [event.rsplit(b"\nid: ", 1)[1].decode() for event in events]
+        offsets = [event_offset(event_id) for event_id in ids]
         ends = [len(b"\n\n".join(events[: n + 1])) + 2 for n in range(len(events))]
         assert offsets == ends  # each id is the byte offset just after its event
-        resumed = await http.get("/v1/stream/ids-1", headers={"Last-Event-ID": str(offsets[9])})
+        generation = response.headers["x-stream-generation"]
+        assert {event_generation(event_id) for event_id in ids} == {generation}
+        resumed = await http.get("/v1/stream/ids-1", headers={"Last-Event-ID": ids[9]})
     assert resumed.content == response.content[offsets[9] :]
+
+
+async def test_an_upstreams_own_event_ids_are_replaced_not_doubled(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    """A server that numbers its events (``id: 53412``): each event keeps one id, ours."""
+    upstream.script.events = [
+        b"id: %d\n" % (53412 + index) + event for index, event in enumerate(numbered_events(8))
+    ]
+    upstream.script.piece_size = 7  # id lines split across reads, too
+    proxy = await start_proxy(start_server, upstream, event_ids=True)
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+        response = await http.post(
+            "/v1/chat/completions", json=chat_body(), headers=conversation("ids-2")
+        )
+    events = response.content.split(b"\n\n")[:-1]
+    assert len(events) == 9
+    for event in events:
+        assert event.count(b"id:") == 1 and b"5341" not in event, event
+    assert without_event_ids(response.content) == b"".join(numbered_events(8))
 
 
 async def test_responses_api_stream_is_resumable(
@@ -239,7 +270,7 @@ async def test_delete_while_the_upstream_processes_the_prompt(
                 await record.gone.wait()
         assert record.disconnected_at is not None
         assert record.disconnected_at - before < 0.1
-    assert answer[0].status_code == 200 and answer[0].content == b""
+    assert answer[0].status_code == 200 and split_end(answer[0].content) == (b"", "stopped")
     assert proxy.manager.get("prefill") is None
 
 
@@ -267,7 +298,7 @@ async def test_delete_before_the_upstream_sent_its_headers(
                 await record.gone.wait()
         assert record.disconnected_at is not None
         assert record.disconnected_at - before < 0.1
-    assert answer[0].status_code == 200 and answer[0].content == b""
+    assert answer[0].status_code == 200 and split_end(answer[0].content) == (b"", "stopped")
     assert proxy.manager.producer_count == 0
 
 

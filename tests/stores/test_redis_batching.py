@@ -109,8 +109,10 @@ async def test_readers_on_the_producing_instance_send_redis_nothing(
         assert await read_all(await opened_on(b, "c1")) == whole
         events = whole.split(b"\n\n")[:-1]
         ends = itertools.accumulate(len(event) + 2 for event in events)
+        prefix = handle.generation.encode()
         assert all(
-            event.endswith(b"\nid: %d" % end) for event, end in zip(events, ends, strict=True)
+            event.endswith(b"\nid: %s-%d" % (prefix, end))
+            for event, end in zip(events, ends, strict=True)
         )
         # A resume at an offset, here and there, from inside an event: the same bytes.
         middle = len(whole) // 2 + 3

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import trio
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body, chat_text, sse_data
+from tests.helpers import (
+    assert_error,
+    chat_body,
+    chat_text,
+    event_offset,
+    split_end,
+    sse_data,
+)
 from tests.redis_fixtures import RedisServer
 from tests.test_cli import start_process
 from trio_streams.producers.demo import answer_tokens
@@ -87,10 +95,12 @@ async def test_delete_on_one_instance_stops_the_stream_served_by_the_other(
         assert a.store.local_session_count() == 1
         assert (await http.delete(f"{b.url}/v1/stream/conv-del")).status_code == 204
         with trio.fail_after(1):
-            rest = b"".join([chunk async for chunk in chunks])
+            rest, reason = split_end(b"".join([chunk async for chunk in chunks]))
         assert chat_text(rest) == ""  # no token was ever produced
+        assert reason == "stopped"  # the reader on the other instance is told why
         gone = await http.get(f"{a.url}/v1/stream/conv-del")
-        assert_error(gone, 404, "Stream not found or expired", "not_found_error")
+        assert_error(gone, 404, "Stream stopped", "not_found_error")
+        assert gone.json()["error"]["reason"] == "stopped"  # from the tombstone
         assert (await http.delete(f"{a.url}/v1/stream/conv-del")).status_code == 204
 
 
@@ -118,6 +128,8 @@ async def test_replacement_on_one_instance_ends_the_old_stream_on_the_other(
         )
         with trio.fail_after(2):
             old += b"".join([chunk async for chunk in chunks])
+    old, reason = split_end(old)
+    assert reason == "replaced"
     assert chat_text(old) and not old.endswith(b"[DONE]\n\n")
     assert chat_text(new.content) == "".join(answer_tokens("new prompt")[:5])
     replay = await httpx.AsyncClient(timeout=10).get(f"{a.url}/v1/stream/conv-rep")
@@ -152,7 +164,8 @@ async def test_killing_the_producer_s_instance_ends_readers_with_an_error_event(
         await a.process.wait()
     assert json.loads(sse_data(rest)[-1])["error"]["message"] == ORPHAN_MESSAGE
     # Stamped like every event: its id is the offset just after it, the end of the stream.
-    assert rest.endswith(b"\nid: %d\n\n" % (len(first) + len(rest)))
+    generation = found.json()[0]["generation"]
+    assert rest.endswith(b"\nid: %s-%d\n\n" % (generation.encode(), len(first) + len(rest)))
     assert found.json()[0]["is_done"] is True
 
 
@@ -203,7 +216,7 @@ async def test_an_instance_killed_between_flushes_loses_only_what_no_client_saw(
     rest = whole[len(seen) :]
     # After those bytes, at most what was already in Redis, then the interruption event.
     assert json.loads(sse_data(whole)[-1])["error"]["message"] == ORPHAN_MESSAGE
-    assert whole.endswith(b"\nid: %d\n\n" % len(whole))
+    assert re.search(rb"\nid: [0-9a-f]{16}-%d\n\n\Z" % len(whole), whole)
     tokens = chat_text(whole[: whole.rindex(b'data: {"error"')])
     assert tokens and "".join(answer_tokens(PROMPT)).startswith(tokens)
     assert sse_data(rest)[-1] == sse_data(whole)[-1]
@@ -245,12 +258,11 @@ async def test_last_event_id_resumes_on_the_other_instance(
             )
         ).content
         third = whole.split(b"\n\n")[2]  # the third event, ending with its id line
-        event_id = int(third.rsplit(b"id: ", 1)[1])
-        resumed = await http.get(
-            f"{b.url}/v1/stream/conv-eid", headers={"Last-Event-ID": str(event_id)}
-        )
-    assert resumed.content == whole[event_id:]
-    assert whole[:event_id].endswith(third + b"\n\n")
+        event_id = third.rsplit(b"id: ", 1)[1].decode()
+        resumed = await http.get(f"{b.url}/v1/stream/conv-eid", headers={"Last-Event-ID": event_id})
+    offset = event_offset(event_id)
+    assert resumed.content == whole[offset:]
+    assert whole[:offset].endswith(third + b"\n\n")
 
 
 async def test_api_keys_own_their_sessions_on_every_instance(

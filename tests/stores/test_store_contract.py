@@ -8,6 +8,7 @@ clock in ``test_manager.py``).
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +17,13 @@ import trio
 import trio.testing
 
 from tests.redis_fixtures import RedisServer
+from trio_streams.core.end_reasons import EndReason, StreamGoneError, end_event
 from trio_streams.core.manager import ManagerClosedError, SessionManager
 from trio_streams.core.producer import StreamWriter
-from trio_streams.core.session import OffsetLostError
+from trio_streams.core.session import OffsetBeyondEndError, OffsetLostError
 from trio_streams.stores.memory import MemoryStore
 from trio_streams.stores.protocol import SessionStore, StreamHandle
+from trio_streams.stores.reader import read_then_end
 from trio_streams.stores.redis.store import RedisStore
 
 MakeStore = Callable[..., SessionStore]
@@ -188,7 +191,8 @@ async def test_stop_cancels_a_producer_in_prefill_and_evicts(make_store: MakeSto
         with trio.fail_after(1):
             assert await read_all(handle) == b""
             await ticker.cancelled.wait()
-        assert await store.open("c1", 0) is None
+        with pytest.raises(StreamGoneError):  # a tombstone says why, for the TTL
+            await store.open("c1", 0)
         assert await store.lookup(["c1"]) == []
         assert await store.stop("c1") is False  # idempotent
 
@@ -258,7 +262,12 @@ async def test_shutdown_cancels_producers_and_ends_every_reader(make_store: Make
                 store.shutdown()
             for ticker in tickers:  # the readers may end before the producers run again
                 await ticker.cancelled.wait()
-        assert all(output and ticks(1000).startswith(output) for output in outputs)
+        for output in outputs:
+            # With Redis the log ends with the interruption event (its producer died with
+            # this instance, for the readers elsewhere); in memory it just ends.
+            produced, _, failure = output.partition(b'data: {"error"')
+            assert produced and ticks(1000).startswith(produced)
+            assert not failure or b"producing it shut down" in failure
         with pytest.raises(ManagerClosedError):
             await store.start("late", Ticker())
 
@@ -291,7 +300,8 @@ async def test_no_keep_alive_after_the_done_sentinel(make_store: MakeStore) -> N
         data = await read_all(await store.start("c1", producer))
     before, _, after = data.partition(b"data: a\n")
     assert before.count(b": ping") >= 1
-    assert b": ping" not in after and after.endswith(b"data: [DONE]\nid: %d\n\n" % len(data))
+    assert b": ping" not in after
+    assert re.search(rb"data: \[DONE\]\nid: [0-9a-f]{16}-%d\n\n\Z" % len(data), after)
 
 
 async def test_event_ids_are_the_same_in_both_stores(make_store: MakeStore) -> None:
@@ -309,9 +319,113 @@ async def test_event_ids_are_the_same_in_both_stores(make_store: MakeStore) -> N
     for event, end in zip(events, ends, strict=True):
         if event.startswith(b": ping"):
             assert b"id:" not in event
-        else:
-            assert event.endswith(b"\nid: %d" % end)  # the offset just after the event
+        else:  # the generation, and the offset just after the event
+            assert re.search(rb"\nid: [0-9a-f]{16}-%d\Z" % end, event), event
     failure = b'data: {"error":{"code":500,"message":"generation failed: boom",'
     firsts = [event.split(b"\n")[0] for event in events if not event.startswith(b":")]
     assert firsts[:3] == [b"data: a", b"event: x", b"data: c"]
     assert firsts[3].startswith(failure) and len(firsts) == 4
+
+
+# -- generations and end reasons (issue 15) --------------------------------------------------
+
+
+async def read_with_end(handle: StreamHandle, offset: int = 0) -> bytes:
+    """What a reader's response body holds: the bytes, then the end event if any."""
+    return b"".join([chunk async for chunk in read_then_end(handle, offset)])
+
+
+async def test_every_reader_learns_why_its_stream_ended(make_store: MakeStore) -> None:
+    async with make_store() as store:
+        bodies: dict[str, bytes] = {}
+
+        async def follow(name: str, handle: StreamHandle) -> None:
+            bodies[name] = await read_with_end(handle)
+
+        async def failing(writer: StreamWriter) -> None:
+            await writer.write(b"data: 0\n\n")
+            raise RuntimeError("model fell over")
+
+        async with trio.open_nursery() as nursery:
+            for name in ("stopped", "replaced"):
+                nursery.start_soon(follow, name, await store.start(name, Ticker(1000, 0.01)))
+            nursery.start_soon(follow, "done", await store.start("done", Ticker(3)))
+            nursery.start_soon(follow, "failed", await store.start("failed", failing))
+            await trio.sleep(0.1)
+            await store.stop("stopped")
+            await store.start("replaced", Ticker(3))
+        stopped, reason = bodies["stopped"], EndReason.STOPPED
+        assert stopped.startswith(ticks(2)) and stopped.endswith(end_event(reason))
+        assert bodies["replaced"].endswith(end_event(EndReason.REPLACED))
+        assert bodies["done"] == ticks(3)  # the answer is complete: nothing more
+        # The failure's error event is in the log itself: no end event after it.
+        assert bodies["failed"].startswith(b"data: 0\n\n")
+        assert b"generation failed: model fell over" in bodies["failed"]
+        assert b": end " not in bodies["failed"]
+
+
+async def test_a_pinned_resume_never_reads_another_generation(make_store: MakeStore) -> None:
+    async with make_store() as store:
+        old = await store.start("c1", Ticker(3))
+        assert await read_all(old) == ticks(3)
+        new = await store.start("c1", Ticker(5))
+        assert old.generation != new.generation
+        with pytest.raises(StreamGoneError) as gone:
+            await store.open("c1", 9, generation=old.generation)
+        assert gone.value.reason is EndReason.REPLACED
+        pinned = await store.open("c1", 9, generation=new.generation)
+        assert pinned is not None and await read_all(pinned, 9) == ticks(5)[9:]
+        unpinned = await opened(store, "c1", 9)  # llama.cpp's meaning: the current one
+        assert unpinned.generation == new.generation
+        [info] = await store.lookup(["c1"])
+        assert (info.generation, info.dropped_prefix) == (new.generation, 0)
+        # Past the end of a finished stream: an error (at the end: nothing to read).
+        with pytest.raises(OffsetBeyondEndError):
+            await store.open("c1", len(ticks(5)) + 1)
+        assert await read_all(await opened(store, "c1", len(ticks(5))), len(ticks(5))) == b""
+
+
+async def test_a_stopped_session_leaves_a_tombstone_for_its_owner(make_store: MakeStore) -> None:
+    async with make_store() as store:
+        handle = await store.start("c1", Ticker(3), owner="key-a")
+        await read_all(handle)
+        assert await store.stop("c1", owner="key-a")
+        for pinned in (None, handle.generation):
+            with pytest.raises(StreamGoneError) as gone:
+                await store.open("c1", 0, generation=pinned, owner="key-a")
+            assert gone.value.reason is EndReason.STOPPED
+        assert await store.open("c1", 0, owner="key-b") is None  # another key learns nothing
+        assert await store.lookup(["c1"], owner="key-a") == []  # gone, as llama.cpp has it
+        # A new session under the id is read as usual; the stopped generation stays stopped.
+        await store.start("c1", Ticker(2), owner="key-a")
+        assert await store.open("c1", 0, owner="key-a") is not None
+        with pytest.raises(StreamGoneError) as gone:
+            await store.open("c1", 0, generation=handle.generation, owner="key-a")
+        assert gone.value.reason is EndReason.STOPPED
+
+
+async def test_tombstones_expire_with_the_ttl_on_redis(redis_server: RedisServer) -> None:
+    async with RedisStore(redis_server.url, ttl=1, ping_interval=None) as store:
+        await read_all(await store.start("c1", Ticker(2)))
+        await store.stop("c1")
+        with pytest.raises(StreamGoneError):
+            await store.open("c1", 0)
+        await trio.sleep(1.2)  # Redis's own clock expires the tombstone's key
+        assert await store.open("c1", 0) is None
+
+
+async def test_shutdown_tells_readers_to_resume_elsewhere(make_store: MakeStore) -> None:
+    async with make_store() as store:
+        handle = await store.start("c1", Ticker(1000, 0.01))
+        body = b""
+
+        async def follow() -> None:
+            nonlocal body
+            body = await read_with_end(handle)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.sleep(0.1)
+            store.shutdown()
+        assert body.startswith(ticks(2))
+        assert body.endswith(end_event(EndReason.SHUTDOWN))

@@ -8,9 +8,13 @@ from trio_streams.client.streams_client import (
     Backoff,
     OffsetLostError,
     StreamError,
+    StreamEvicted,
+    StreamFailed,
     StreamInfo,
     StreamNotFoundError,
+    StreamReplaced,
     StreamsClient,
+    StreamStopped,
     chunk_text,
 )
 from trio_streams.core.sse_split import Event
@@ -20,8 +24,12 @@ __all__ = [
     "Event",
     "OffsetLostError",
     "StreamError",
+    "StreamEvicted",
+    "StreamFailed",
     "StreamInfo",
     "StreamNotFoundError",
+    "StreamReplaced",
+    "StreamStopped",
     "StreamsClient",
     "chunk_text",
 ]

@@ -3,8 +3,15 @@
 It is built on httpx and anyio, so the same code runs under ``trio.run`` and
 ``asyncio.run``. It counts the bytes it has yielded; when the connection fails (a network
 error, a cut in the middle of a chunk, a read timeout on a stalled connection) it waits
-with exponential backoff and reads ``GET /v1/stream/C?from=<that count>``: the bytes it
-yields are exactly the session's bytes, none lost and none twice.
+with exponential backoff and reads ``GET /v1/stream?conv_id=C&generation=G&from=<that
+count>``: the bytes it yields are exactly the session's bytes, none lost and none twice.
+The resume is pinned to the generation it started reading (``X-Stream-Generation``), so a
+regenerate meanwhile raises :class:`StreamReplaced` instead of splicing the new answer on.
+
+How a stream ended is told by exceptions: it returns normally when the answer is complete,
+and raises :class:`StreamStopped` (DELETE, from anywhere), :class:`StreamReplaced`,
+:class:`StreamEvicted` or :class:`StreamFailed` (the producer failed); a server shutting
+down makes it resume, like a cut connection.
 
 ::
 
@@ -30,9 +37,13 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from trio_streams.core.sse_split import Event, EventSplitter
+from trio_streams.core.end_reasons import EndReason, parse_end_comment
+from trio_streams.core.sse_events import SSEEventSplitter
+from trio_streams.core.sse_split import Event, EventSplitter, parse_event
 
 CONVERSATION_HEADER = "X-Conversation-Id"
+#: The response header naming the generation a stream response reads.
+GENERATION_HEADER = "X-Stream-Generation"
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: A stalled connection is given up after this long without a byte; the server sends a
 #: keep-alive comment every 5 s of silence by default, so a healthy stream never waits so long.
@@ -44,11 +55,15 @@ _IDENTITY = {"Accept-Encoding": "identity"}
 class StreamError(Exception):
     """The server answered with an error (the JSON shape of the API)."""
 
-    def __init__(self, status: int, message: str, error_type: str = "") -> None:
+    def __init__(
+        self, status: int, message: str, error_type: str = "", reason: str | None = None
+    ) -> None:
         super().__init__(f"{status} {error_type}: {message}" if error_type else message)
         self.status = status
         self.message = message
         self.error_type = error_type
+        #: Why the stream ended (``stopped``, ``replaced``…), when the server said so.
+        self.reason = reason
 
 
 class StreamNotFoundError(StreamError):
@@ -57,6 +72,33 @@ class StreamNotFoundError(StreamError):
 
 class OffsetLostError(StreamError):
     """The bytes to resume from were dropped from the session's capped log."""
+
+
+class StreamStopped(StreamNotFoundError):
+    """A client stopped the stream (DELETE), from this process or anywhere else."""
+
+
+class StreamEvicted(StreamNotFoundError):
+    """The server dropped the stream to make room for newer ones."""
+
+
+class StreamReplaced(StreamError):
+    """A newer request with the same conversation id replaced the stream being read."""
+
+
+class StreamFailed(StreamError):
+    """The stream ended with an error event: its producer (or its upstream) failed."""
+
+
+def _ended(status: int, message: str, error_type: str, reason: str | None) -> StreamError | None:
+    """The exception for a stream that ended for ``reason``; ``None`` for none of ours."""
+    kinds: dict[str | None, type[StreamError]] = {
+        EndReason.STOPPED: StreamStopped,
+        EndReason.EVICTED: StreamEvicted,
+        EndReason.REPLACED: StreamReplaced,
+    }
+    kind = kinds.get(reason)
+    return kind(status, message, error_type, reason) if kind is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +130,10 @@ class StreamInfo:
     total_bytes: int
     started_at: int
     completed_at: int
+    #: The current generation (pin it to resume this answer and no other).
+    generation: str = ""
+    #: Where the retained bytes start (a resume from below it is lost).
+    dropped_prefix: int = 0
 
 
 #: Called before each reconnect with (offset to resume from, delay in seconds, the error).
@@ -114,18 +160,53 @@ def chunk_text(event: Event) -> str:
 
 
 def _error_from(response: httpx.Response, body: bytes) -> StreamError:
-    message, error_type = body.decode(errors="replace"), ""
+    message, error_type, reason = body.decode(errors="replace"), "", None
     try:
         error = json.loads(body)["error"]
         message, error_type = str(error["message"]), str(error["type"])
-    except (ValueError, KeyError, TypeError):
+        reason = error.get("reason")
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     status = response.status_code
+    ended = _ended(status, message, error_type, reason)
+    if ended is not None:
+        return ended
     if status == 404:
         return StreamNotFoundError(status, message, error_type)
     if status == 400 and message.startswith("Stream offset lost"):
         return OffsetLostError(status, message, error_type)
     return StreamError(status, message, error_type)
+
+
+def _end_error(reason: EndReason) -> StreamError:
+    """The exception for an end event the server sent after the stream's bytes."""
+    messages = {
+        EndReason.STOPPED: (404, "stream stopped: a client stopped it (DELETE)"),
+        EndReason.REPLACED: (409, "stream replaced: a newer request took its conversation id"),
+        EndReason.EVICTED: (404, "stream evicted: the server needed its memory"),
+        EndReason.EXPIRED: (404, "stream expired"),
+    }
+    status, message = messages.get(reason, (500, f"stream ended: {reason}"))
+    ended = _ended(status, message, f"stream_{reason}", reason)
+    return ended or StreamNotFoundError(status, message, f"stream_{reason}", reason)
+
+
+def _raise_if_failed(last_event: bytes) -> None:
+    """Raise :class:`StreamFailed` if the stream's last event is an error event."""
+    data = parse_event(last_event, 0).data if last_event else None
+    if not data or not data.startswith("{"):
+        return
+    try:
+        error = json.loads(data).get("error")
+    except ValueError:
+        return
+    if isinstance(error, dict):
+        raise StreamFailed(
+            int(error.get("code") or 500),
+            str(error.get("message", "stream failed")),
+            str(error.get("type", "")),
+            EndReason.FAILED,
+        )
 
 
 def _retryable(error: StreamError) -> bool:
@@ -176,9 +257,13 @@ class StreamsClient:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
-    def _stream_url(self, conversation_id: str, offset: int | None = None) -> str:
+    def _stream_url(
+        self, conversation_id: str, offset: int | None = None, generation: str | None = None
+    ) -> str:
         # The query form: ids may contain "/" (conv::org/model:Q8_0).
         params: dict[str, str | int] = {"conv_id": conversation_id}
+        if generation:
+            params["generation"] = generation
         if offset is not None:
             params["from"] = offset
         return self._url("/v1/stream?" + urlencode(params))
@@ -201,6 +286,8 @@ class StreamsClient:
                 total_bytes=int(item["total_bytes"]),
                 started_at=int(item["started_at"]),
                 completed_at=int(item["completed_at"]),
+                generation=str(item.get("generation", "")),
+                dropped_prefix=int(item.get("dropped_prefix", 0)),
             )
             for item in response.json()
         ]
@@ -214,14 +301,21 @@ class StreamsClient:
     # -- streams ---------------------------------------------------------------------------
 
     async def iter_bytes(
-        self, conversation_id: str, offset: int = 0
+        self, conversation_id: str, offset: int = 0, *, generation: str | None = None
     ) -> AsyncGenerator[bytes, None]:
         """The stream's bytes from ``offset`` on, resuming across network errors.
 
-        Ends when the server ends the stream. Raises :class:`StreamNotFoundError`,
-        :class:`OffsetLostError` (or :class:`StreamError`) if resuming is impossible.
+        The bytes come in whole events (an event cut by a lost connection is read again
+        whole). ``generation`` pins the read to one generation (from a lookup); without
+        it, the first response's generation is pinned for every resume.
+
+        Ends when the answer is complete. Raises :class:`StreamNotFoundError`,
+        :class:`OffsetLostError` (or :class:`StreamError`) if resuming is impossible, and
+        :class:`StreamStopped`, :class:`StreamReplaced`, :class:`StreamEvicted` or
+        :class:`StreamFailed` when the stream ended without its answer.
         """
-        async with aclosing(self._follow(conversation_id, offset, first=None)) as chunks:
+        follow = self._follow(conversation_id, offset, first=None, generation=generation)
+        async with aclosing(follow) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -266,7 +360,8 @@ class StreamsClient:
                 if await self._lookup_retrying(conversation_id):
                     return None  # the server got the request: follow the session
 
-        async with aclosing(self._follow(conversation_id, 0, first=first)) as chunks:
+        follow = self._follow(conversation_id, 0, first=first, generation=None)
+        async with aclosing(follow) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -308,14 +403,20 @@ class StreamsClient:
         offset: int,
         *,
         first: Callable[[], Awaitable[httpx.Response | None]] | None,
+        generation: str | None,
     ) -> AsyncGenerator[bytes, None]:
-        """Yield bytes from ``offset``, reconnecting with ``?from=<offset>`` on failures.
+        """Yield whole events' bytes from ``offset``, reconnecting with
+        ``?generation=<pinned>&from=<offset>`` on failures.
 
         ``first`` optionally opens the first response itself (the completion request);
-        it returns ``None`` when the stream must be read from the session instead.
+        it returns ``None`` when the stream must be read from the session instead. The
+        end event a server tells a reader after the log's bytes is never yielded: it
+        ends the stream, raises, or (shutdown) makes it resume.
         """
         attempt = 0
+        last: bytes = b""  # the last event yielded: an error event there is a failure
         while True:
+            splitter = SSEEventSplitter()  # a cut event is read again whole on resume
             try:
                 response = await first() if first is not None else None
                 if response is None:
@@ -323,11 +424,12 @@ class StreamsClient:
                     response = await self._http.send(
                         self._http.build_request(
                             "GET",
-                            self._stream_url(conversation_id, offset),
+                            self._stream_url(conversation_id, offset, generation),
                             headers={**self._headers, **_IDENTITY},
                         ),
                         stream=True,
                     )
+                ending: EndReason | None = None
                 try:
                     if response.status_code != 200:
                         error = _error_from(response, await response.aread())
@@ -337,13 +439,35 @@ class StreamsClient:
                         await self._pause(attempt, offset, error)
                         continue  # a refused completion request is sent again
                     first = None
+                    generation = generation or response.headers.get(GENERATION_HEADER)
                     async for chunk in response.aiter_raw():
-                        offset += len(chunk)
-                        attempt = 0
-                        yield chunk
+                        for event in splitter.feed(chunk):
+                            ending = parse_end_comment(event)
+                            if ending is not None:
+                                break
+                            offset += len(event)
+                            attempt = 0
+                            last = event
+                            yield event
+                        if ending is not None:
+                            break
+                    if ending is None:
+                        rest = b"".join(splitter.flush()) + splitter.finish()
+                        ending = parse_end_comment(rest)
+                        if rest and ending is None:
+                            offset += len(rest)
+                            last = rest
+                            yield rest
                 finally:
                     await response.aclose()
-                return  # the server ended the stream: the session is finalized
+                if ending is EndReason.SHUTDOWN:  # resume elsewhere (or after the restart)
+                    attempt += 1
+                    await self._pause(attempt, offset, ConnectionError("server shutting down"))
+                    continue
+                if ending is not None:
+                    raise _end_error(ending)
+                _raise_if_failed(last)
+                return  # the answer is complete
             except httpx.TransportError as error:
                 attempt += 1
                 await self._pause(attempt, offset, error)

@@ -17,5 +17,12 @@ RATE_LIMIT = "rate_limit_error"
 CONFLICT = "conflict_error"
 
 
-def error_body(status: int, message: str, error_type: str) -> dict[str, object]:
-    return {"error": {"code": status, "message": message, "type": error_type}}
+def error_body(
+    status: int, message: str, error_type: str, reason: str | None = None
+) -> dict[str, object]:
+    """The error object; ``reason`` (why a stream ended, see ``end_reasons.py``) is added
+    only to the errors that answer for a stream that ended."""
+    error: dict[str, object] = {"code": status, "message": message, "type": error_type}
+    if reason is not None:
+        error["reason"] = reason
+    return {"error": error}

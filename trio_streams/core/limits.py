@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.redact import redact
 from trio_streams.core.session import StreamSession
 
@@ -90,7 +91,7 @@ class SessionRegistry(Protocol):
 
     def running(self) -> Iterable[StreamSession]: ...
 
-    def unregister(self, session: StreamSession) -> None: ...
+    def unregister(self, session: StreamSession, reason: EndReason | None = None) -> None: ...
 
 
 class Capacity:
@@ -177,8 +178,8 @@ class Capacity:
             if registered_only and not self._registry.is_registered(session):
                 continue
             del self._finished[session]
-            self._registry.unregister(session)
-            session.release()  # its readers end now: their bytes are what we make room with
+            self._registry.unregister(session, EndReason.EVICTED)  # keeps a tombstone
+            session.release(EndReason.EVICTED)  # its readers end now: their bytes make room
             self.stats.evictions_capacity += 1
             logger.info("evicted stream %s for room", redact(session.conversation_id))
             return True

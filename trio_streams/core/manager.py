@@ -15,6 +15,7 @@ from types import TracebackType
 
 import trio
 
+from trio_streams.core.end_reasons import EndReason, Tombstone
 from trio_streams.core.keepalive import keep_alive
 from trio_streams.core.limits import Capacity, ConversationOwnedError, Limits
 from trio_streams.core.producer import Producer, SessionWriter
@@ -29,6 +30,9 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_TTL = 300.0
 DEFAULT_GC_INTERVAL = 60.0
 DEFAULT_PING_INTERVAL = 5.0
+#: Tombstones kept at most (the oldest go first): a client flooding start-and-DELETE
+#: cannot grow them without bound, and each is a few hundred bytes.
+MAX_TOMBSTONES = 10_000
 
 
 class ManagerClosedError(Exception):
@@ -72,6 +76,8 @@ class SessionManager:
         self._variants: dict[str, dict[str, None]] = {}
         # Every session whose producer is running, named or not, for shutdown.
         self._producing: set[StreamSession] = set()
+        # Stopped or evicted ids -> why, for the TTL (trio clock time of the removal).
+        self._tombstones: dict[str, tuple[Tombstone, float]] = {}
         self._closed = False
         # Cancels the garbage collector only. Not the root nursery's scope: that scope also
         # encloses the body of ``async with manager`` (the HTTP server, in serve()), which
@@ -109,7 +115,7 @@ class SessionManager:
         self._gc_scope.cancel()
         for session in list(self._producing) + list(self._sessions.values()):
             session.cancel()
-            session.finalize()
+            session.finalize(EndReason.SHUTDOWN)
 
     @property
     def closed(self) -> bool:
@@ -150,7 +156,7 @@ class SessionManager:
                 if not previous.is_done:
                     self.stats.cancels += 1
                 previous.cancel()
-                previous.finalize()
+                previous.finalize(EndReason.REPLACED)
                 self.capacity.retire(previous)
         interval = self.ping_interval if ping_interval is None else ping_interval
         self._producing.add(session)
@@ -169,10 +175,32 @@ class SessionManager:
         if not session.is_done:
             self.stats.cancels += 1
         session.cancel()
-        session.finalize()
+        session.finalize(EndReason.STOPPED)
+        self._bury(session, EndReason.STOPPED)
         self.capacity.retire(session)
         logger.info("stopped stream %s", redact(conversation_id))
         return True
+
+    def tombstone(self, conversation_id: str) -> Tombstone | None:
+        """Why ``conversation_id``'s last stopped or evicted session went, within the TTL."""
+        found = self._tombstones.get(conversation_id)
+        if found is None:
+            return None
+        tombstone, buried_at = found
+        if buried_at <= trio.current_time() - self.ttl:
+            del self._tombstones[conversation_id]
+            return None
+        return tombstone
+
+    def _bury(self, session: StreamSession, reason: EndReason) -> None:
+        cid = session.conversation_id
+        self._tombstones.pop(cid, None)  # the newest goes last, in removal order
+        self._tombstones[cid] = (
+            Tombstone(reason, session.generation, session.owner),
+            trio.current_time(),
+        )
+        while len(self._tombstones) > MAX_TOMBSTONES:
+            del self._tombstones[next(iter(self._tombstones))]
 
     def discard(self, session: StreamSession) -> None:
         """Remove ``session`` if it is still the one under its id; cancel and finalize it.
@@ -232,7 +260,10 @@ class SessionManager:
     def running(self) -> set[StreamSession]:
         return self._producing
 
-    def unregister(self, session: StreamSession) -> None:
+    def unregister(self, session: StreamSession, reason: EndReason | None = None) -> None:
+        """Remove ``session`` from its id; with ``reason`` (an eviction) keep a tombstone."""
+        if reason is not None and self.is_registered(session):
+            self._bury(session, reason)
         self._unregister(session)
 
     def collect_garbage(self) -> int:
@@ -247,6 +278,11 @@ class SessionManager:
             self._unregister(session)
             self.capacity.retire(session)
         self.stats.evictions_ttl += len(expired)
+        # Tombstones are kept for the TTL too (and are oldest first: stop at a young one).
+        for cid, (_, buried_at) in list(self._tombstones.items()):
+            if buried_at > cutoff:
+                break
+            del self._tombstones[cid]
         if expired:
             logger.debug("garbage collection evicted %d sessions", len(expired))
         return len(expired)
@@ -282,6 +318,7 @@ class SessionManager:
     ) -> None:
         """Run one producer in its own nursery, under the cancel scope its session owns."""
         writer = SessionWriter(session, event_ids=self.event_ids)
+        reason = EndReason.DONE
         try:
             with session.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -294,9 +331,10 @@ class SessionManager:
         except Exception as exc:  # a failing producer must end its stream, not the server
             logger.exception("producer of stream %s failed", redact(session.conversation_id))
             writer.write_nowait(generation_failed_event(exc))
+            reason = EndReason.FAILED
         finally:
             self._producing.discard(session)
-            session.finalize()
+            session.finalize(reason)
             # Still holding bytes the budget must count: registered (until TTL or
             # eviction), or anonymous with a reader that may still be sending them.
             if not self._closed and (self.is_registered(session) or not session.conversation_id):

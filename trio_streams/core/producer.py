@@ -13,6 +13,7 @@ from typing import Protocol
 import trio
 
 from trio_streams.core.event_ids import EventIdStamper
+from trio_streams.core.generations import event_id_prefix
 from trio_streams.core.session import SessionClosedError, StreamSession
 
 
@@ -39,16 +40,18 @@ cancellation at its next checkpoint, so it never has to check a flag.
 class SessionWriter:
     """The :class:`StreamWriter` over an in-memory :class:`StreamSession`.
 
-    With ``event_ids`` (the default) every event gets an ``id:`` equal to the logical
-    offset just after it (see :mod:`trio_streams.core.event_ids`), so every producer's stream
-    can be resumed by a browser ``EventSource`` through ``Last-Event-ID``.
+    With ``event_ids`` (the default) every event gets an ``id:`` naming the session's
+    generation and the logical offset just after it (see :mod:`trio_streams.core.event_ids`),
+    so every producer's stream can be resumed by a browser ``EventSource`` through
+    ``Last-Event-ID``.
     """
 
     __slots__ = ("_session", "_stamper")
 
     def __init__(self, session: StreamSession, *, event_ids: bool = True) -> None:
         self._session = session
-        self._stamper = EventIdStamper() if event_ids else None
+        prefix = event_id_prefix(session.generation)
+        self._stamper = EventIdStamper(prefix) if event_ids else None
 
     def write_nowait(self, data: bytes) -> bool:
         """Stamp and append at once; ``False`` (nothing stored) once the session is finalized.

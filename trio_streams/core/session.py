@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import trio
 
 from trio_streams.core.bytelog import ByteLog
+from trio_streams.core.end_reasons import EndReason
+from trio_streams.core.generations import new_generation
 
 #: Largest chunk one ``read`` step yields. A reader whose client stops reading holds at
 #: most one chunk (plus the copies Hypercorn makes of it and the socket buffers), however
@@ -35,6 +37,25 @@ class OffsetLostError(Exception):
         self.dropped_prefix = dropped_prefix
 
 
+class OffsetBeyondEndError(Exception):
+    """The requested offset is past the end of a *finished* stream: no byte will ever be
+    there (a live session's reader waits instead)."""
+
+    def __init__(self, offset: int, total_bytes: int) -> None:
+        super().__init__(f"offset {offset} is beyond the end of the stream ({total_bytes} bytes)")
+        self.offset = offset
+        self.total_bytes = total_bytes
+
+
+def check_resume_offset(offset: int, *, dropped_prefix: int, total_bytes: int, done: bool) -> None:
+    """Raise if a reader cannot start at ``offset``: lost below ``dropped_prefix``, or past
+    the end of a finished stream. (Both stores check the same way.)"""
+    if offset < dropped_prefix:
+        raise OffsetLostError(offset, dropped_prefix)
+    if done and offset > total_bytes:
+        raise OffsetBeyondEndError(offset, total_bytes)
+
+
 class SessionClosedError(Exception):
     """Raised to a producer that writes to a session that was finalized."""
 
@@ -48,6 +69,10 @@ class SessionInfo:
     total_bytes: int
     started_at: int
     completed_at: int
+    #: The session's current generation: a client pins it when it resumes.
+    generation: str = ""
+    #: Where the retained bytes start: a client that lost ``from=0`` resumes here.
+    dropped_prefix: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -56,14 +81,22 @@ class SessionInfo:
             "total_bytes": self.total_bytes,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
+            "generation": self.generation,
+            "dropped_prefix": self.dropped_prefix,
         }
 
 
 class StreamSession:
     """The bytes one producer wrote, readable from any retained offset, live or replayed."""
 
-    def __init__(self, conversation_id: str, max_bytes: int) -> None:
+    def __init__(self, conversation_id: str, max_bytes: int, generation: str | None = None) -> None:
         self.conversation_id = conversation_id
+        #: This start (or replacement) of the session; event ids carry it.
+        self.generation = generation or new_generation()
+        #: Why the stream ended (set by the first finalize), ``None`` while it runs.
+        self.end_reason: EndReason | None = None
+        #: Why its retained bytes were freed before its readers had them (eviction).
+        self.removed: EndReason | None = None
         self.cancel_scope = trio.CancelScope()
         self.started_at = int(time.time())
         #: Unix seconds of finalize, 0 while running (as the API reports it).
@@ -115,6 +148,8 @@ class StreamSession:
             total_bytes=self._log.total_bytes,
             started_at=self.started_at,
             completed_at=self.completed_at,
+            generation=self.generation,
+            dropped_prefix=self._log.dropped_prefix,
         )
 
     # -- producer side ----------------------------------------------------------------------
@@ -131,11 +166,13 @@ class StreamSession:
                 waiters.unpark_all()
         return True
 
-    def finalize(self) -> None:
-        """Mark the stream complete and wake every reader. Idempotent."""
+    def finalize(self, reason: EndReason = EndReason.DONE) -> None:
+        """Mark the stream complete and wake every reader. Idempotent: the first call's
+        ``reason`` is the one readers are told."""
         if self._done:
             return
         self._done = True
+        self.end_reason = reason
         self.completed_at = int(time.time())
         self.completed_at_clock = trio.current_time()
         self._log.compact()
@@ -143,14 +180,21 @@ class StreamSession:
             self._waiters.unpark_all()
             self._waiters = None
 
-    def release(self) -> None:
-        """Finalize and free the retained bytes: readers still behind end at once.
+    def release(self, reason: EndReason = EndReason.EVICTED) -> None:
+        """Finalize and free the retained bytes: readers still behind end at once, told
+        ``reason``.
 
-        Eviction and DELETE use it, so that memory comes back even while a client that
-        never reads keeps its connection (and so the session object) alive.
+        Eviction uses it, so that memory comes back even while a client that never reads
+        keeps its connection (and so the session object) alive.
         """
-        self.finalize()
+        self.finalize(reason)
+        if self._log.retained_bytes:
+            self.removed = reason
         self._log.discard()
+
+    def ending(self) -> EndReason | None:
+        """Why a reader's read ended: the bytes were freed under it, or the stream ended."""
+        return self.removed or self.end_reason
 
     def cancel(self) -> None:
         """Stop the producer through its cancel scope. Idempotent; does not finalize."""
@@ -159,9 +203,14 @@ class StreamSession:
     # -- reader side ----------------------------------------------------------------------------
 
     def check_offset(self, offset: int) -> None:
-        """Raise :class:`OffsetLostError` if ``offset`` is no longer retained."""
-        if offset < self._log.dropped_prefix:
-            raise OffsetLostError(offset, self._log.dropped_prefix)
+        """Raise :class:`OffsetLostError` if ``offset`` is no longer retained, and
+        :class:`OffsetBeyondEndError` if it is past the end of the finished stream."""
+        check_resume_offset(
+            offset,
+            dropped_prefix=self._log.dropped_prefix,
+            total_bytes=self._log.total_bytes,
+            done=self._done,
+        )
 
     async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """Yield the bytes from ``offset`` on, following the stream until it is finalized.
@@ -179,6 +228,8 @@ class StreamSession:
         try:
             while True:
                 if offset < log.dropped_prefix:  # check_offset, inlined: once per chunk
+                    if self.removed is not None:
+                        return  # evicted under the reader: ending() tells it why
                     raise OffsetLostError(offset, log.dropped_prefix)
                 if offset < log.total_bytes:
                     # Everything available, up to MAX_READ_CHUNK: a reader that fell

@@ -14,9 +14,10 @@ with a policy kept here:
   hook adds the allowed methods and headers. :func:`is_preflight` lets authentication
   pass a preflight, which browsers send without the key.
 * **The headers a client reads are exposed**: ``Retry-After`` (``429``/``503``),
-  ``WWW-Authenticate`` (``401``) and ``X-Request-Id`` (passed through from an upstream).
-  No other response header of ours carries data: a stream's offset is each event's
-  ``id:`` and its conversation id is the client's own.
+  ``WWW-Authenticate`` (``401``), ``X-Request-Id`` (passed through from an upstream) and
+  ``X-Stream-Generation`` (the generation a stream response reads, which a page pins when
+  it resumes). A stream's offset is each event's ``id:`` and its conversation id is the
+  client's own.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ ALLOW_HEADERS = (
 #: Every method a route serves (the proxy passes PUT and PATCH through to its upstream).
 ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 #: Response headers beyond the CORS-safelisted ones that a client needs to read.
-EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-Id")
+EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-Id", "X-Stream-Generation")
 #: Seconds a browser may cache a preflight answer (Chromium caps it at 7200).
 MAX_AGE = 600
 ANY_ORIGIN = "*"

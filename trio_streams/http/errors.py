@@ -21,14 +21,23 @@ from trio_streams.core.errors import (
 class ApiError(Exception):
     """Raised anywhere in a handler; the app turns it into :func:`error_response`."""
 
-    def __init__(self, status: int, message: str, error_type: str = INVALID_REQUEST) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        error_type: str = INVALID_REQUEST,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type
+        #: Why the stream asked for ended (stopped, replaced…), for the errors that say so.
+        self.reason = reason
 
     def response(self) -> Response:
-        return error_response(self.status, self.message, self.error_type)
+        body = error_body(self.status, self.message, self.error_type, self.reason)
+        return json_response(body, self.status)
 
 
 def json_response(payload: object, status: int = 200) -> Response:

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from trio_streams.core.generations import is_generation, split_event_id
 from trio_streams.http.errors import ApiError
 
 MAX_CONVERSATION_ID_LENGTH = 256
@@ -17,6 +18,9 @@ MAX_CONVERSATION_ID_LENGTH = 256
 # characters (log injection, header smuggling) must not.
 _CONVERSATION_ID = re.compile(r"[\x21-\x7e]+")
 _OFFSET = re.compile(r"[0-9]+")
+#: The largest offset a stream can have (Redis stream ids are 64-bit): anything longer is
+#: no position in any stream (llama.cpp's ``stoull`` refuses it too).
+MAX_OFFSET = 2**63 - 1
 
 
 def conversation_id(raw: str | None) -> str:
@@ -56,14 +60,34 @@ def offset(raw: str | None) -> int:
         return 0
     if not _OFFSET.fullmatch(raw):
         raise ApiError(400, "Invalid 'from' offset")
-    return int(raw)
+    return _in_range(raw, "Invalid 'from' offset")
 
 
-def last_event_id(raw: str) -> int:
-    """The ``Last-Event-ID`` header: one of our event ids, a non-negative decimal offset."""
-    if not _OFFSET.fullmatch(raw):
-        raise ApiError(400, "Invalid 'Last-Event-ID': expected a byte offset")
-    return int(raw)
+def _in_range(digits: str, message: str) -> int:
+    # A 26-digit offset would otherwise reach Redis as a stream id it refuses.
+    if len(digits) > 19 or int(digits) > MAX_OFFSET:
+        raise ApiError(400, f"{message}: out of range (at most {MAX_OFFSET})")
+    return int(digits)
+
+
+def generation(raw: str | None) -> str | None:
+    """The ``generation`` query parameter: a generation id, or absent (not pinned)."""
+    if raw is None or raw == "":
+        return None
+    if not is_generation(raw):
+        raise ApiError(400, "Invalid 'generation': expected the generation id a lookup reports")
+    return raw
+
+
+def last_event_id(raw: str) -> tuple[str | None, int]:
+    """The ``Last-Event-ID`` header: one of our event ids, ``<generation>-<offset>``, or
+    the plain offset of the ids before generations; ``(generation or None, offset)``."""
+    parsed = split_event_id(raw)
+    message = "Invalid 'Last-Event-ID': expected <generation>-<offset> or a byte offset"
+    if parsed is None:
+        raise ApiError(400, message)
+    event_generation, digits = parsed
+    return event_generation, _in_range(digits, message)
 
 
 def json_value(data: str | bytes) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
+from trio_streams.core.end_reasons import check_pin
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import Producer
 from trio_streams.core.session import SessionInfo, StreamSession
@@ -59,10 +60,21 @@ class MemoryStore:
         )
 
     async def open(
-        self, conversation_id: str, offset: int, *, owner: str | None = None
+        self,
+        conversation_id: str,
+        offset: int,
+        *,
+        generation: str | None = None,
+        owner: str | None = None,
     ) -> StreamHandle | None:
         session = self.manager.get(conversation_id)
-        if session is None or session.owner != owner:
+        if session is not None and session.owner != owner:
+            return None  # another API key's: answered as unknown, tombstone or not
+        tombstone = self.manager.tombstone(conversation_id)
+        if tombstone is not None and tombstone.owner != owner:
+            tombstone = None
+        check_pin(None if session is None else session.generation, generation, tombstone)
+        if session is None:
             return None
         session.check_offset(offset)
         return session

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import Protocol, Self
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import Producer
 from trio_streams.core.session import SessionInfo
@@ -22,7 +23,13 @@ class StoreUnavailableError(Exception):
 
 
 class StreamHandle(Protocol):
-    """One session as a reader sees it: its bytes from an offset, and its cancel."""
+    """One generation of a session as a reader sees it: its bytes from an offset, why
+    they ended, and its cancel."""
+
+    @property
+    def generation(self) -> str:
+        """The generation this handle reads (event ids carry it)."""
+        ...
 
     def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
         """The bytes from ``offset`` on, following the stream until it is finalized.
@@ -34,6 +41,11 @@ class StreamHandle(Protocol):
 
     def cancel(self) -> None:
         """Stop the producer (used for plain streams whose client left)."""
+        ...
+
+    def ending(self) -> EndReason | None:
+        """Why the stream ended, once a :meth:`read` has ended (``None``: not known here,
+        e.g. the shared store became unreachable; the client resumes)."""
         ...
 
 
@@ -78,13 +90,22 @@ class SessionStore(Protocol):
         ...
 
     async def open(
-        self, conversation_id: str, offset: int, *, owner: str | None = None
+        self,
+        conversation_id: str,
+        offset: int,
+        *,
+        generation: str | None = None,
+        owner: str | None = None,
     ) -> StreamHandle | None:
         """The session to read from ``offset``; ``None`` if unknown, expired or another
-        owner's.
+        owner's. ``generation`` pins the resume to one generation.
 
-        Raises :class:`~trio_streams.core.session.OffsetLostError` if ``offset`` is below
-        what the log retains, so the HTTP layer can answer ``400`` before streaming.
+        Raises, so the HTTP layer can answer before streaming:
+        :class:`~trio_streams.core.session.OffsetLostError` if ``offset`` is below what the
+        log retains; :class:`~trio_streams.core.session.OffsetBeyondEndError` if it is past
+        the end of a finished session; :class:`~trio_streams.core.end_reasons.StreamGoneError`
+        if the pinned generation was replaced, or the session was stopped or evicted
+        (its tombstone, kept for the TTL, says which).
         """
         ...
 

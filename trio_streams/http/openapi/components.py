@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.http.openapi.parts import (
     COMMON_FIELDS,
     COMPLETION_RESPONSE,
+    GENERATION_SCHEMA,
     MESSAGE,
     error_response,
 )
@@ -38,6 +40,13 @@ COMPONENTS: dict[str, Any] = {
                                 "unavailable_error",
                                 "server_error",
                             ],
+                        },
+                        "reason": {
+                            "description": "Why the stream asked for ended, on the "
+                            "errors that answer for one (404 stopped or evicted, 409 "
+                            "replaced).",
+                            "type": "string",
+                            "enum": [reason.value for reason in EndReason],
                         },
                     },
                 }
@@ -110,6 +119,8 @@ COMPONENTS: dict[str, Any] = {
                 "total_bytes",
                 "started_at",
                 "completed_at",
+                "generation",
+                "dropped_prefix",
             ],
             "properties": {
                 "conversation_id": {"type": "string"},
@@ -117,6 +128,17 @@ COMPONENTS: dict[str, Any] = {
                 "total_bytes": {"type": "integer", "minimum": 0},
                 "started_at": {"type": "integer"},
                 "completed_at": {"type": "integer", "description": "0 while running."},
+                "generation": {
+                    **GENERATION_SCHEMA,
+                    "description": "The current generation: every start or replacement "
+                    "is a new one. Pin it to resume ('generation').",
+                },
+                "dropped_prefix": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Where the retained bytes start: a resume from below "
+                    "it is a 400 (offset lost), from it gets all that is kept.",
+                },
             },
         },
     },
@@ -127,8 +149,9 @@ COMPONENTS: dict[str, Any] = {
             **{"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
         ),
         "404": error_response(
-            "Stream not found or expired (or another key's); on any route, a path "
-            "that names no route (a path id with a line break never does)."
+            "Stream not found or expired (or another key's); a stream stopped (DELETE) "
+            "or evicted within the TTL says so in its message and 'reason'; on any route, "
+            "a path that names no route (a path id with a line break never does)."
         ),
         "409": error_response("The conversation id belongs to another API key's session."),
         "413": error_response("The request body is larger than --max-body-bytes."),

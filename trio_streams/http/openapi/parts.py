@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trio_streams.http.validation import MAX_CONVERSATION_ID_LENGTH
+from trio_streams.core.generations import GENERATION_LENGTH
+from trio_streams.http.validation import MAX_CONVERSATION_ID_LENGTH, MAX_OFFSET
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -53,12 +54,24 @@ def refs(*codes: str) -> dict[str, Any]:
     return {code: {"$ref": f"#/components/responses/{code}"} for code in codes}
 
 
+GENERATION_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^[0-9a-f]{{{GENERATION_LENGTH}}}$",
+}
 STREAM_RESPONSE: dict[str, Any] = {
     "description": "The session's Server-Sent Events bytes from the offset on, following "
-    "the stream until it is finalized.",
+    "the stream until it is finalized. Each event's id is '<generation>-<offset after "
+    "it>'. A stream that ended without its answer (stopped, replaced, evicted) or whose "
+    "server is shutting down (resume elsewhere) ends with one more event, outside the "
+    "session's bytes (no id, no offset): ': end <reason>' then an OpenAI-shaped error "
+    "whose type is stream_stopped, stream_replaced, stream_evicted or server_shutdown.",
     "headers": {
         "Cache-Control": {"schema": {"type": "string", "const": "no-cache"}},
         "X-Accel-Buffering": {"schema": {"type": "string", "const": "no"}},
+        "X-Stream-Generation": {
+            "description": "The generation this response reads: pin it to resume.",
+            "schema": GENERATION_SCHEMA,
+        },
     },
     "content": {SSE: {"schema": {"$ref": "#/components/schemas/SseEvent"}}},
 }
@@ -81,16 +94,33 @@ FROM_QUERY = {
     "name": "from",
     "in": "query",
     "required": False,
-    "description": "Byte offset to read from (absent or empty: 0).",
-    "schema": {"type": "integer", "minimum": 0},
+    "description": "Byte offset to read from (absent or empty: 0). Past the end of a "
+    "finished stream it is a 400; a live stream waits for it.",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+}
+GENERATION_QUERY = {
+    "name": "generation",
+    "in": "query",
+    "required": False,
+    "description": "Pins the resume to this generation (lookup's 'generation', or the "
+    "X-Stream-Generation of the response that started it): if the session was replaced "
+    "since, the answer is a 409, never bytes of the new generation. Without it, 'from' "
+    "reads the current generation (llama.cpp's meaning).",
+    "schema": GENERATION_SCHEMA,
 }
 LAST_EVENT_ID = {
     "name": "Last-Event-ID",
     "in": "header",
     "required": False,
-    "description": "Sent by a reconnecting EventSource: the id of the last event it got "
-    "(a byte offset). It wins over 'from'; anything but decimal digits is a 400.",
-    "schema": {"type": "string", "pattern": "^[0-9]*$"},
+    "description": "Sent by a reconnecting EventSource: the id of the last event it got, "
+    "'<generation>-<offset>' (pinned, as with 'generation') or a plain byte offset. It "
+    "wins over 'from' (and its generation over 'generation'); anything else is a 400.",
+    "schema": {"type": "string", "pattern": f"^([0-9a-f]{{{GENERATION_LENGTH}}}-)?[0-9]*$"},
+}
+REPLACED_RESPONSE = {
+    "description": "The pinned generation was replaced by a newer request with this "
+    "conversation id (type conflict_error, reason 'replaced').",
+    "content": {JSON: {"schema": ERROR_REF}},
 }
 CONVERSATION_HEADER = {
     "name": "X-Conversation-Id",
@@ -105,8 +135,12 @@ CONVERSATION_HEADER = {
 def read_operation(parameters: list[dict[str, Any]], summary: str) -> dict[str, Any]:
     return {
         "summary": summary,
-        "parameters": [*parameters, FROM_QUERY, LAST_EVENT_ID],
-        "responses": {"200": STREAM_RESPONSE, **refs("400", "401", "404")},
+        "parameters": [*parameters, FROM_QUERY, GENERATION_QUERY, LAST_EVENT_ID],
+        "responses": {
+            "200": STREAM_RESPONSE,
+            **refs("400", "401", "404"),
+            "409": REPLACED_RESPONSE,
+        },
     }
 
 

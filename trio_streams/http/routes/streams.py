@@ -13,28 +13,47 @@ import trio
 from quart import Response, current_app, request
 from quart_trio import QuartTrio
 
+from trio_streams.core.end_reasons import StreamGoneError, end_error
 from trio_streams.core.errors import NOT_FOUND
-from trio_streams.core.session import OffsetLostError, StreamSession
+from trio_streams.core.session import OffsetBeyondEndError, OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.stores.protocol import SessionStore, StreamHandle
+from trio_streams.stores.reader import read_then_end
 
 DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: The header a reconnecting ``EventSource`` sends with the id of the last event it got.
 LAST_EVENT_ID = "Last-Event-ID"
+#: The response header naming the generation a stream response reads: the client that
+#: started a stream learns it before the first event, and pins it when it resumes.
+GENERATION_HEADER = "X-Stream-Generation"
 
 
-def resume_offset(from_param: str | None, last_event_id: str | None) -> int:
-    """Where a GET resumes: ``Last-Event-ID`` if present, else ``from`` (absent = 0).
+def resume_position(
+    from_param: str | None, generation_param: str | None, last_event_id: str | None
+) -> tuple[str | None, int]:
+    """Where a GET resumes: ``(pinned generation or None, offset)``.
 
-    Event ids are byte offsets (see :mod:`trio_streams.core.event_ids`), so both name the same
-    place. The header wins because a reconnecting ``EventSource`` resends its original
-    URL, whose ``from`` is where it *first* started, not where it got to.
+    ``Last-Event-ID`` wins over ``from`` (absent = 0): a reconnecting ``EventSource``
+    resends its original URL, whose ``from`` is where it *first* started, not where it got
+    to. Event ids are ``<generation>-<offset>`` (see :mod:`trio_streams.core.event_ids`), so
+    the header pins the generation too; a plain-offset id (the form before generations)
+    leaves the ``generation`` parameter in charge. Without either, nothing is pinned:
+    ``?from=N`` keeps llama.cpp's meaning (the current generation).
     """
+    pinned = validation.generation(generation_param)
     if last_event_id:
-        return validation.last_event_id(last_event_id)
-    return validation.offset(from_param)
+        event_generation, offset = validation.last_event_id(last_event_id)
+        return event_generation or pinned, offset
+    return pinned, validation.offset(from_param)
+
+
+def gone_error(gone: StreamGoneError) -> ApiError:
+    """The answer to a resume of a stream that ended: 409 replaced, 404 stopped/evicted."""
+    error = end_error(gone.reason)
+    assert error is not None
+    return ApiError(error.status, error.message, error.http_type, gone.reason.value)
 
 
 def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool = False) -> Response:
@@ -51,7 +70,7 @@ def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool =
     async def body() -> AsyncIterator[bytes]:
         position, first = offset, True
         try:
-            async with aclosing(session.read(offset)) as chunks:
+            async with aclosing(read_then_end(session, offset)) as chunks:
                 async for chunk in chunks:
                     position += len(chunk)
                     live = local is not None and not first and not local.is_done
@@ -69,9 +88,8 @@ def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool =
             if owns_producer:
                 session.cancel()
 
-    response = Response(
-        body(), status=200, content_type="text/event-stream", headers=STREAM_HEADERS
-    )
+    headers = {**STREAM_HEADERS, GENERATION_HEADER: session.generation}
+    response = Response(body(), status=200, content_type="text/event-stream", headers=headers)
     response.timeout = None
     return response
 
@@ -81,15 +99,29 @@ def register(app: QuartTrio, store: SessionStore) -> None:
 
     async def read(raw_id: str | None) -> Response:
         conversation_id = validation.conversation_id(raw_id)
-        offset = resume_offset(request.args.get("from"), request.headers.get(LAST_EVENT_ID))
+        generation, offset = resume_position(
+            request.args.get("from"),
+            request.args.get("generation"),
+            request.headers.get(LAST_EVENT_ID),
+        )
         observed = metrics.current()
         try:
             # Another key's session is answered exactly like a missing one (None).
-            session = await store.open(conversation_id, offset, owner=auth.current_owner())
+            session = await store.open(
+                conversation_id, offset, generation=generation, owner=auth.current_owner()
+            )
         except OffsetLostError:
             if observed:
                 observed.lost_offsets.inc()
             raise ApiError(400, "Stream offset lost, please restart") from None
+        except OffsetBeyondEndError as beyond:
+            raise ApiError(
+                400,
+                f"Invalid 'from' offset: {beyond.offset} is beyond the end of the finished "
+                f"stream ({beyond.total_bytes} bytes)",
+            ) from None
+        except StreamGoneError as gone:
+            raise gone_error(gone) from None
         if session is None:
             raise ApiError(404, "Stream not found or expired", NOT_FOUND)
         if observed and offset > 0:

@@ -51,12 +51,20 @@ export async function lookup(conversationId) {
   return found.find((info) => info.conversation_id === conversationId) || null;
 }
 
-/** The stream's bytes from `offset` on, following it until it ends. */
-export function resume(conversationId, offset, signal) {
-  return fetch(api(`v1/stream?conv_id=${encodeURIComponent(conversationId)}&from=${offset}`), {
-    headers: withKey(),
-    signal,
-  });
+/**
+ * The stream's bytes from `offset` on, following it until it ends. With `generation` (the
+ * X-Stream-Generation of the response that started it) the resume is pinned: if the
+ * conversation was replaced meanwhile the server answers 409, never the new answer's bytes.
+ */
+export function resume(conversationId, offset, generation, signal) {
+  const pin = generation ? `&generation=${encodeURIComponent(generation)}` : "";
+  const query = `conv_id=${encodeURIComponent(conversationId)}${pin}&from=${offset}`;
+  return fetch(api(`v1/stream?${query}`), { headers: withKey(), signal });
+}
+
+/** The generation a stream response reads (null from a server without generations). */
+export function generationOf(response) {
+  return response.headers.get("X-Stream-Generation");
 }
 
 export function stop(conversationId) {
@@ -66,11 +74,17 @@ export function stop(conversationId) {
   });
 }
 
+/** The JSON error of a failed response: {message, reason} (reason: why a stream ended). */
+export async function errorOf(response) {
+  try {
+    const { message, reason } = (await response.json()).error;
+    return { message, reason: reason || null };
+  } catch {
+    return { message: `HTTP ${response.status}`, reason: null };
+  }
+}
+
 /** The JSON error message of a failed response, or its status. */
 export async function errorMessage(response) {
-  try {
-    return (await response.json()).error.message;
-  } catch {
-    return `HTTP ${response.status}`;
-  }
+  return (await errorOf(response)).message;
 }

@@ -2,11 +2,13 @@
 // several conversations.
 //
 // Everything needed to carry on is in localStorage after every whole event: the open
-// conversation's id, the byte offset after that event, and the text so far (store.js
-// keeps every conversation and which one is open). A reload, a lost connection or
-// switching back to a conversation asks POST /v1/streams/lookup whether the stream still
-// exists, then reads GET /v1/stream?conv_id=C&from=<offset>: the server kept generating
-// meanwhile, and the bytes from that offset are exactly the ones the page has not seen.
+// conversation's id, its generation (X-Stream-Generation), the byte offset after that
+// event, and the text so far (store.js keeps every conversation and which one is open). A
+// reload, a lost connection or switching back to a conversation reads
+// GET /v1/stream?conv_id=C&generation=G&from=<offset>: the server kept generating
+// meanwhile, and the bytes from that offset are exactly the ones the page has not seen;
+// if the stream was replaced, stopped or evicted meanwhile, the answer (409, or 404 with a
+// reason) says so, as does the end event of a stream that ends while the page reads it.
 // Leaving a conversation mid-answer does not stop it; only Stop (or deleting it) does.
 
 import * as api from "./api.js";
@@ -78,6 +80,7 @@ const OUTCOME_LABELS = {
   length: "cut",
   stopped: "stopped",
   stopping: "stopping",
+  replaced: "replaced",
   ended: "ended",
   error: "error",
 };
@@ -142,9 +145,23 @@ function finish(conversation, outcome, message) {
   renderList();
 }
 
+/** What the page says for a stream that ended for `reason` (end event or 404/409). */
+const ENDINGS = {
+  stopped: ["stopped", "Stopped from another tab."],
+  replaced: ["replaced", "Replaced: a newer request for this conversation took its place."],
+  evicted: ["ended", "The server dropped this stream to make room for newer ones."],
+  expired: ["ended", "The server no longer has this stream (expired)."],
+};
+
 /** Apply one whole event that ends at byte `end` of the stream. */
 function apply(event, end) {
   const follow = atBottom();
+  if (event.end !== null) {
+    // The end event: not part of the stream (no offset). "shutdown": resume elsewhere.
+    const ending = ENDINGS[event.end];
+    if (ending) finish(state, ...ending);
+    return;
+  }
   state.offset = end;
   if (event.data === "[DONE]") {
     completed(state);
@@ -213,22 +230,32 @@ async function follow(myRun, firstResponse) {
           attempt === 0 ? "resuming" : "reconnecting",
           `Resuming from byte ${state.offset}…`,
         );
-        const info = await api.lookup(state.conversationId);
-        if (myRun !== run) return;
-        if (info === null) {
-          finish(state, "ended", state.offset === 0
-            ? "The stream never started on the server: send again."
-            : "The server no longer has this stream (stopped or expired).");
-          return;
-        }
-        response = await api.resume(state.conversationId, state.offset, reading.signal);
+        // Pinned to the generation it started with: a regenerate meanwhile is a 409.
+        response = await api.resume(
+          state.conversationId, state.offset, state.generation, reading.signal,
+        );
       }
       if (response.status === 429 || response.status >= 500) {
         throw new Error(`HTTP ${response.status}`); // overload or shutdown: retry
       }
       if (!response.ok) {
-        finish(state, "error", `Error: ${await api.errorMessage(response)}`);
+        const error = await api.errorOf(response);
+        if (myRun !== run) return;
+        const ending = ENDINGS[error.reason];
+        if (ending) {
+          finish(state, ...ending); // stopped or evicted (404), replaced (409)
+        } else if (response.status === 404) {
+          finish(state, "ended", state.offset === 0
+            ? "The stream never started on the server: send again."
+            : "The server no longer has this stream (expired).");
+        } else {
+          finish(state, "error", `Error: ${error.message}`);
+        }
         return;
+      }
+      if (!state.generation && api.generationOf(response)) {
+        state.generation = api.generationOf(response);
+        store.save(state);
       }
       let first = true;
       const stall = watchdog(reading);
@@ -245,9 +272,14 @@ async function follow(myRun, firstResponse) {
       response = null;
       if (myRun !== run) return;
       if (!state.finished) {
-        // The server ended the response without [DONE]: stopped elsewhere, or it ended.
+        // The server ended the response without [DONE] or an end reason: it went away
+        // (shutdown: resume), or the answer ended without one.
         const info = await api.lookup(state.conversationId);
         if (myRun !== run) return;
+        if (info !== null && state.generation && info.generation !== state.generation) {
+          finish(state, ...ENDINGS.replaced);
+          return;
+        }
         if (info === null || (info.is_done && info.total_bytes <= state.offset)) {
           finish(state, "ended", "The stream ended before its answer was complete.");
           return;
@@ -301,6 +333,7 @@ async function ask(prompt) {
     prompt,
     model: ui.model.value,
     offset: 0,
+    generation: null,
     text: "",
     finished: false,
     outcome: "",
@@ -316,7 +349,7 @@ async function ask(prompt) {
   try {
     response = await api.startChat(state.conversationId, state.model, prompt, reading.signal);
   } catch {
-    // Did the request reach the server? follow() asks lookup and resumes if it did.
+    // Did the request reach the server? follow() resumes (unpinned) and learns if it did.
   }
   if (myRun === run) await follow(myRun, response);
 }

@@ -59,12 +59,18 @@ export class EventSplitter {
 
 const decoder = new TextDecoder();
 
-/** The fields of one whole event: {data: string|null, id: string|null}; comments skipped. */
+/**
+ * The fields of one whole event: {data: string|null, id: string|null, end: string|null};
+ * comments skipped. `end` is the reason of the end event the server tells a reader after
+ * the stream's bytes (": end stopped"): not part of the stream, it moves no offset.
+ */
 export function parseEvent(bytes) {
   const lines = decoder.decode(bytes).split(/\r\n|\r|\n/);
   const data = [];
   let id = null;
+  let end = null;
   for (const line of lines) {
+    if (line.startsWith(": end ")) end = line.slice(6).trim();
     if (line === "" || line.startsWith(":")) continue;
     const colon = line.indexOf(":");
     const name = colon === -1 ? line : line.slice(0, colon);
@@ -73,7 +79,7 @@ export function parseEvent(bytes) {
     if (name === "data") data.push(value);
     else if (name === "id") id = value;
   }
-  return { data: data.length ? data.join("\n") : null, id };
+  return { data: data.length ? data.join("\n") : null, id, end };
 }
 
 /**

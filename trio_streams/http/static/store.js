@@ -14,8 +14,8 @@ export const MAX_CONVERSATIONS = 50;
 
 /**
  * @typedef {{conversationId: string, prompt: string, model: string, offset: number,
- *            text: string, finished: boolean, outcome: string, message: string,
- *            finishReason: string|null, created: number}} Conversation
+ *            generation: string|null, text: string, finished: boolean, outcome: string,
+ *            message: string, finishReason: string|null, created: number}} Conversation
  */
 
 function readJson(key) {

@@ -27,6 +27,7 @@ from typing import Any
 import coredis
 import trio
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.session import MAX_READ_CHUNK, OffsetLostError
 from trio_streams.stores.redis import scripts as redis_scripts
 from trio_streams.stores.redis.subscriber import Subscriber
@@ -39,6 +40,15 @@ BACKLOG_CHUNKS = 4
 #: The tail a follower keeps for its readers: at most this many entries and bytes.
 TAIL_ENTRIES = 4096
 TAIL_BYTES = 1 << 20
+
+
+def end_reason(value: Any) -> EndReason:
+    """The ``end`` field of a terminal marker (``1`` before reasons were kept: done)."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        return EndReason(text)
+    except ValueError:
+        return EndReason.DONE
 
 
 def parse_entry(entry: Any) -> tuple[int, bytes | None]:
@@ -82,6 +92,8 @@ class LogFollower:
         #: It reached the terminal marker: every byte is in Redis, none will come. Readers
         #: arriving now may still share it (and its backlog reads).
         self.complete = False
+        #: Why the log ended, from its terminal marker (once :attr:`complete`).
+        self.end_reason: EndReason | None = None
         self.ready = trio.Event()
         self.readers = 0
         self.cancel_scope = trio.CancelScope()
@@ -103,6 +115,7 @@ class LogFollower:
         self._wanted = 0
         #: The terminal marker's offset, once announced.
         self._terminal: int | None = None
+        self._terminal_reason = EndReason.DONE
         #: :attr:`end` when the follower last looked for news (quiet means unchanged).
         self._news_end = 0
         #: trio clock time since which the pub/sub connection is down (``None``: up).
@@ -190,7 +203,9 @@ class LogFollower:
                 return
             self._wanted = max(self._wanted, end)  # a gap: read the log
         elif payload[:1] == b"e":
-            self._terminal = int(payload[1:])
+            head, _, reason = payload.partition(b" ")
+            self._terminal = int(head[1:])
+            self._terminal_reason = end_reason(reason or b"done")
         self._work.unpark_all()
 
     def subscribed(self) -> None:
@@ -275,6 +290,7 @@ class LogFollower:
                 end, data = parse_entry(last[0])
                 self.end = self._news_end = end
                 if data is None:
+                    self.end_reason = end_reason(last[0].field_values[b"end"])
                     return True  # already complete: readers read the backlog only
             self._started = True
             self.ready.set()
@@ -284,7 +300,7 @@ class LogFollower:
                 keys=[self.log], args=[self.end, BACKLOG_PAGE, MAX_READ_CHUNK]
             )
             start, data = int(reply[0]), reply[1]
-            complete = len(reply) > 2 and int(reply[2]) == 1
+            complete = len(reply) > 2
             if start >= 0:
                 # Messages may have brought some of these bytes meanwhile.
                 skip = max(0, self.end - start)
@@ -292,9 +308,11 @@ class LogFollower:
                     self._remember(start + skip, start + len(data), data[skip:])
                     self._lot.unpark_all()
             if complete:
+                self.end_reason = end_reason(reply[2])
                 return True
             if start < 0 or len(data) < MAX_READ_CHUNK:
                 if self._terminal is not None and self.end >= self._terminal:
+                    self.end_reason = self._terminal_reason
                     return True
                 self._wanted = min(self._wanted, self.end)
                 return False

@@ -4,7 +4,9 @@ Every name starts with :data:`PREFIX`. A session ``C`` has a metadata hash
 (``meta:C``), a lease (``lease:C``) and one log stream per generation
 (``log:<gen>:C``): a replacement starts a new generation, so the old log keeps its
 terminal marker for the readers still on it while the new log starts empty. ``gen`` is
-32 hex digits, so ``log:<gen>:C`` is unambiguous even though ids may contain ``:``.
+the generation id clients see (``core/generations.py``: hex digits, never ``:``), so
+``log:<gen>:C`` is unambiguous even though ids may contain ``:``. A stopped session
+leaves a tombstone ``tomb:C`` (why, which generation, whose) for the TTL.
 Lookup needs no scan: each base id ``B`` has a sorted set ``variants:B`` of the
 ``B::…`` ids, ordered by creation. The Lua scripts (``scripts.py``) build the
 same names from the same prefix.
@@ -25,6 +27,10 @@ def log_key(conversation_id: str, generation: str) -> str:
 
 def lease_key(conversation_id: str) -> str:
     return f"{PREFIX}lease:{conversation_id}"
+
+
+def tomb_key(conversation_id: str) -> str:
+    return f"{PREFIX}tomb:{conversation_id}"
 
 
 def variants_key(base_id: str) -> str:

@@ -17,15 +17,27 @@ from dataclasses import dataclass, field
 
 import trio
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.event_ids import EventIdStamper
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.core.session import SessionClosedError, StreamSession
-from trio_streams.core.sse import DONE_TAIL, PING, ends_with_done, generation_failed_event
+from trio_streams.core.sse import (
+    DONE_TAIL,
+    PING,
+    ends_with_done,
+    error_event,
+    generation_failed_event,
+)
 from trio_streams.stores.redis.commands import RedisCommands, only
 from trio_streams.stores.redis.outbox import Flusher
 
 logger = logging.getLogger("trio_streams")
+
+#: The error event a log ends with when its producer is stopped by this instance's
+#: shutdown: for readers elsewhere the answer is cut for good (the producer's request died
+#: with the instance), as with an orphaned session; readers here are told to resume.
+SHUTDOWN_MESSAGE = "generation interrupted: the server instance producing it shut down"
 
 
 @dataclass(eq=False)
@@ -128,6 +140,8 @@ class Producing:
                         nursery.start_soon(self.keep_alive, local, ping_interval)
                     await producer(RedisWriter(self, local))
                     nursery.cancel_scope.cancel()
+            if local.cancel_scope.cancelled_caught and self.closing:
+                failure = error_event(SHUTDOWN_MESSAGE)
         except Exception as exc:  # a failing producer must end its stream, not the server
             if not only(exc, (SessionClosedError,)):
                 logger.exception("producer of stream %s failed", redact(local.conversation_id))
@@ -139,7 +153,7 @@ class Producing:
                 # Whatever Redis did not get by now is lost: the lease finalizes the
                 # session after the last byte it has (readers here never saw the rest).
                 self.flusher.unregister(local)
-                local.session.finalize()
+                local.session.finalize(EndReason.FAILED if failure else EndReason.DONE)
                 self.running.pop(local.generation, None)
 
     async def _finalize(self, local: LocalProducer, failure: bytes) -> None:

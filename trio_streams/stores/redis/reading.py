@@ -17,11 +17,12 @@ died), finalizes the session with an SSE error event.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import coredis
 import trio
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
 from trio_streams.stores.redis.follower import LogFollower
 from trio_streams.stores.redis.keys import log_key
@@ -44,6 +45,7 @@ class RedisStream:
         self.conversation_id = conversation_id
         self.generation = generation
         self._local = local
+        self._ending: EndReason | None = None
 
     async def read(self, offset: int = 0) -> AsyncGenerator[bytes, None]:
         local = self._local
@@ -52,13 +54,26 @@ class RedisStream:
                 offset += len(chunk)
                 yield chunk
             if local.finalized_here:
+                self._ending = local.session.end_reason
                 return  # the local log ended where Redis's did
-        async for chunk in self._reading.read(self.conversation_id, self.generation, offset):
+
+        def ended(reason: EndReason | None) -> None:
+            self._ending = reason
+
+        reading = self._reading.read(self.conversation_id, self.generation, offset, ended)
+        async for chunk in reading:
             yield chunk
 
     def cancel(self) -> None:
         if self._local is not None:
             self._local.cancel_scope.cancel()
+
+    def ending(self) -> EndReason | None:
+        """The log's end reason; ``shutdown`` if this instance is shutting down (its
+        readers resume elsewhere)."""
+        if self._reading.closed:
+            return EndReason.SHUTDOWN
+        return self._ending
 
 
 class Reading:
@@ -79,6 +94,10 @@ class Reading:
         self.nursery: trio.Nursery | None = None
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def shutdown(self) -> None:
         """End every reader on this instance (each response ends; clients resume)."""
         self._closed = True
@@ -87,10 +106,15 @@ class Reading:
         self.subscriber.shutdown()
 
     async def read(
-        self, conversation_id: str, generation: str, offset: int
+        self,
+        conversation_id: str,
+        generation: str,
+        offset: int,
+        ended: Callable[[EndReason | None], None],
     ) -> AsyncGenerator[bytes, None]:
         """Follow one log from ``offset``: the tail from this instance's shared follower
-        (pushed through pub/sub, never a poll), older bytes from the ``RANGE`` script."""
+        (pushed through pub/sub, never a poll), older bytes from the ``RANGE`` script.
+        ``ended`` is told why the log ended (``None``: it did not, as far as we know)."""
         if offset < 0:
             raise ValueError("offset must be non-negative")
         follower = self._follower(conversation_id, generation)
@@ -110,6 +134,7 @@ class Reading:
                     yield chunk
                     continue
                 if follower.finished:
+                    ended(follower.end_reason if follower.complete else None)
                     return
                 await follower.park()
         finally:

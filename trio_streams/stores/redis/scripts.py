@@ -9,13 +9,15 @@ Log layout: an append of bytes ending at logical offset ``E`` is the stream entr
 ``E-0`` with field ``d`` (its bytes; only the last ``max_bytes`` of an oversized append).
 Appends are never empty, so ids strictly increase. The terminal marker of a log whose
 total is ``T`` is ``T-1`` with field ``end``: greater than every data entry, and it
-wakes every blocked ``XREAD``. ``XTRIM MINID (D+1)-0`` removes exactly the entries that
-end at or before ``dropped_prefix = D``.
+wakes every blocked ``XREAD``. Its ``end`` value says why the log ended (``done``,
+``failed``, ``stopped``, ``replaced``: see ``core/end_reasons.py``), so that readers on
+every instance can tell their clients. ``XTRIM MINID (D+1)-0`` removes exactly the entries
+that end at or before ``dropped_prefix = D``.
 
 Every entry is also published on the pub/sub channel named like the log itself: ``d<E>
-<bytes>`` for data ending at ``E``, ``e<T>`` for the terminal marker. Instances that follow
-the log subscribe to it (``subscriber.py``) and get its bytes pushed, with no read of
-their own; the stream stays the source of truth, read after any gap. A channel without
+<bytes>`` for data ending at ``E``, ``e<T> <reason>`` for the terminal marker. Instances
+that follow the log subscribe to it (``subscriber.py``) and get its bytes pushed, with no
+read of their own; the stream stays the source of truth, read after any gap. A channel without
 subscribers costs Redis one lookup.
 
 Every script takes the key prefix as ``ARGV[1]`` (the names are built as in
@@ -35,6 +37,7 @@ local function meta_key(cid) return P .. 'meta:' .. cid end
 local function log_key(cid, gen) return P .. 'log:' .. gen .. ':' .. cid end
 local function lease_key(cid) return P .. 'lease:' .. cid end
 local function variants_key(base) return P .. 'variants:' .. base end
+local function tomb_key(cid) return P .. 'tomb:' .. cid end
 local function fmt(n) return string.format('%d', n) end
 
 local function prefixes(cid)
@@ -81,15 +84,16 @@ local function expire_indexes(cid, ttl)
   end
 end
 
--- The SSE id of an event is the logical offset just after it, its own id line included
--- (as trio_streams.core.event_ids writes it):
+-- The SSE id of an event is its generation and the logical offset just after it, its own
+-- id line included (as trio_streams.core.event_ids writes it):
 -- the fixed point of N = at + len(event) + len(id line).
-local function stamp_event(event, at)
+local function stamp_event(event, at, gen)
   local body = string.sub(event, 1, -2)
-  local fixed = at + string.len(body) + string.len('id: ') + 2
+  local prefix = 'id: ' .. gen .. '-'
+  local fixed = at + string.len(body) + string.len(prefix) + 2
   local digits = 1
   while string.len(fmt(fixed + digits)) ~= digits do digits = digits + 1 end
-  return body .. 'id: ' .. fmt(fixed + digits) .. '\n\n'
+  return body .. prefix .. fmt(fixed + digits) .. '\n\n'
 end
 
 -- A finished log rewritten in entries cut at every multiple of COMPACT_BYTES (the
@@ -141,7 +145,12 @@ local function compact(log, retained)
   for _, chunk in ipairs(out) do redis.call('XADD', log, fmt(chunk[1]) .. '-0', 'd', chunk[2]) end
 end
 
-local function finalize(cid, gen, now, ttl, error_event, maxb)
+-- reason: why the log ends (the terminal marker's 'end' field); 'failed' with an error
+-- event, 'done' without one, unless given.
+local function finalize(cid, gen, now, ttl, error_event, maxb, reason)
+  if not reason or reason == '' then
+    if error_event ~= '' then reason = 'failed' else reason = 'done' end
+  end
   local meta = meta_key(cid)
   local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
   if m[1] ~= gen or m[2] ~= '0' then return 0 end
@@ -149,13 +158,13 @@ local function finalize(cid, gen, now, ttl, error_event, maxb)
   local total = tonumber(m[3])
   local dropped = tonumber(m[4])
   if error_event ~= '' then
-    if STAMP then error_event = stamp_event(error_event, total) end
+    if STAMP then error_event = stamp_event(error_event, total, gen) end
     total = append_bytes(meta, log, total, dropped, error_event, maxb)
     dropped = math.max(dropped, total - maxb)
   end
   compact(log, total - dropped)
-  redis.call('XADD', log, fmt(total) .. '-1', 'end', '1')
-  redis.call('PUBLISH', log, 'e' .. fmt(total))
+  redis.call('XADD', log, fmt(total) .. '-1', 'end', reason)
+  redis.call('PUBLISH', log, 'e' .. fmt(total) .. ' ' .. reason)
   redis.call('HSET', meta, 'done', '1', 'completed_at', now)
   redis.call('EXPIRE', meta, ttl)
   redis.call('EXPIRE', log, ttl)
@@ -167,7 +176,7 @@ end
 -- Finalize with an error event if the producer's instance stopped renewing the lease.
 local function finalize_if_orphaned(cid, gen, done, now, ttl, event, maxb)
   if done == '0' and redis.call('EXISTS', lease_key(cid)) == 0 then
-    return finalize(cid, gen, now, ttl, event, maxb)
+    return finalize(cid, gen, now, ttl, event, maxb, 'failed')
   end
   return 0
 end
@@ -189,7 +198,7 @@ if old[1] == gen then return {} end
 if old[1] and old[4] ~= key then return {'owned'} end
 local replaced = {}
 if old[1] and old[3] == '0' then
-  finalize(cid, old[1], now, ttl, '', 0)
+  finalize(cid, old[1], now, ttl, '', 0, 'replaced')
   replaced = {old[2], old[1]}
 end
 redis.call('DEL', meta)
@@ -255,16 +264,19 @@ return out
 """
 )
 
-#: ARGV: prefix, stamp, cid, gen, now, ttl, error_event ('' for none), max_bytes.
+#: ARGV: prefix, stamp, cid, gen, now, ttl, error_event ('' for none), max_bytes, and
+#: optionally the end reason (default: 'failed' with an error event, else 'done').
 #: Returns 1 if this call finalized the session.
 FINALIZE = (
     _PRELUDE
     + r"""
-return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]))
+return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
+                ARGV[9])
 """
 )
 
-#: ARGV: prefix, stamp, cid, now, ttl, API key owner. DELETE: finalize if live, then evict.
+#: ARGV: prefix, stamp, cid, now, ttl, API key owner. DELETE: finalize if live, then evict,
+#: leaving a tombstone (reason, generation, API key) for the TTL.
 #: Returns {owner, gen, was_live} or {} if there was no session of that API key.
 STOP = (
     _PRELUDE
@@ -275,10 +287,13 @@ local m = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
 if not m[1] or m[4] ~= ARGV[6] then return {} end  -- none, or another API key's
 local live = '0'
 if m[3] == '0' then
-  finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0)
+  finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0, 'stopped')
   live = '1'
 end
 redis.call('DEL', meta)
+redis.call('DEL', tomb_key(cid))
+redis.call('HSET', tomb_key(cid), 'reason', 'stopped', 'gen', m[1], 'key', m[4])
+redis.call('EXPIRE', tomb_key(cid), tonumber(ARGV[5]))
 for _, base in ipairs(prefixes(cid)) do redis.call('ZREM', variants_key(base), cid) end
 return {m[2], m[1], live}
 """
@@ -297,16 +312,23 @@ return 1
 )
 
 #: ARGV: prefix, stamp, cid, now, ttl, max_bytes, orphan_event. Opens a session for reading,
-#: finalizing it first if orphaned. Returns {gen, dropped, API key owner} or {} if none.
+#: finalizing it first if orphaned. Returns {gen, dropped, API key owner, done, total,
+#: tombstone reason, tombstone gen, tombstone API key} (nil where there is none; gen nil
+#: when there is no session), or {} if there is neither a session nor a tombstone.
 OPEN = (
     _PRELUDE
     + r"""
 local cid = ARGV[3]
 local meta = meta_key(cid)
+local t = redis.call('HMGET', tomb_key(cid), 'reason', 'gen', 'key')
 local m = redis.call('HMGET', meta, 'gen', 'done')
-if not m[1] then return {} end
+if not m[1] then
+  if not t[1] then return {} end
+  return {false, false, false, false, false, t[1], t[2], t[3]}
+end
 finalize_if_orphaned(cid, m[1], m[2], ARGV[4], tonumber(ARGV[5]), ARGV[7], tonumber(ARGV[6]))
-return redis.call('HMGET', meta, 'gen', 'dropped', 'key')
+local v = redis.call('HMGET', meta, 'gen', 'dropped', 'key', 'done', 'total')
+return {v[1], v[2], v[3], v[4], v[5], t[1], t[2], t[3]}
 """
 )
 
@@ -330,7 +352,8 @@ return redis.call('EXISTS', log_key(cid, gen))
 )
 
 #: ARGV: prefix, stamp, now, ttl, max_bytes, orphan_event, requested ids... Returns a flat
-#: list of (cid, done, total, started_at, completed_at, API key owner) per session found: each
+#: list of (cid, done, total, started_at, completed_at, API key owner, gen, dropped) per
+#: session found: each
 #: requested id itself, then its variants in creation order, without duplicates.
 LOOKUP = (
     _PRELUDE
@@ -345,9 +368,10 @@ local function add(cid)
   if not m[1] then return false end
   seen[cid] = true
   finalize_if_orphaned(cid, m[1], m[2], now, ttl, event, maxb)
-  local v = redis.call('HMGET', meta, 'done', 'total', 'started_at', 'completed_at', 'key')
+  local v = redis.call('HMGET', meta, 'done', 'total', 'started_at', 'completed_at', 'key',
+                      'gen', 'dropped')
   table.insert(out, cid)
-  for i = 1, 5 do table.insert(out, v[i]) end
+  for i = 1, 7 do table.insert(out, v[i]) end
   return true
 end
 for i = 7, #ARGV do
@@ -365,8 +389,8 @@ return out
 #: A reader's backlog in one reply: the bytes of the log ``KEYS[1]`` from offset
 #: ``ARGV[1]`` on, through its contiguous data entries (read at most ``ARGV[2]`` at a
 #: time), exactly ``ARGV[3]`` bytes of them at most, as ``{offset of the first byte returned
-#: (-1: none; above ARGV[1]: the bytes before it are gone), the bytes, 1 if it stopped at
-#: the terminal marker}``. Joining and cutting here, not in Python, is what makes a
+#: (-1: none; above ARGV[1]: the bytes before it are gone), the bytes, and the end reason
+#: if it stopped at the terminal marker}``. Joining and cutting here, not in Python, is what makes a
 #: replay fast: one reply per chunk to parse instead of one per token, and no copy of it
 #: to slice. Read-only.
 RANGE = r"""
@@ -389,7 +413,9 @@ while size < most do
   for _, entry in ipairs(entries) do
     local id = entry[1]
     local dash = string.find(id, '-', 1, true)
-    if string.sub(id, dash + 1) ~= '0' then return {first, joined(parts), 1} end  -- the end
+    if string.sub(id, dash + 1) ~= '0' then  -- the end, and why
+      return {first, joined(parts), entry[2][2]}
+    end
     local data = entry[2][2]
     local stop = tonumber(string.sub(id, 1, dash - 1))
     local start = stop - string.len(data)

@@ -38,7 +38,9 @@ from typing import Self
 import coredis
 import trio
 
+from trio_streams.core.end_reasons import EndReason, Tombstone, check_pin
 from trio_streams.core.event_ids import EventIdStamper
+from trio_streams.core.generations import event_id_prefix, new_generation
 from trio_streams.core.limits import ConversationOwnedError, Limits
 from trio_streams.core.manager import (
     DEFAULT_GC_INTERVAL,
@@ -50,7 +52,7 @@ from trio_streams.core.manager import (
 )
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
-from trio_streams.core.session import OffsetLostError, SessionInfo, StreamSession
+from trio_streams.core.session import SessionInfo, StreamSession, check_resume_offset
 from trio_streams.stores.protocol import StreamHandle
 from trio_streams.stores.redis.commands import RedisCommands, text, unavailable, without_password
 from trio_streams.stores.redis.control import Control
@@ -210,11 +212,12 @@ class RedisStore:
             raise ManagerClosedError("the session store is not running")
         if not conversation_id:
             return self.memory.start(None, producer, ping_interval=ping_interval, owner=owner)
+        generation = new_generation()
         local = LocalProducer(
             conversation_id,
-            uuid.uuid4().hex,
-            StreamSession(conversation_id, self.max_bytes),
-            stamper=EventIdStamper() if self.event_ids else None,
+            generation,
+            StreamSession(conversation_id, self.max_bytes, generation),
+            stamper=EventIdStamper(event_id_prefix(generation)) if self.event_ids else None,
         )
         with unavailable():
             replaced = await self.commands.run(
@@ -243,7 +246,12 @@ class RedisStore:
         return RedisStream(self._reading, conversation_id, local.generation, local)
 
     async def open(
-        self, conversation_id: str, offset: int, *, owner: str | None = None
+        self,
+        conversation_id: str,
+        offset: int,
+        *,
+        generation: str | None = None,
+        owner: str | None = None,
     ) -> StreamHandle | None:
         with unavailable():
             found = await self.commands.run(
@@ -254,14 +262,24 @@ class RedisStore:
                 self.max_bytes,
                 self.commands.orphan_event,
             )
-        if not found or text(found[2] or "") != (owner or ""):
-            return None  # unknown, expired, or another API key's: all answered alike
-        generation, dropped = text(found[0]), int(found[1])
-        if offset < dropped:
-            raise OffsetLostError(offset, dropped)
+        if not found:
+            return None  # unknown or expired
+        current, dropped, key, done, total, *tomb = found
+        if current is not None and text(key or "") != (owner or ""):
+            return None  # another API key's: answered as unknown, tombstone or not
+        tombstone = None
+        if tomb[0] is not None and text(tomb[2] or "") == (owner or ""):
+            tombstone = Tombstone(EndReason(text(tomb[0])), text(tomb[1]), owner)
+        check_pin(None if current is None else text(current), generation, tombstone)
+        if current is None:
+            return None
+        current = text(current)
+        check_resume_offset(
+            offset, dropped_prefix=int(dropped), total_bytes=int(total), done=text(done) == "1"
+        )
         # Produced here: read the local log, as the memory store's readers do.
-        local = self._producing.get(generation)
-        return RedisStream(self._reading, conversation_id, generation, local)
+        local = self._producing.get(current)
+        return RedisStream(self._reading, conversation_id, current, local)
 
     async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
         with unavailable():
@@ -315,8 +333,10 @@ class RedisStore:
                 total_bytes=int(flat[index + 2]),
                 started_at=int(flat[index + 3]),
                 completed_at=int(flat[index + 4]),
+                generation=text(flat[index + 6]),
+                dropped_prefix=int(flat[index + 7]),
             )
-            for index in range(0, len(flat), 6)
+            for index in range(0, len(flat), 8)
             if text(flat[index + 5] or "") == (owner or "")
         ]
 
