@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.sse import PING
 from trio_streams.core.ui_message_stream import UIMessageStreamTranslator
 from trio_streams.core.ui_messages import UIMessageError, chat_messages
@@ -145,3 +146,31 @@ def test_ui_messages_become_chat_messages() -> None:
 def test_ui_messages_that_are_not(messages: object, message: str) -> None:
     with pytest.raises(UIMessageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         chat_messages(messages)
+
+
+@pytest.mark.parametrize(
+    ("reason", "last"),
+    [
+        (EndReason.STOPPED, {"type": "abort", "reason": "stopped"}),
+        (EndReason.REPLACED, {"type": "abort", "reason": "replaced"}),
+        (EndReason.DONE, "[DONE]"),
+    ],
+)
+def test_how_each_ending_ends_the_message(reason: EndReason, last: object) -> None:
+    translator = UIMessageStreamTranslator()
+    translator.feed(chunk({"content": "cut"}))
+    ending = parts(translator.end(reason))
+    assert ending[0] == {"type": "text-end", "id": "text-1"} and ending[-1] == last
+    assert translator.end(reason) == b""  # ended once
+
+
+@pytest.mark.parametrize("reason", [EndReason.SHUTDOWN, EndReason.EVICTED, None])
+def test_other_endings_are_errors_that_say_what_happened(reason: EndReason | None) -> None:
+    translator = UIMessageStreamTranslator()
+    error = parts(translator.end(reason))[-1]
+    assert error["type"] == "error"
+    assert ("resume" in error["errorText"].lower()) == (reason in (EndReason.SHUTDOWN, None))
+    # A log that ended by itself (its [DONE]) is not ended a second time.
+    done = UIMessageStreamTranslator()
+    done.feed(b"data: [DONE]\n\n")
+    assert done.end(reason) == b""

@@ -79,7 +79,7 @@ async def test_stop_cancels_the_generation(
         assert stopped.status_code == 200 and stopped.json() == {"success": True}
         rest = received + b"".join([chunk async for chunk in chunks])
     # The reader ends with the SDK's abort part, not a finish: the answer is not complete.
-    assert parts(rest)[-1]["type"] == "abort"
+    assert parts(rest)[-1] == {"type": "abort", "reason": "stopped"}
     assert server.manager.producer_count == 0
     assert (await client.get("/api/chat/chat-3/stream")).status_code == 204
     # Stopping again, or a chat that never existed, is not an error.
@@ -238,3 +238,29 @@ async def test_a_producer_failure_ends_the_message_with_an_error_part(
     chunks = parts(response.content)
     assert [chunk["type"] for chunk in chunks[-2:]] == ["text-end", "error"]
     assert chunks[-1]["errorText"]
+
+
+async def test_a_regenerate_aborts_the_old_answer_and_a_stale_stop_spares_the_new(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    async with client.stream(
+        "POST", "/api/chat", json=ui_request("chat-4", max_tokens=2000)
+    ) as old:
+        old_generation = old.headers["x-stream-generation"]
+        chunks = old.aiter_bytes()
+        received = await anext(chunks)
+        new = await client.post(
+            "/api/chat", json=ui_request("chat-4", max_tokens=3, trigger="regenerate-message")
+        )
+        rest = received + b"".join([chunk async for chunk in chunks])
+    assert parts(rest)[-1] == {"type": "abort", "reason": "replaced"}
+    new_generation = new.headers["x-stream-generation"]
+    assert new_generation != old_generation
+    assert parts(new.content)[-1] == "[DONE]"
+    # A stop naming the old generation arrives late: the new answer stays.
+    late = await client.post("/api/chat/chat-4/stop", json={"activeStreamId": old_generation})
+    assert late.json() == {"success": True}
+    assert (await client.get("/api/chat/chat-4/stream")).content == new.content
+    current = await client.post("/api/chat/chat-4/stop", json={"activeStreamId": new_generation})
+    assert current.json() == {"success": True}
+    assert (await client.get("/api/chat/chat-4/stream")).status_code == 204

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from trio_streams.core.end_reasons import EndReason, end_error
 from trio_streams.core.sse import PING, data_event
 from trio_streams.core.sse_events import SSEEventSplitter
 
@@ -76,6 +77,23 @@ class UIMessageStreamTranslator:
         for event in self._splitter.feed(data):
             out += self._translate(event)
         return bytes(out)
+
+    def end(self, reason: EndReason | None) -> bytes:
+        """The parts that end the message once the session's bytes have ended for ``reason``.
+
+        Nothing when the log already ended it (``[DONE]``, or a failure's error event).
+        Stopped and replaced answers end as the SDK's ``abort``: a user's act, not a fault.
+        A server going away, an eviction or an unknown ending are ``error`` parts naming
+        what happened (after a shutdown, ``resumeStream()`` may find the answer elsewhere).
+        """
+        if self._done:
+            return b""
+        if reason is EndReason.DONE:
+            return self._finish()
+        if reason in (EndReason.STOPPED, EndReason.REPLACED):
+            return self.abort(reason.value)
+        error = end_error(reason) if reason is not None else None
+        return self.error(error.message if error else "The stream was interrupted: resume it")
 
     def error(self, message: str) -> bytes:
         """Close the open parts and end the message with the SDK's ``error`` part."""

@@ -48,6 +48,10 @@ _UI_MESSAGE_STREAM = {
     "headers": {
         **STREAM_RESPONSE["headers"],
         "x-vercel-ai-ui-message-stream": {"schema": {"const": "v1"}},
+        "X-Stream-Generation": {
+            "description": "The session's generation: the activeStreamId of a later stop.",
+            "schema": {"type": "string"},
+        },
     },
     "content": {
         SSE: {
@@ -115,6 +119,24 @@ AI_SDK_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Stop the chat's generation (the SDK's stop() only aborts its fetch).",
             "parameters": [_CHAT_ID],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "activeStreamId": {
+                                    "type": ["string", "null"],
+                                    "description": "The generation the client was showing "
+                                    "(X-Stream-Generation): a newer one is left alone.",
+                                },
+                                "assistantMessage": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
             "responses": {
                 "200": {
                     "description": "Always, found or not.",

@@ -9,7 +9,9 @@ there needs no transport options at all. The routes are a view of ordinary sessi
 - ``GET /api/chat/{id}/stream`` (the SDK's reconnect call) replays the session's answer from
   its start and follows it; ``204`` when the chat has no session;
 - ``POST /api/chat/{id}/stop`` (the stop endpoint the AI SDK docs ask for, since the SDK's
-  own ``stop()`` only aborts its fetch) cancels the generation.
+  own ``stop()`` only aborts its fetch) cancels the generation; with the docs' body field
+  ``activeStreamId`` (the generation the client saw, from ``X-Stream-Generation``) it
+  leaves a newer generation alone.
 
 The session stores the model's chat completion chunks, so ``/v1/stream/{id}``, lookup,
 DELETE, the limits, the keys and the Redis store all see the same session.
@@ -24,13 +26,14 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from trio_streams.core.end_reasons import StreamGoneError
 from trio_streams.core.session import OffsetLostError
 from trio_streams.core.ui_message_stream import UI_MESSAGE_STREAM_HEADER, UIMessageStreamTranslator
 from trio_streams.core.ui_messages import UIMessageError, chat_messages
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.chat_start import StartChatStream
-from trio_streams.http.routes.streams import STREAM_HEADERS
+from trio_streams.http.routes.streams import GENERATION_HEADER, STREAM_HEADERS
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 PREFIX = "/api/chat"
@@ -70,12 +73,16 @@ def ui_message_stream_response(session: StreamHandle) -> Response:
         except OffsetLostError:
             yield translator.error("The answer outgrew the session's byte cap")
             return
-        if not translator.has_ended:
-            # The log ended without [DONE]: the generation was stopped or replaced, or
-            # the server is going away. The SDK ends the message as aborted.
-            yield translator.abort("The stream ended before the answer was complete")
+        # Stopped, replaced, the server going away: the SDK learns it as a part of its own.
+        ending = translator.end(session.ending())
+        if ending:
+            yield ending
 
-    headers = {**STREAM_HEADERS, UI_MESSAGE_STREAM_HEADER[0]: UI_MESSAGE_STREAM_HEADER[1]}
+    headers = {
+        **STREAM_HEADERS,
+        UI_MESSAGE_STREAM_HEADER[0]: UI_MESSAGE_STREAM_HEADER[1],
+        GENERATION_HEADER: session.generation,
+    }
     response = Response(body(), status=200, content_type="text/event-stream", headers=headers)
     response.timeout = None
     return response
@@ -103,6 +110,8 @@ def register(app: QuartTrio, store: SessionStore, start_chat: StartChatStream) -
             session = await store.open(conversation_id, 0, owner=auth.current_owner())
         except OffsetLostError:
             raise ApiError(400, "Stream offset lost: the answer outgrew the byte cap") from None
+        except StreamGoneError:  # stopped or evicted: nothing is active to resume
+            session = None
         if session is None:
             return Response("", status=204)
         return ui_message_stream_response(session)
@@ -110,5 +119,15 @@ def register(app: QuartTrio, store: SessionStore, start_chat: StartChatStream) -
     @app.post(f"{PREFIX}/<path:chat_id>/stop")
     async def stop(chat_id: str) -> Response:
         conversation_id = validation.conversation_id(chat_id)
-        await store.stop(conversation_id, owner=auth.current_owner())
+        owner = auth.current_owner()
+        body = validation.json_value(await request.get_data(as_text=False) or b"{}")
+        pinned = body.get("activeStreamId") if isinstance(body, dict) else None
+        if isinstance(pinned, str) and pinned:
+            # The generation the client was showing (the X-Stream-Generation of its
+            # stream): a stop that arrives after a newer message started leaves it alone.
+            found = await store.lookup([conversation_id], owner=owner)
+            current = next((i for i in found if i.conversation_id == conversation_id), None)
+            if current is not None and current.generation != pinned:
+                return json_response({"success": True})
+        await store.stop(conversation_id, owner=owner)
         return json_response({"success": True})
