@@ -22,7 +22,7 @@ from trio_streams.http import auth, cors, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
-from trio_streams.http.routes import demo, page, passthrough, proxy, responses, streams
+from trio_streams.http.routes import ai_sdk, demo, page, passthrough, proxy, responses, streams
 from trio_streams.http.routes.demo_responses import DemoResponses
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
@@ -82,10 +82,11 @@ def create_app(
 
     streams.register(app, store)
     if upstream is None:
-        demo.register(app, store, model)
+        start_chat = demo.register(app, store, model)
         responses.register(app, store, DemoResponses(store, model))
     else:
-        proxy.register(app, store, upstream)
+        start_chat = proxy.register(app, store, upstream)
+    ai_sdk.register(app, store, start_chat)
     page.register(app, page_choice, files)
 
     @app.get("/health")

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from typing import Any
 
 from trio_streams.http.openapi import responses
+from trio_streams.http.openapi.ai_sdk import AI_SDK_PATHS
 from trio_streams.http.openapi.components import COMPONENTS
 from trio_streams.http.openapi.parts import (
     CONV_PATH,
@@ -175,6 +176,7 @@ _DOCUMENT: dict[str, Any] = {
     },
     "components": COMPONENTS,
 }
+_DOCUMENT["paths"].update(AI_SDK_PATHS)
 
 
 _UPSTREAM_ERRORS = {

@@ -105,8 +105,8 @@ GENERATION_QUERY = {
     "description": "Pins the resume to this generation (lookup's 'generation', or the "
     "X-Stream-Generation of the response that started it): if the session was replaced "
     "since, the answer is a 409, never bytes of the new generation. Without it, 'from' "
-    "reads the current generation (llama.cpp's meaning).",
-    "schema": GENERATION_SCHEMA,
+    "reads the current generation (llama.cpp's meaning); empty is the same as absent.",
+    "schema": {"anyOf": [GENERATION_SCHEMA, {"const": ""}]},
 }
 LAST_EVENT_ID = {
     "name": "Last-Event-ID",

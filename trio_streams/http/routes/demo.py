@@ -20,9 +20,10 @@ from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.routes.chat_start import StartChatStream
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.demo import MODEL_ID, DemoModel, DemoRequest
-from trio_streams.stores.protocol import SessionStore
+from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 logger = logging.getLogger("trio_streams")
 
@@ -110,21 +111,37 @@ def conversation_header() -> str | None:
     return validation.checked_conversation_id(raw_id) if raw_id else None
 
 
-async def stream_session(store: SessionStore, producer: Producer, body: dict[str, Any]) -> Response:
-    """Start a streaming request's session (``X-Conversation-Id``, or a plain stream) and
-    answer with its stream, read from offset 0."""
-    interval = ping_interval(body)
-    conversation_id = conversation_header()
+async def start_session(
+    store: SessionStore, producer: Producer, body: dict[str, Any], conversation_id: str | None
+) -> StreamHandle:
+    """Start (or replace) session ``conversation_id`` (``None``: a plain stream) running
+    ``producer``, with the request's keep-alive interval and API key."""
     session = await store.start(
-        conversation_id, producer, ping_interval=interval, owner=auth.current_owner()
+        conversation_id, producer, ping_interval=ping_interval(body), owner=auth.current_owner()
     )
     if conversation_id:
         logger.info("started stream %s", redact(conversation_id))
+    return session
+
+
+async def stream_session(store: SessionStore, producer: Producer, body: dict[str, Any]) -> Response:
+    """Start a streaming request's session (``X-Conversation-Id``, or a plain stream) and
+    answer with its stream, read from offset 0."""
+    ping_interval(body)  # a bad interval is a 400 before a bad conversation id
+    conversation_id = conversation_header()
+    session = await start_session(store, producer, body, conversation_id)
     return stream_response(session, 0, owns_producer=conversation_id is None)
 
 
-def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
-    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``."""
+def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> StartChatStream:
+    """Add ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` to ``app``.
+
+    Returns how other routes (the AI SDK's ``/api/chat``) start a chat stream on the demo.
+    """
+
+    async def start_chat(body: dict[str, Any], conversation_id: str) -> StreamHandle:
+        demo_request = completion_request(body, chat=True)
+        return await start_session(store, model.producer(demo_request), body, conversation_id)
 
     async def complete(*, chat: bool) -> Response:
         body = validation.json_object(await request.get_data(as_text=False))
@@ -148,3 +165,5 @@ def register(app: QuartTrio, store: SessionStore, model: DemoModel) -> None:
         created = int(time.time())
         entry = {"id": MODEL_ID, "object": "model", "created": created, "owned_by": "trio-streams"}
         return json_response({"object": "list", "data": [entry]})
+
+    return start_chat

@@ -23,10 +23,11 @@ from werkzeug.datastructures import Headers
 from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
-from trio_streams.http import auth, validation
+from trio_streams.http import auth
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes import responses
-from trio_streams.http.routes.demo import CONVERSATION_HEADER, ping_interval
+from trio_streams.http.routes.chat_start import StartChatStream
+from trio_streams.http.routes.demo import conversation_header, ping_interval
 from trio_streams.http.routes.responses import PlainResponses
 from trio_streams.http.routes.streams import stream_response
 from trio_streams.producers.upstream.client import UpstreamClient
@@ -40,7 +41,7 @@ from trio_streams.producers.upstream.relay import (
     reply_from,
 )
 from trio_streams.producers.upstream.routes import Upstream
-from trio_streams.stores.protocol import SessionStore
+from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 logger = logging.getLogger("trio_streams")
 
@@ -70,8 +71,11 @@ def _json_object(data: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> None:
-    """Add the proxy routes to ``app``."""
+def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> StartChatStream:
+    """Add the proxy routes to ``app``.
+
+    Returns how other routes (the AI SDK's ``/api/chat``) start a chat stream upstream.
+    """
     routes = client.routes
 
     def pick(body: dict[str, Any] | None) -> Upstream:
@@ -100,10 +104,11 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
             return as_response(gateway_error(exc))
         return as_response(reply_from(response, response.content))
 
-    async def stream(outgoing: UpstreamRequest, body: dict[str, Any]) -> Response:
+    async def open_stream(
+        outgoing: UpstreamRequest, body: dict[str, Any], conversation_id: str | None
+    ) -> StreamHandle | Response:
+        """The session, once the upstream answered with a stream; or its error answer."""
         interval = ping_interval(body)
-        raw_id = request.headers.get(CONVERSATION_HEADER, "")
-        conversation_id = validation.checked_conversation_id(raw_id) if raw_id else None
         handoff = UpstreamHandoff()
         session = await store.start(
             conversation_id,
@@ -123,7 +128,19 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
             return as_response(reply)
         if conversation_id:
             logger.info("started upstream stream %s", redact(conversation_id))
+        return session
+
+    async def stream(outgoing: UpstreamRequest, body: dict[str, Any]) -> Response:
+        conversation_id = conversation_header()
+        session = await open_stream(outgoing, body, conversation_id)
+        if isinstance(session, Response):
+            return session
         return stream_response(session, 0, owns_producer=conversation_id is None)
+
+    async def start_chat(body: dict[str, Any], conversation_id: str) -> StreamHandle | Response:
+        data = json.dumps(body).encode()
+        outgoing = upstream_request(pick(body), "/chat/completions", data)
+        return await open_stream(outgoing, body, conversation_id)
 
     async def complete(path: str) -> Response:
         data = await _request_body()
@@ -194,6 +211,8 @@ def register(app: QuartTrio, store: SessionStore, client: UpstreamClient) -> Non
             raise ApiError(405, f"Method {request.method} is not allowed on /v1/{rest}")
         data = await _request_body()
         return await forward(upstream_request(pick(_json_object(data)), "/" + rest, data))
+
+    return start_chat
 
 
 async def _list_models(
