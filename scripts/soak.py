@@ -54,6 +54,7 @@ import httpx
 import trio
 import trio.testing
 
+from trio_streams.core.end_reasons import split_end_event
 from trio_streams.core.session import StreamSession
 from trio_streams.core.sse import DONE
 from trio_streams.server import RunningServer, serve
@@ -388,6 +389,8 @@ async def check(tally: Tally) -> int:
             continue  # already a failure
         for got in outcome.readers:
             checked += len(got)
+            # A stream stopped or replaced tells its readers so after its bytes.
+            got, _ = split_end_event(got)
             if outcome.cut_short:
                 if not full.startswith(got):
                     tally.failures.append(f"{outcome.conversation_id}: reader is no prefix")

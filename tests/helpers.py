@@ -12,6 +12,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from trio_streams.core.end_reasons import split_end_event
+
 
 def chat_body(prompt: str = "tell me about streams", **extra: Any) -> dict[str, Any]:
     return {
@@ -58,13 +60,12 @@ def split_end(raw: bytes) -> tuple[bytes, str | None]:
     The end event (``: end <reason>`` then an error ``data:`` line) is told to a reader
     after the log's bytes; it is not part of the log and moves no offset.
     """
-    at = raw.rfind(b": end ")
-    if at < 0 or not raw.endswith(b"\n\n") or (at and raw[at - 1 : at] != b"\n"):
+    stream, reason = split_end_event(raw)
+    if reason is None:
         return raw, None
-    reason = raw[at + len(b": end ") :].split(b"\n", 1)[0].decode()
-    payload = json.loads(raw[at:].split(b"data: ", 1)[1])
-    assert payload["error"]["reason"] == reason, payload
-    return raw[:at], reason
+    payload = json.loads(raw[len(stream) :].split(b"data: ", 1)[1])
+    assert payload["error"]["reason"] == reason.value, payload
+    return stream, reason.value
 
 
 def ends_with_done(raw: bytes) -> bool:

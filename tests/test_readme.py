@@ -200,10 +200,14 @@ def run_python(code: str, cwd: Path | None = None) -> str:
 @pytest.mark.parametrize("page", [README, DOCS / "embedding.md"], ids=["README", "embedding"])
 def test_embedding_example_resumes_without_loss_or_duplication(page: Path) -> None:
     stream, info = run_python(example(page, "embedding")).rsplit("\n\n", 1)
-    # Each event carries the byte offset just after it as its id (EventSource resume).
-    assert stream == (
-        "data: 1\nid: 16\n\ndata: 2\nid: 32\n\ndata: 3\nid: 48\n\ndata: [DONE]\nid: 69"
+    # Each event carries its generation and the byte offset just after it as its id
+    # (EventSource resume).
+    generation = re.search(r"generation='([0-9a-f]{16})'", info)
+    assert generation is not None
+    expected = (
+        "data: 1\nid: G-33\n\ndata: 2\nid: G-66\n\ndata: 3\nid: G-99\n\ndata: [DONE]\nid: G-138"
     )
+    assert stream == expected.replace("G", generation.group(1))
     assert "conversation_id='conversation-1'" in info and "is_done=True" in info
 
 
@@ -269,7 +273,7 @@ async def test_readme_curl_story(served: str, tmp_path: Path) -> None:
     assert part and rest and f"received {len(part)} bytes" in output
     assert '"conversation_id":"my-chat"' in output
     assert part + rest == await read_all(served, "my-chat")
-    assert (part + rest).endswith(b"data: [DONE]\nid: %d\n\n" % len(part + rest))
+    assert re.search(rb"data: \[DONE\]\nid: [0-9a-f]{16}-%d\n\n\Z" % len(part + rest), part + rest)
     # 4: the DELETE answered 204, and the stream it stopped ended without [DONE].
     assert "\n204\n" in output
     async with httpx.AsyncClient(timeout=30) as http:
@@ -286,7 +290,7 @@ async def test_getting_started_resume(served: str, tmp_path: Path) -> None:
     assert await run_bash(code, tmp_path) == "identical\n"
     whole = (tmp_path / "whole.sse").read_bytes()
     assert (tmp_path / "part.sse").read_bytes() != whole  # it was cut before the end
-    assert whole.endswith(b"data: [DONE]\nid: %d\n\n" % len(whole))
+    assert re.search(rb"data: \[DONE\]\nid: [0-9a-f]{16}-%d\n\n\Z" % len(whole), whole)
 
 
 @pytest.mark.parametrize(
@@ -336,7 +340,7 @@ async def test_redis_story_across_two_instances(nursery: trio.Nursery, tmp_path:
             part, rest = (tmp_path / "part.sse").read_bytes(), (tmp_path / "rest.sse").read_bytes()
             assert part and rest and '"conversation_id":"my-chat"' in output
             whole = part + rest  # started on the first, resumed on the second
-            assert whole.endswith(b"data: [DONE]\nid: %d\n\n" % len(whole))
+            assert re.search(rb"data: \[DONE\]\nid: [0-9a-f]{16}-%d\n\n\Z" % len(whole), whole)
             async with httpx.AsyncClient(timeout=30) as http:
                 # The DELETE on the second instance removed it from both.
                 for url in (first, second):

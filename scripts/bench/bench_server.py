@@ -45,6 +45,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 
 from trio_streams import SessionManager, StreamWriter
+from trio_streams.core.generations import GENERATION_LENGTH
 from trio_streams.core.session import OffsetLostError
 from trio_streams.http.app import create_app
 from trio_streams.http.routes.streams import STREAM_HEADERS, stream_response
@@ -75,9 +76,9 @@ def paced(tokens: int, rate: float, metronome: Metronome) -> Produce:
     return produce
 
 
-#: The longest ``id: <offset>`` line (with its LF) the writer adds to an event of a log
-#: under 100 MB.
-ID_LINE_BOUND = 13
+#: The longest ``id: <generation>-<offset>`` line (with its LF) the writer adds to an event
+#: of a log under 100 MB (an offset of at most 9 digits).
+ID_LINE_BOUND = len("id: ") + GENERATION_LENGTH + len("-") + 9 + len("\n")
 
 
 def filling(size: int, written_all: trio.Event) -> Produce:

@@ -13,6 +13,7 @@ import trio
 
 from tests.redis_fixtures import RedisServer
 from tests.stores.test_store_contract import Ticker, read_all, ticks
+from trio_streams.core.end_reasons import EndReason, StreamGoneError
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import MAX_READ_CHUNK
 from trio_streams.stores.protocol import StoreUnavailableError
@@ -69,7 +70,9 @@ async def test_delete_on_another_instance_cancels_the_producer_within_100_ms(
             latencies.append(trio.current_time() - begin)
             with trio.fail_after(1):
                 assert await read_all(handle) == b""
-            assert await a.open(f"c{trial}", 0) is None
+            with pytest.raises(StreamGoneError) as gone:  # its tombstone says why
+                await a.open(f"c{trial}", 0)
+            assert gone.value.reason is EndReason.STOPPED
         assert statistics.median(latencies) < 0.1, latencies
 
 

@@ -165,3 +165,16 @@ def end_event_after(reason: EndReason, last_bytes: bytes) -> bytes:
     if last_bytes and not last_bytes.endswith(_EVENT_ENDS):
         return b"\n\n" + event
     return event
+
+
+def split_end_event(body: bytes) -> tuple[bytes, EndReason | None]:
+    """A reader's body as (the stream's bytes, the reason of its end event or ``None``).
+
+    The end event is always last; what comes before it is exactly the stream's bytes
+    (plus, only when the log ended inside an event, the blank line that separates them).
+    """
+    at = body.rfind(END_COMMENT)
+    if at < 0 or not body.endswith(b"\n\n") or (at and body[at - 1 : at] not in b"\r\n"):
+        return body, None
+    reason = parse_end_comment(body[at:])
+    return (body[:at], reason) if reason is not None else (body, None)
