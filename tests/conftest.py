@@ -10,9 +10,9 @@ import httpx
 import pytest
 import trio
 
-from tests.fake_upstream import FakeUpstream
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 

@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream
 from tests.helpers import chat_body, chat_text
 from tests.test_cli import start_process
 from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE, check_origin
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 ALLOWED = "http://localhost:3000"
 OTHER_ALLOWED = "https://chat.example.test"

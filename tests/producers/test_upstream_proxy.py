@@ -1,7 +1,7 @@
 """trio-streams in front of an OpenAI-compatible model server, over real sockets.
 
-The upstream is :class:`tests.fake_upstream.FakeUpstream` under real Hypercorn; the proxy
-is a real trio-streams server started with ``upstreams=(url,)``.
+The upstream is :class:`trio_streams.testing.fake_upstream.FakeUpstream` under real
+Hypercorn; the proxy is a real trio-streams server started with ``upstreams=(url,)``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ import trio
 import trio.testing
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream, StreamRecord, chunk_event, numbered_events
 from tests.helpers import assert_error, chat_body, sse_data, without_event_ids
 from trio_streams.core.sse import PING
 from trio_streams.server import RunningServer
+from trio_streams.testing.fake_upstream import (
+    FakeUpstream,
+    StreamRecord,
+    chunk_event,
+    numbered_events,
+)
 
 
 async def start_proxy(

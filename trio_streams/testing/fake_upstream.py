@@ -1,8 +1,13 @@
-"""A small OpenAI-compatible model server for the proxy tests, served by real Hypercorn.
+"""A scriptable OpenAI-compatible model server, for testing trio-streams' ``--upstream``.
 
 It is a raw ASGI app, so the test controls every byte it sends and how they are cut into
 chunks; it streams at a set pace, fails on command (an error before streaming, a dropped
-connection, a stall) and records, on trio's clock, when its client went away.
+connection mid-event, a stall: an upstream gone silent) and records, on trio's clock, when
+its client went away.
+
+Serve it in-process (:meth:`FakeUpstream.transport`, what the ``fake_upstream`` fixture
+does: no socket, virtual time under ``autojump_clock``) or on a real socket
+(:meth:`FakeUpstream.start`, Hypercorn on a free port of 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ from typing import Any
 
 import trio
 
-from tests.helpers import serve_on_free_port
 from trio_streams.http.loop_guard import PROBE_HEADER
+from trio_streams.testing.sockets import serve_on_free_port
+from trio_streams.testing.transport import StreamingASGITransport
+
+#: The base URL of an upstream served in-process (nothing listens there).
+IN_PROCESS_URL = "http://fake-upstream.test/v1"
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -225,6 +234,15 @@ class FakeUpstream:
         url, stop = await serve_on_free_port(self, nursery)
         self.url = url + "/v1"
         return stop
+
+    def transport(self, nursery: trio.Nursery) -> StreamingASGITransport:
+        """Serve in-process, through the returned transport, at :data:`IN_PROCESS_URL`.
+
+        ``drop_after`` then drops the connection mid-body and ``stall_after`` goes silent
+        until the client's read timeout, both on trio's clock.
+        """
+        self.url = IN_PROCESS_URL
+        return StreamingASGITransport(self, nursery)
 
 
 def _cut(events: list[bytes], piece_size: int | None) -> list[tuple[int, bytes]]:
