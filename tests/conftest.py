@@ -16,8 +16,9 @@ from trio_streams.testing.fake_upstream import FakeUpstream
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
-#: A real Redis-protocol server, for the Redis-store tests.
-pytest_plugins = ["tests.redis_fixtures"]
+#: A real Redis-protocol server, for the Redis-store tests; pytester runs the test kit's
+#: documented examples (tests/testing).
+pytest_plugins = ["tests.redis_fixtures", "pytester"]
 
 #: Fast enough for quick tests, slow enough that a test can act mid-stream.
 TEST_TPS = 200.0

@@ -44,7 +44,20 @@ _WHERE = {
     "StreamingASGITransport": "transport",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Connection",
+    "FakeUpstream",
+    "Fault",
+    "FaultyDemoModel",
+    "Network",
+    "ProducerFailure",
+    "RedisServer",
+    "Script",
+    "StreamingASGITransport",
+    "StreamsServer",
+    "chat_request",
+    "open_streams_server",
+]
 
 
 def __getattr__(name: str) -> Any:

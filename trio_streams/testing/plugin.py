@@ -54,7 +54,7 @@ def _settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return overrides
 
 
-def _refuse_autojump(what: str) -> None:
+def refuse_autojump(what: str) -> None:
     """A real socket cannot run on a clock that jumps whenever every task waits."""
     import trio
 
@@ -91,7 +91,7 @@ async def streams_server(request: pytest.FixtureRequest) -> AsyncIterator[Stream
         raise pytest.UsageError(f"streams_server: unknown store {store!r}, not one of {STORES}")
     overrides = _settings(request)
     if store == "redis":
-        _refuse_autojump("streams_server on the Redis store")
+        refuse_autojump("streams_server on the Redis store")
         redis: RedisServer = request.getfixturevalue("streams_redis")
         overrides["store"] = redis.url
     async with open_streams_server(**overrides) as server:
