@@ -8,9 +8,17 @@ from typing import Any
 
 import httpx
 
+from trio_streams.testing.server import StreamsServer
 from trio_streams.testing.sockets import serve_on_free_port
 
 __all__ = ["serve_on_free_port"]
+
+
+def http_client(server: Any, **options: Any) -> httpx.AsyncClient:
+    """An httpx client of ``server``: a real one's URL, or an in-process one's transport."""
+    if isinstance(server, StreamsServer):
+        return server.http(**options)
+    return httpx.AsyncClient(base_url=server.url, **options)
 
 
 def chat_body(prompt: str = "tell me about streams", **extra: Any) -> dict[str, Any]:

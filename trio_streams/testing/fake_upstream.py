@@ -120,6 +120,8 @@ class FakeUpstream:
         self.streams: list[StreamRecord] = []
         self.stream_started = trio.Event()
         self.url = ""
+        #: The transport that serves it in-process, once :meth:`transport` made it.
+        self.in_process: StreamingASGITransport | None = None
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -242,7 +244,8 @@ class FakeUpstream:
         until the client's read timeout, both on trio's clock.
         """
         self.url = IN_PROCESS_URL
-        return StreamingASGITransport(self, nursery)
+        self.in_process = StreamingASGITransport(self, nursery)
+        return self.in_process
 
 
 def _cut(events: list[bytes], piece_size: int | None) -> list[tuple[int, bytes]]:

@@ -181,6 +181,23 @@ async def open_streams_server(
         yield server
 
 
+async def serve_in_process(
+    settings: Settings,
+    *,
+    stop: trio.Event,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    task_status: trio.TaskStatus[StreamsServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`trio_streams.server.serve`'s twin: serve in-process until ``stop`` is set.
+
+    Reports the :class:`StreamsServer` through ``task_status`` (``await
+    nursery.start(...)``), for tests that start servers from a nursery, as with ``serve``.
+    """
+    async with open_streams_server(settings, upstream_transport=upstream_transport) as server:
+        task_status.started(server)
+        await stop.wait()
+
+
 class _Lifespan:
     """The app's ASGI lifespan, driven as Hypercorn drives it."""
 
