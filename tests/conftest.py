@@ -20,6 +20,7 @@ from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
 from trio_streams.testing.fake_upstream import FakeUpstream
 from trio_streams.testing.server import StreamsServer, serve_in_process
+from trio_streams.testing.transport import HostRouter
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
@@ -65,8 +66,14 @@ def in_process(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
+def in_process_upstreams() -> HostRouter:
+    """Where in-process servers reach the test's in-process fake upstreams (by host)."""
+    return HostRouter()
+
+
+@pytest.fixture
 async def start_server(
-    request: pytest.FixtureRequest, nursery: trio.Nursery
+    request: pytest.FixtureRequest, nursery: trio.Nursery, in_process_upstreams: HostRouter
 ) -> AsyncIterator[StartServer]:
     """Start servers on free ports (in-process when marked ``in_process``); each is
     stopped (gracefully) when the test ends."""
@@ -78,11 +85,11 @@ async def start_server(
         stop = trio.Event()
         stops.append(stop)
         if in_process(request):
-            upstream = None
-            if "upstream" in request.fixturenames:
-                upstream = request.getfixturevalue("upstream").in_process
             served = partial(
-                serve_in_process, Settings(**options), stop=stop, upstream_transport=upstream
+                serve_in_process,
+                Settings(**options),
+                stop=stop,
+                upstream_transport=in_process_upstreams,
             )
             kit_server: RunningServer = await nursery.start(served)
             return kit_server
@@ -110,13 +117,14 @@ async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def upstream(
-    request: pytest.FixtureRequest, nursery: trio.Nursery
+    request: pytest.FixtureRequest, nursery: trio.Nursery, in_process_upstreams: HostRouter
 ) -> AsyncIterator[FakeUpstream]:
     """A fake OpenAI-compatible model server the test can script (Hypercorn, free port; or
     in-process, served to ``start_server``'s servers, when marked ``in_process``)."""
     fake = FakeUpstream()
     if in_process(request):
-        fake.transport(nursery)
+        transport = fake.transport(nursery)
+        in_process_upstreams.routes[httpx.URL(fake.url).host] = transport
         yield fake
         return
     stop = await fake.start(nursery)

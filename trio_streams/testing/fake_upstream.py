@@ -12,6 +12,7 @@ does: no socket, virtual time under ``autojump_clock``) or on a real socket
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from trio_streams.http.loop_guard import PROBE_HEADER
 from trio_streams.testing.sockets import serve_on_free_port
 from trio_streams.testing.transport import StreamingASGITransport
 
-#: The base URL of an upstream served in-process (nothing listens there).
-IN_PROCESS_URL = "http://fake-upstream.test/v1"
+#: The host of the first upstream served in-process (nothing listens there); the next
+#: ones are ``fake-upstream-2.test``...
+IN_PROCESS_HOST = "fake-upstream.test"
+_served_in_process = itertools.count(1)
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -238,12 +241,14 @@ class FakeUpstream:
         return stop
 
     def transport(self, nursery: trio.Nursery) -> StreamingASGITransport:
-        """Serve in-process, through the returned transport, at :data:`IN_PROCESS_URL`.
+        """Serve in-process, through the returned transport, at ``url`` (a host of its own).
 
         ``drop_after`` then drops the connection mid-body and ``stall_after`` goes silent
         until the client's read timeout, both on trio's clock.
         """
-        self.url = IN_PROCESS_URL
+        number = next(_served_in_process)
+        host = IN_PROCESS_HOST if number == 1 else IN_PROCESS_HOST.replace(".", f"-{number}.", 1)
+        self.url = f"http://{host}/v1"
         self.in_process = StreamingASGITransport(self, nursery)
         return self.in_process
 

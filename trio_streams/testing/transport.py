@@ -94,7 +94,13 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
             "extensions": {},
         }
         self._nursery.start_soon(exchange.run_app, self.app, scope)
-        return await exchange.response()
+        try:
+            return await exchange.response()
+        except BaseException:
+            # Cancelled or timed out before the head: the client has gone (its socket
+            # would be closed), and the app hears of it.
+            await exchange.aclose()
+            raise
 
 
 class _Exchange:
@@ -265,3 +271,23 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._exchange.aclose()
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """Requests to the named hosts go to their in-process transports, others to the network.
+
+    A server under test may have several upstreams: fakes served in-process (each at a
+    host of its own) beside real servers on sockets.
+    """
+
+    def __init__(self, routes: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
+        #: Host name -> transport; may be filled in after the router is handed out.
+        self.routes = routes if routes is not None else {}
+        self._network = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.routes.get(request.url.host, self._network)
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._network.aclose()
