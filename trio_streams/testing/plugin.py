@@ -14,7 +14,7 @@ Fixtures (async ones need pytest-trio: ``trio_mode = true`` or ``@pytest.mark.tr
 - ``streams_http``: an :class:`httpx.AsyncClient` to it; ``streams_client``: a resuming
   :class:`~trio_streams.client.StreamsClient`.
 - ``fake_upstream`` and ``streams_proxy``: a scriptable model server in-process, and a
-  trio-streams server in front of it (``--upstream``).
+  trio-streams server in front of it (``--upstream``; ``"redis"`` works here too).
 - ``streams_redis``: a private Redis-protocol server process, for the Redis store.
 """
 
@@ -51,6 +51,19 @@ def _settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers(SETTINGS_MARKER))):
         overrides.update(marker.kwargs)
+    return overrides
+
+
+def _overrides(request: pytest.FixtureRequest, fixture: str) -> dict[str, Any]:
+    """The marker's settings, and the store the fixture is parametrized with (if any)."""
+    store = getattr(request, "param", "memory")
+    if store not in STORES:
+        raise pytest.UsageError(f"{fixture}: unknown store {store!r}, not one of {STORES}")
+    overrides = _settings(request)
+    if store == "redis":
+        refuse_autojump(f"{fixture} on the Redis store")
+        redis: RedisServer = request.getfixturevalue("streams_redis")
+        overrides["store"] = redis.url
     return overrides
 
 
@@ -130,7 +143,7 @@ async def streams_proxy(
 
     async with trio.open_nursery() as nursery:
         transport = fake_upstream.transport(nursery)
-        overrides = {"upstreams": (fake_upstream.url,), **_settings(request)}
+        overrides = {"upstreams": (fake_upstream.url,), **_overrides(request, "streams_proxy")}
         async with open_streams_server(upstream_transport=transport, **overrides) as server:
             yield server
         nursery.cancel_scope.cancel()
