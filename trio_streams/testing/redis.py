@@ -142,7 +142,7 @@ class RedisServer:
                     return True
             except OSError:
                 time.sleep(0.02)
-        self.stop()
+        self._kill()
         return False
 
     def pause(self) -> None:
@@ -156,6 +156,9 @@ class RedisServer:
 
     def stop(self) -> None:
         """Kill it (an outage; :meth:`start` brings it back on the same port)."""
+        self._kill()
+
+    def _kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait(timeout=10)
@@ -163,7 +166,7 @@ class RedisServer:
 
     def close(self) -> None:
         """Stop it for good, and remove its temporary directory if it made one."""
-        self.stop()
+        self._kill()
         if self._scratch is not None:
             self._scratch.cleanup()
 
