@@ -62,6 +62,14 @@ async def ticker(nursery: trio.Nursery) -> tuple[Ticker, StreamingASGITransport]
     return app, StreamingASGITransport(app, nursery)
 
 
+def test_a_fault_path_matches_itself_and_below_only() -> None:
+    network = Network()
+    network.cut(at_byte=0, path="/v1/stream", times=None)
+    assert network.open("POST", "/v1/streams/lookup", "").fault is None
+    assert network.open("GET", "/v1/stream", "conv_id=a").fault == Fault(at_byte=0)
+    assert network.open("GET", "/v1/stream/a/b", "").fault == Fault(at_byte=0)
+
+
 def client_of(transport: StreamingASGITransport, read: float | None = 30) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url="http://app.test", transport=transport, timeout=httpx.Timeout(5, read=read)

@@ -41,7 +41,7 @@ class Fault:
 @dataclass(slots=True)
 class _Rule:
     fault: Fault
-    #: Requests whose path (without the query) starts with this; ``""``: every request.
+    #: Requests to this path or below it (without the query); ``""``: every request.
     path: str
     method: str | None
     #: Responses it still applies to (``None``: every matching one).
@@ -141,7 +141,11 @@ class Network:
         method: str | None = None,
         times: int | None = 1,
     ) -> None:
-        """Cut the next ``times`` responses to ``path`` after ``at_byte`` / ``after_events``."""
+        """Cut the next ``times`` responses to ``path`` after ``at_byte`` / ``after_events``.
+
+        ``path`` matches itself and the paths below it: ``/v1/stream`` matches
+        ``/v1/stream/chat-1`` but not ``/v1/streams/lookup``.
+        """
         self._add(Fault(at_byte, after_events), path, method, times)
 
     def stall(
@@ -166,11 +170,11 @@ class Network:
             connection.cut()
 
     def open_connections(self, path: str = "") -> list[Connection]:
-        """The responses not over yet, to requests whose path starts with ``path``."""
+        """The responses not over yet, to requests for ``path`` or below it."""
         return [
             connection
             for connection in self.connections
-            if not connection.closed.is_set() and connection.path.startswith(path)
+            if not connection.closed.is_set() and under(connection.path, path)
         ]
 
     @property
@@ -187,7 +191,7 @@ class Network:
         """Record a new connection, with the first rule that matches it."""
         connection = Connection(method, path, query)
         for rule in self._rules:
-            if path.startswith(rule.path) and rule.method in (None, method):
+            if under(path, rule.path) and rule.method in (None, method):
                 connection.fault = rule.fault
                 if rule.remaining is not None:
                     rule.remaining -= 1
@@ -196,3 +200,9 @@ class Network:
                 break
         self.connections.append(connection)
         return connection
+
+
+def under(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` or below it (``""`` is above every path)."""
+    prefix = prefix.rstrip("/")
+    return not prefix or path == prefix or path.startswith(prefix + "/")
