@@ -100,11 +100,14 @@ class StreamsServer:
 
     # -- "another client" ------------------------------------------------------------------
 
-    async def stop(self, conversation_id: str) -> int:
-        """DELETE the stream from another client (a second tab's Stop); the status."""
+    async def stop(
+        self, conversation_id: str, *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """DELETE the stream from another client (a second tab's Stop); its answer."""
         async with httpx.AsyncClient(base_url=self.url, transport=self.transport) as other:
-            response = await other.delete("/v1/stream", params={"conv_id": conversation_id})
-        return response.status_code
+            return await other.delete(
+                "/v1/stream", params={"conv_id": conversation_id}, headers=headers
+            )
 
     async def start(
         self,
@@ -113,10 +116,11 @@ class StreamsServer:
         *,
         path: str = "/v1/chat/completions",
         headers: dict[str, str] | None = None,
-    ) -> int:
+    ) -> httpx.Response:
         """Start, or replace, a stream from another client that reads nothing of it.
 
-        Returns the status once the response's head has arrived (the stream goes on).
+        Returns the response once its head has arrived (status and headers; the body is
+        not read, and the stream goes on without this reader).
         """
         body = body if body is not None else chat_request("start")
         all_headers = {CONVERSATION_HEADER: conversation_id, **(headers or {})}
@@ -124,7 +128,7 @@ class StreamsServer:
             request = other.build_request("POST", path, json=body, headers=all_headers)
             response = await other.send(request, stream=True)
             await response.aclose()
-        return response.status_code
+        return response
 
     # -- the server ------------------------------------------------------------------------
 
