@@ -238,16 +238,15 @@ class _Exchange:
         )
 
     def _closed(self, ending: str) -> None:
-        if self.connection.ending is None or self.connection.ending == "stalled":
-            self.connection.ending = self.connection.ending or ending
+        """Over for the client (the first ending, such as "stalled", is the one kept)."""
+        if self.connection.ending is None:
+            self.connection.ending = ending
         self._disconnected.set()
         self._from_app.close()
         self.connection.closed.set()
 
     async def aclose(self) -> None:
-        if self.connection.ending is None:
-            self.connection.ending = "closed by client"
-        self._closed(self.connection.ending)
+        self._closed("closed by client")
 
 
 class _Interrupted(Exception):
