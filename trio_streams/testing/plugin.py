@@ -69,7 +69,7 @@ def _overrides(request: pytest.FixtureRequest, fixture: str) -> dict[str, Any]:
 
 def refuse_autojump(what: str) -> None:
     """A real socket cannot run on a clock that jumps whenever every task waits."""
-    import trio
+    import trio.testing
 
     clock = trio.lowlevel.current_clock()
     if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold != float("inf"):
@@ -137,7 +137,7 @@ async def streams_proxy(
     request: pytest.FixtureRequest, fake_upstream: FakeUpstream
 ) -> AsyncIterator[StreamsServer]:
     """trio-streams in front of ``fake_upstream`` (``--upstream``), all in-process."""
-    import trio
+    import trio.testing
 
     from trio_streams.testing.server import open_streams_server
 
