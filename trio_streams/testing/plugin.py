@@ -137,7 +137,7 @@ async def streams_proxy(
     request: pytest.FixtureRequest, fake_upstream: FakeUpstream
 ) -> AsyncIterator[StreamsServer]:
     """trio-streams in front of ``fake_upstream`` (``--upstream``), all in-process."""
-    import trio.testing
+    import trio
 
     from trio_streams.testing.server import open_streams_server
 
