@@ -276,7 +276,7 @@ async def test_event_ids_can_be_turned_off_for_byte_identical_streams(
 @pytest.mark.parametrize(
     ("args", "env"), [(("--no-event-ids",), {}), ((), {"TRIO_STREAMS_EVENT_IDS": "false"})]
 )
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # a real process, on the real clock
 async def test_the_command_line_turns_event_ids_off(
     args: tuple[str, ...], env: dict[str, str]
 ) -> None:

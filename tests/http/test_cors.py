@@ -177,7 +177,7 @@ async def test_errors_carry_cors_headers_so_a_page_can_read_them(
         assert exposed in {name.lower() for name in response.headers}
 
 
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # its server_url fixture serves on a real socket
 async def test_without_cors_origins_no_origin_gets_cors_headers(server_url: str) -> None:
     async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
         simple = await http.get("/v1/models", headers={"Origin": ALLOWED})
@@ -233,7 +233,7 @@ def test_origins_are_kept_as_browsers_send_them() -> None:
         assert check_origin(origin) == origin
 
 
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # a real process, on the real clock
 def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "trio_streams", "serve", "--cors-origin", "http://localhost:3000/"],
@@ -244,7 +244,7 @@ def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
     assert "--cors-origin" in result.stderr and "trailing slash" in result.stderr
 
 
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # a real process, on the real clock
 async def test_the_cli_takes_origins_from_the_environment() -> None:
     server = await start_process(env={"TRIO_STREAMS_CORS_ORIGIN": f"{ALLOWED} {OTHER_ALLOWED}"})
     try:

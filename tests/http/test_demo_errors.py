@@ -92,7 +92,7 @@ async def test_a_malformed_request_hears_what_is_malformed_before_the_model(
     assert_error(response, 400, "'model' must be a string", "invalid_request_error")
 
 
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # the SDK (httpx2) talks to a real socket
 async def test_the_openai_sdk_raises_not_found_with_openais_code(server: RunningServer) -> None:
     def ask() -> openai.NotFoundError:
         sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)

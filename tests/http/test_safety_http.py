@@ -176,7 +176,7 @@ async def test_metrics_count_what_happened(start_server: StartServer) -> None:
     assert after[("trio_streams_append_to_read_seconds_sum", ())] < 5
 
 
-@pytest.mark.in_process(False)  # a real socket is the point here
+@pytest.mark.in_process(False)  # two servers, one client: real URLs
 async def test_two_apps_in_one_process_keep_separate_metrics(
     start_server: StartServer,
 ) -> None:
