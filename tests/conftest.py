@@ -1,4 +1,10 @@
-"""Shared fixtures: a real trio-streams server (Hypercorn, free port on 127.0.0.1)."""
+"""Shared fixtures: a trio-streams server, real (Hypercorn, free port on 127.0.0.1) or in-process.
+
+A module (or test) marked ``in_process`` gets the same fixtures from the test kit
+(:mod:`trio_streams.testing`): the same app and settings, served without a socket, so its
+tests can run on ``autojump_clock`` and do not wait for real sockets. Tests where a socket
+or Hypercorn is the point keep the real server.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +16,67 @@ import httpx
 import pytest
 import trio
 
-from tests.fake_upstream import FakeUpstream
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
+from trio_streams.testing.fake_upstream import FakeUpstream
+from trio_streams.testing.server import StreamsServer, serve_in_process
+from trio_streams.testing.transport import HostRouter
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
-#: A real Redis-protocol server, for the Redis-store tests.
-pytest_plugins = ["tests.redis_fixtures"]
+#: A real Redis-protocol server, for the Redis-store tests; pytester runs the test kit's
+#: documented examples (tests/testing).
+pytest_plugins = ["tests.redis_fixtures", "pytester"]
 
 #: Fast enough for quick tests, slow enough that a test can act mid-stream.
 TEST_TPS = 200.0
 
 
+#: Fixtures that start a Redis-protocol server: a test that uses one is marked ``redis``.
+REDIS_FIXTURES = {"redis_server", "persistent_redis_server", "streams_redis"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the Redis and browser tests, so ``-m "not browser and not redis"`` is the quick run.
+
+    A test marked ``in_process`` runs on ``autojump_clock`` (``in_process(autojump=False)``:
+    on the real clock). A test is ``redis`` if it uses a Redis server fixture or is
+    parametrized with a ``"redis"`` store, ``browser`` if its module is a ``test_browser*``
+    one; tests that start either by themselves carry the mark themselves.
+    """
+    for item in items:
+        # In-process servers run on trio's clock: their tests run on the autojump clock.
+        marker = item.get_closest_marker("in_process")
+        marker = None if marker is None or marker.args[:1] == (False,) else marker
+        fixtures = getattr(item, "fixturenames", None)
+        clocked = fixtures is None or {"autojump_clock", "mock_clock"} & set(fixtures)
+        if marker is not None and marker.kwargs.get("autojump", True) and not clocked:
+            fixtures.append("autojump_clock")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())) or "redis" in params.values():
+            item.add_marker(pytest.mark.redis)
+        if item.path.name.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)
+
+
+def in_process(request: pytest.FixtureRequest) -> bool:
+    """Marked ``in_process`` (a test inside marks itself ``in_process(False)`` to opt out)."""
+    marker = request.node.get_closest_marker("in_process")
+    return marker is not None and marker.args[:1] != (False,)
+
+
 @pytest.fixture
-async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
-    """Start servers on free ports; each is stopped (gracefully) when the test ends."""
+def in_process_upstreams() -> HostRouter:
+    """Where in-process servers reach the test's in-process fake upstreams (by host)."""
+    return HostRouter()
+
+
+@pytest.fixture
+async def start_server(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, in_process_upstreams: HostRouter
+) -> AsyncIterator[StartServer]:
+    """Start servers on free ports (in-process when marked ``in_process``); each is
+    stopped (gracefully) when the test ends."""
     stops: list[trio.Event] = []
 
     async def start(**overrides: Any) -> RunningServer:
@@ -33,6 +84,15 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
         options.update(overrides)
         stop = trio.Event()
         stops.append(stop)
+        if in_process(request):
+            served = partial(
+                serve_in_process,
+                Settings(**options),
+                stop=stop,
+                upstream_transport=in_process_upstreams,
+            )
+            kit_server: RunningServer = await nursery.start(served)
+            return kit_server
         running: RunningServer = await nursery.start(partial(serve, Settings(**options), stop=stop))
         return running
 
@@ -48,14 +108,25 @@ async def server(start_server: StartServer) -> RunningServer:
 
 @pytest.fixture
 async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    if isinstance(server, StreamsServer):
+        yield server.http(timeout=10)
+        return
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         yield http
 
 
 @pytest.fixture
-async def upstream(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
-    """A fake OpenAI-compatible model server (Hypercorn, free port) the test can script."""
+async def upstream(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, in_process_upstreams: HostRouter
+) -> AsyncIterator[FakeUpstream]:
+    """A fake OpenAI-compatible model server the test can script (Hypercorn, free port; or
+    in-process, served to ``start_server``'s servers, when marked ``in_process``)."""
     fake = FakeUpstream()
+    if in_process(request):
+        transport = fake.transport(nursery)
+        in_process_upstreams.routes[httpx.URL(fake.url).host] = transport
+        yield fake
+        return
     stop = await fake.start(nursery)
     yield fake
     stop.set()

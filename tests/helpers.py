@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-from functools import partial
 from typing import Any
 
 import httpx
-import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from trio_streams.core.end_reasons import split_end_event
+from trio_streams.testing.server import StreamsServer
+from trio_streams.testing.sockets import serve_on_free_port
+
+__all__ = ["serve_on_free_port"]
+
+
+def http_client(server: Any, **options: Any) -> httpx.AsyncClient:
+    """An httpx client of ``server``: a real one's URL, or an in-process one's transport."""
+    if isinstance(server, StreamsServer):
+        return server.http(**options)
+    return httpx.AsyncClient(base_url=server.url, **options)
 
 
 def chat_body(prompt: str = "tell me about streams", **extra: Any) -> dict[str, Any]:
@@ -92,14 +99,3 @@ def assert_error(response: httpx.Response, status: int, message: str, error_type
     assert error["code"] == status
     assert error["message"].startswith(message), error["message"]
     assert error["type"] == error_type
-
-
-async def serve_on_free_port(app: Any, nursery: trio.Nursery) -> tuple[str, trio.Event]:
-    """Serve the ASGI ``app`` under Hypercorn on a free port of 127.0.0.1, in ``nursery``:
-    its URL, and an event to set to stop it."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    stop = trio.Event()
-    binds = await nursery.start(partial(serve, app, config, shutdown_trigger=stop.wait))
-    return binds[0], stop

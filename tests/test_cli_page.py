@@ -11,8 +11,8 @@ import httpx
 import pytest
 import trio
 
-from tests.fake_upstream import PROPS, FakeUpstream
 from tests.test_cli import start_process
+from trio_streams.testing.fake_upstream import PROPS, FakeUpstream
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import sys
 import httpx
 import trio
 
-from tests.fake_upstream import FakeUpstream, numbered_events
 from tests.helpers import chat_body, without_event_ids
 from tests.test_cli import start_process
+from trio_streams.testing.fake_upstream import FakeUpstream, numbered_events
 
 
 async def test_serve_in_front_of_an_upstream_from_environment_variables(

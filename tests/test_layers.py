@@ -3,6 +3,10 @@
 Each folder of ``trio_streams`` is a layer; its ``__init__`` docstring says what it may
 import, and this test holds it to that, both for our own modules and for the libraries
 that belong to a higher layer (the core is pure trio: no HTTP server, no Redis client).
+
+The test kit (``testing``) sits at the top beside the wiring (``server``, ``settings``):
+it wires the app as ``serve`` does, so it may import everything, and nothing imports it,
+the top-level modules included (a server never loads pytest fixtures).
 """
 
 from __future__ import annotations
@@ -21,17 +25,22 @@ ALLOWED: dict[str, set[str]] = {
     "producers": {"core", "stores", "producers"},
     "http": {"core", "stores", "producers", "http"},
     "client": {"core", "client"},
+    "testing": {"core", "stores", "producers", "http", "client", "testing"},
 }
+#: Layers at the top: they may import the top-level wiring (CLI, server, settings) too.
+TOP_LAYERS = {"testing"}
 #: Third-party libraries that only the named layers (and the wiring at the top) may use.
 LIBRARY_LAYERS: dict[str, set[str]] = {
     "quart": {"http"},
     "quart_trio": {"http"},
     "werkzeug": {"http"},
-    "hypercorn": set(),
+    "hypercorn": {"testing"},
     "prometheus_client": {"http"},
     "coredis": {"stores"},
-    "httpx": {"producers", "http", "client"},
+    "httpx": {"producers", "http", "client", "testing"},
     "click": set(),
+    # Only the kit, and only when a test asks for it: the plugin loads in every project.
+    "pytest": {"testing"},
 }
 
 
@@ -83,12 +92,17 @@ def test_every_folder_is_a_known_layer() -> None:
 def test_imports_point_down(path: Path) -> None:
     layer = layer_of(module_name(path))
     if layer is None:
-        return  # the wiring at the top (CLI, server, settings) may import every layer
+        # The wiring at the top (CLI, server, settings) may import every layer but the kit.
+        kit = [name for name in imported_modules(path) if layer_of(name) in TOP_LAYERS]
+        assert not kit, f"{module_name(path)} imports the test kit: {kit}"
+        assert not any(name.split(".")[0] == "pytest" for name in imported_modules(path))
+        return
     wrong = []
     for name in imported_modules(path):
         target = layer_of(name)
         top = name.split(".")[0]
-        if top == "trio_streams" and target is None and name != "trio_streams":
+        at_top = target is None and name != "trio_streams"
+        if top == "trio_streams" and at_top and layer not in TOP_LAYERS:
             wrong.append(f"{name} (the top: CLI, server, settings)")
         elif target is not None and target not in ALLOWED[layer]:
             wrong.append(f"{name} (layer {target})")

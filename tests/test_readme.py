@@ -321,6 +321,7 @@ async def test_python_examples_against_the_server(
         assert f"conversation_id='{conversation_id}'" in printed and "is_done=True" in printed
 
 
+@pytest.mark.redis
 async def test_redis_story_across_two_instances(nursery: trio.Nursery, tmp_path: Path) -> None:
     code = example(DOCS / "redis.md", "redis")
     starts = [line for line in code.splitlines() if line.startswith("trio-streams serve")]
@@ -374,6 +375,7 @@ def eventsource_in_chromium(url: str, snippet: str) -> list[str]:
             browser.close()
 
 
+@pytest.mark.browser
 async def test_eventsource_example_follows_the_stream_to_its_end(
     start_server: StartServer,
 ) -> None:

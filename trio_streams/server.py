@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import httpx
 import trio
 from hypercorn.config import Config
 from hypercorn.middleware import ProxyFixMiddleware
@@ -138,18 +139,27 @@ class Service:
 
 
 @asynccontextmanager
-async def open_service(settings: Settings) -> AsyncIterator[Service]:
+async def open_service(
+    settings: Settings,
+    *,
+    model: DemoModel | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Service]:
     """Open the session store and the upstream client, and build the app on them.
 
-    One wiring for :func:`serve` and for the ``hypercorn`` command's app
-    (:mod:`trio_streams.asgi`). On exit every session is finalized and the store closed;
-    callers that want readers to end before the HTTP server drains (``serve`` does) call
-    ``store.shutdown()`` earlier themselves.
+    One wiring for :func:`serve`, for the ``hypercorn`` command's app
+    (:mod:`trio_streams.asgi`) and for the in-process test server
+    (:mod:`trio_streams.testing`), which passes its own demo ``model`` (one that can be
+    made to fail) and ``upstream_transport`` (the upstreams served in-process). On exit
+    every session is finalized and the store closed; callers that want readers to end
+    before the HTTP server drains (``serve`` does) call ``store.shutdown()`` earlier
+    themselves.
     """
     store, manager = build_store(settings)
-    model = DemoModel(settings.demo_tps, settings.demo_prefill)
+    if model is None:
+        model = DemoModel(settings.demo_tps, settings.demo_prefill)
     # The upstream client outlives the store: producers still use it until they end.
-    async with open_upstream(settings) as upstream, store:
+    async with open_upstream(settings, upstream_transport) as upstream, store:
         app = create_app(
             store,
             model,
@@ -261,8 +271,13 @@ async def _refusal(app: QuartTrio, upstream: UpstreamClient | None) -> UpstreamL
 
 
 @asynccontextmanager
-async def open_upstream(settings: Settings) -> AsyncIterator[UpstreamClient | None]:
-    """The pooled upstream client for ``--upstream`` (``None``: serve the demo model)."""
+async def open_upstream(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[UpstreamClient | None]:
+    """The pooled upstream client for ``--upstream`` (``None``: serve the demo model).
+
+    ``transport`` replaces the network (tests serve the upstreams in-process).
+    """
     if not settings.upstreams:
         yield None
         return
@@ -275,7 +290,7 @@ async def open_upstream(settings: Settings) -> AsyncIterator[UpstreamClient | No
         # With trio-streams' own API keys on, a client's key is ours, never the upstream's.
         forward_client_auth=not settings.api_keys,
     )
-    async with UpstreamClient.open(options) as client:
+    async with UpstreamClient.open(options, transport) as client:
         for upstream in options.routes.upstreams:
             logger.info("proxying to upstream %s", upstream)
         yield client

@@ -28,9 +28,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.redis_fixtures import RedisServer
 from trio_streams.core.producer import StreamWriter
 from trio_streams.stores.redis.store import RedisStore
+from trio_streams.testing.redis import RedisServer
 
 
 def summary(samples: list[float]) -> str:

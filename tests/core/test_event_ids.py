@@ -20,11 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body, chat_text, ends_with_done
+from tests.helpers import assert_error, chat_body, chat_text, ends_with_done, http_client
 from tests.test_cli import start_process
 from trio_streams.core.event_ids import EventIdStamper, id_line
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 # -- a reference parser: httpx-sse's line splitting, WHATWG event dispatch -----------------
 
@@ -211,7 +214,7 @@ async def test_every_demo_event_carries_the_offset_after_it_pings_included(
     start_server: StartServer,
 ) -> None:
     server = await start_server(demo_prefill=0.35)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         raw = await start_chat(client, "c-ids", "ids", max_tokens=20, sse_ping_interval=0.1)
     assert raw.startswith(b": ping\n\n")  # pings shift every later offset; ids follow
     assert_ids_are_offsets(raw)
@@ -247,7 +250,7 @@ async def test_an_invalid_last_event_id_is_a_400(client: httpx.AsyncClient, bad:
 
 async def test_a_lost_last_event_id_is_the_documented_400(start_server: StartServer) -> None:
     server = await start_server(session_max_bytes=2000)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         full_size = len(await start_chat(client, "c-lost", "lose the start", max_tokens=40))
         session = server.manager.get("c-lost")
         assert session is not None and session.dropped_prefix == full_size - 2000
@@ -292,7 +295,7 @@ async def test_event_ids_can_be_turned_off_for_byte_identical_streams(
     start_server: StartServer,
 ) -> None:
     server = await start_server(event_ids=False)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         raw = await start_chat(client, "c-off", "no ids", max_tokens=5)
     assert b"\nid:" not in raw and ends_with_done(raw)
     assert raw.count(b"\n\n") == 1 + 5 + 1 + 1
@@ -301,6 +304,7 @@ async def test_event_ids_can_be_turned_off_for_byte_identical_streams(
 @pytest.mark.parametrize(
     ("args", "env"), [(("--no-event-ids",), {}), ((), {"TRIO_STREAMS_EVENT_IDS": "false"})]
 )
+@pytest.mark.in_process(False)  # a real process, on the real clock
 async def test_the_command_line_turns_event_ids_off(
     args: tuple[str, ...], env: dict[str, str]
 ) -> None:

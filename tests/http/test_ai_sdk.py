@@ -13,9 +13,9 @@ import httpx
 import trio
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream
 from tests.helpers import assert_error, chat_text, sse_data
 from trio_streams.server import RunningServer
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 
 def ui_request(chat_id: str = "chat-1", text: str = "hello", **extra: Any) -> dict[str, Any]:

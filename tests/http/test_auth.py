@@ -8,9 +8,12 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body
+from tests.helpers import assert_error, chat_body, http_client
 from trio_streams.http.auth import ApiKeys, read_key_file
 from trio_streams.server import RunningServer
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 ALICE, BOB = "alice-key-0123", "bob-key-4567"
 PROTECTED = [
@@ -51,7 +54,7 @@ def bearer(key: str) -> dict[str, str]:
 async def test_every_protected_route_needs_a_valid_key(
     keyed: RunningServer, headers: dict[str, str]
 ) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=10) as client:
+    async with http_client(keyed, timeout=10) as client:
         for method, path in PROTECTED:
             response = await client.request(method, path, headers=headers, json={})
             assert_error(response, 401, "Missing or invalid API key", "authentication_error")
@@ -60,7 +63,7 @@ async def test_every_protected_route_needs_a_valid_key(
 
 
 async def test_health_is_public_and_both_header_forms_work(keyed: RunningServer) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=10) as client:
+    async with http_client(keyed, timeout=10) as client:
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/v1/models", headers=bearer(ALICE))).status_code == 200
         assert (await client.get("/v1/models", headers={"X-Api-Key": BOB})).status_code == 200
@@ -69,7 +72,7 @@ async def test_health_is_public_and_both_header_forms_work(keyed: RunningServer)
 
 
 async def test_a_session_is_invisible_to_another_key(keyed: RunningServer) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=10) as client:
+    async with http_client(keyed, timeout=10) as client:
         started = await client.post(
             "/v1/chat/completions",
             json=chat_body("secret things", max_tokens=5),
@@ -107,7 +110,7 @@ async def test_a_session_is_invisible_to_another_key(keyed: RunningServer) -> No
 
 
 async def test_sessions_record_a_fingerprint_never_the_key(keyed: RunningServer) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=10) as client:
+    async with http_client(keyed, timeout=10) as client:
         await client.post(
             "/v1/chat/completions",
             json=chat_body(max_tokens=2),

@@ -14,10 +14,13 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream
-from tests.helpers import chat_body, chat_text
+from tests.helpers import chat_body, chat_text, http_client
 from tests.test_cli import start_process
 from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE, check_origin
+from trio_streams.testing.fake_upstream import FakeUpstream
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 ALLOWED = "http://localhost:3000"
 OTHER_ALLOWED = "https://chat.example.test"
@@ -67,7 +70,7 @@ async def test_preflight_allows_every_route_method_and_header_we_use(
     start_server: StartServer, path: str, method: str, requested: str
 ) -> None:
     server = await start_server(cors_origins=(ALLOWED, OTHER_ALLOWED), api_keys=(KEY,))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         # No key: browsers never send one with a preflight, and auth must let it through.
         response = await preflight(http, path, method, requested)
         refused = await preflight(http, path, method, requested, origin=REFUSED)
@@ -84,7 +87,7 @@ async def test_preflight_allows_every_route_method_and_header_we_use(
 
 async def test_preflight_leaves_out_headers_not_on_the_list(start_server: StartServer) -> None:
     server = await start_server(cors_origins=(ALLOWED,))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         response = await preflight(
             http, "/v1/chat/completions", "POST", "content-type,x-stainless-os,x-not-ours"
         )
@@ -96,7 +99,7 @@ async def test_preflight_leaves_out_headers_not_on_the_list(start_server: StartS
 async def test_an_allowed_origin_reads_a_stream_and_its_resume(start_server: StartServer) -> None:
     server = await start_server(cors_origins=(ALLOWED, OTHER_ALLOWED))
     origin = {"Origin": OTHER_ALLOWED}
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         started = await http.post(
             "/v1/chat/completions",
             json=chat_body(max_tokens=30),
@@ -124,7 +127,7 @@ async def test_a_refused_origin_gets_no_cors_header_on_any_answer(
     start_server: StartServer,
 ) -> None:
     server = await start_server(cors_origins=(ALLOWED,))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         answers = [
             await http.get("/v1/models", headers={"Origin": REFUSED}),
             await http.post(
@@ -150,7 +153,7 @@ async def test_errors_carry_cors_headers_so_a_page_can_read_them(
     server = await start_server(cors_origins=(ALLOWED,), api_keys=(KEY,), max_producers=1)
     origin = {"Origin": ALLOWED}
     auth = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         no_key = await http.get("/v1/models", headers=origin)
         async with http.stream(
             "POST",
@@ -174,6 +177,7 @@ async def test_errors_carry_cors_headers_so_a_page_can_read_them(
         assert exposed in {name.lower() for name in response.headers}
 
 
+@pytest.mark.in_process(False)  # its server_url fixture serves on a real socket
 async def test_without_cors_origins_no_origin_gets_cors_headers(server_url: str) -> None:
     async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
         simple = await http.get("/v1/models", headers={"Origin": ALLOWED})
@@ -188,7 +192,7 @@ async def server_url(start_server: StartServer) -> str:
 
 async def test_the_wildcard_is_only_what_it_says(start_server: StartServer) -> None:
     server = await start_server(cors_origins=("*",))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         simple = await http.get("/v1/models", headers={"Origin": REFUSED})
         pre = await preflight(http, "/v1/stream/x", "GET", "last-event-id", origin=REFUSED)
     assert simple.headers["access-control-allow-origin"] == "*"
@@ -205,7 +209,7 @@ async def test_an_upstreams_own_cors_headers_are_not_passed_on(
         (b"access-control-allow-credentials", b"true"),
     ]
     server = await start_server(upstreams=(upstream.url,), cors_origins=(ALLOWED,))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with http_client(server, timeout=10) as http:
         refused = await http.get("/v1/echo", headers={"Origin": REFUSED})
         allowed = await http.get("/v1/echo", headers={"Origin": ALLOWED})
     assert refused.status_code == 200 and refused.headers["x-upstream"] == "yes"
@@ -229,6 +233,7 @@ def test_origins_are_kept_as_browsers_send_them() -> None:
         assert check_origin(origin) == origin
 
 
+@pytest.mark.in_process(False)  # a real process, on the real clock
 def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "trio_streams", "serve", "--cors-origin", "http://localhost:3000/"],
@@ -239,6 +244,7 @@ def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
     assert "--cors-origin" in result.stderr and "trailing slash" in result.stderr
 
 
+@pytest.mark.in_process(False)  # a real process, on the real clock
 async def test_the_cli_takes_origins_from_the_environment() -> None:
     server = await start_process(env={"TRIO_STREAMS_CORS_ORIGIN": f"{ALLOWED} {OTHER_ALLOWED}"})
     try:

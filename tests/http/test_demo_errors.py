@@ -14,9 +14,12 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body
+from tests.helpers import assert_error, chat_body, http_client
 from trio_streams.http.openapi import document
 from trio_streams.server import RunningServer
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 
 def model_not_found(model: str) -> dict[str, object]:
@@ -89,6 +92,7 @@ async def test_a_malformed_request_hears_what_is_malformed_before_the_model(
     assert_error(response, 400, "'model' must be a string", "invalid_request_error")
 
 
+@pytest.mark.in_process(False)  # the SDK (httpx2) talks to a real socket
 async def test_the_openai_sdk_raises_not_found_with_openais_code(server: RunningServer) -> None:
     def ask() -> openai.NotFoundError:
         sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
@@ -109,7 +113,7 @@ async def test_the_openai_sdk_raises_not_found_with_openais_code(server: Running
 
 async def test_a_too_large_body_says_the_limit_and_the_option(start_server: StartServer) -> None:
     server = await start_server(max_body_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         for path in ("/v1/chat/completions", "/v1/completions", "/v1/streams/lookup"):
             response = await client.post(path, content=b"{" + b" " * 2000 + b"}")
             assert_error(

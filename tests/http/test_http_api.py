@@ -16,11 +16,14 @@ from tests.helpers import (
     chat_body,
     chat_text,
     ends_with_done,
+    http_client,
     split_end,
     sse_data,
 )
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
+
+pytestmark = pytest.mark.in_process
 
 STREAM_HEADER_VALUES = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -185,7 +188,7 @@ async def test_generation_continues_after_the_client_disconnects_and_resumes_exa
     start_server: StartServer,
 ) -> None:
     server = await start_server(demo_tps=100)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         received = await read_some(
             client,
             "POST",
@@ -340,7 +343,7 @@ async def test_from_beyond_the_end_of_a_finished_stream_is_400(client: httpx.Asy
 
 async def test_lost_offset_is_400(start_server: StartServer) -> None:
     server = await start_server(session_max_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         tail = await start_stream(client, "c-lost", max_tokens=50)
         info = (
             await client.post("/v1/streams/lookup", json={"conversation_ids": ["c-lost"]})
@@ -409,7 +412,7 @@ async def test_delete_before_the_first_token_cancels_the_producer(
 ) -> None:
     server = await start_server(demo_prefill=30, ping_interval=0.05)
     async with (
-        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        http_client(server, timeout=10) as client,
         client.stream(
             "POST",
             "/v1/chat/completions",
@@ -469,6 +472,6 @@ async def test_unknown_route_and_wrong_method_are_json(client: httpx.AsyncClient
 
 async def test_oversized_body_is_413_json(start_server: StartServer) -> None:
     server = await start_server(max_body_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.url) as client:
+    async with http_client(server) as client:
         response = await client.post("/v1/chat/completions", content=b"{" + b" " * 2000 + b"}")
     assert_error(response, 413, "", "invalid_request_error")

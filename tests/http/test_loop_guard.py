@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream
 from tests.helpers import chat_body
 from trio_streams.http.loop_guard import PROBE_HEADER, PROBE_PATH, UpstreamLoopError
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 
 def free_port() -> int:

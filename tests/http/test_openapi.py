@@ -21,6 +21,9 @@ from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient, UpstreamOptions
 from trio_streams.producers.upstream.routes import UpstreamRoutes
 
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
+
 #: Methods the framework answers by itself on every route (not part of the API).
 IMPLICIT = {"HEAD", "OPTIONS"}
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.fake_upstream import PROPS, FakeUpstream
 from tests.helpers import assert_error
 from trio_streams.http.routes.page import PageDir
+from trio_streams.testing.fake_upstream import PROPS, FakeUpstream
 
 INDEX = b"<!doctype html><title>built page</title><script src='./_app/app.js'></script>"
 SCRIPT = b"fetch('./props')"

@@ -21,11 +21,11 @@ from openai.types.responses import ResponseStreamEvent
 
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
-from tests.fake_upstream import FakeUpstream
 from tests.helpers import assert_error
 from tests.responses_events import UPSTREAM_ID, llama_server_events
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 PROMPT = "tell me about resumable responses"
 

@@ -11,7 +11,6 @@ import httpx
 import trio
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream
 from tests.helpers import assert_error
 from tests.redis_fixtures import RedisServer
 from tests.responses_events import llama_server_events
@@ -19,6 +18,7 @@ from tests.test_readme import DOCS, example, for_server, running_server
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
+from trio_streams.testing.fake_upstream import FakeUpstream
 
 ALICE, BOB = "alice-key-0123", "bob-key-4567"
 

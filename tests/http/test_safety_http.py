@@ -12,9 +12,12 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body
+from tests.helpers import assert_error, chat_body, http_client
 from trio_streams.core.redact import redact
 from trio_streams.server import RunningServer
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 
 async def start(client: httpx.AsyncClient, cid: str, max_tokens: int = 4) -> httpx.Response:
@@ -34,7 +37,7 @@ async def test_a_full_server_answers_429_json_with_retry_after(start_server: Sta
         demo_tps=5.0, session_max_bytes=64 * 1024, max_total_bytes=128 * 1024
     )
     async with (
-        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        http_client(server, timeout=10) as client,
         trio.open_nursery() as nursery,
     ):
         for cid in ("a", "b"):
@@ -55,7 +58,7 @@ async def test_a_full_server_answers_429_json_with_retry_after(start_server: Sta
 
 async def test_finished_sessions_make_room_for_new_ones(start_server: StartServer) -> None:
     server = await start_server(max_sessions=3)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         for index in range(10):
             assert (await start(client, f"s{index}")).status_code == 200
             await trio.sleep(0.01)  # let the producer's task finish the session
@@ -73,7 +76,7 @@ async def test_lookup_is_limited_in_ids_and_ignores_invalid_ones(
     start_server: StartServer,
 ) -> None:
     server = await start_server(max_lookup_ids=5)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         await start(client, "real")
         ok = await client.post(
             "/v1/streams/lookup", json={"conversation_ids": ["real", "x" * 300, "a b", 7, ""]}
@@ -143,7 +146,7 @@ def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_metrics_count_what_happened(start_server: StartServer) -> None:
     server = await start_server(session_max_bytes=2000, demo_tps=50.0)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+    async with http_client(server, timeout=10) as client:
         done = await start(client, "m-done", max_tokens=30)  # > 2000 bytes: prefix dropped
         assert (await client.get("/v1/stream/m-done?from=1")).status_code == 400  # lost
         assert (await client.get(f"/v1/stream/m-done?from={len(done.content) - 10}")).is_success
@@ -173,6 +176,7 @@ async def test_metrics_count_what_happened(start_server: StartServer) -> None:
     assert after[("trio_streams_append_to_read_seconds_sum", ())] < 5
 
 
+@pytest.mark.in_process(False)  # two servers, one client: real URLs
 async def test_two_apps_in_one_process_keep_separate_metrics(
     start_server: StartServer,
 ) -> None:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.helpers import chat_body, chat_text, ends_with_done
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 
 async def test_stream_and_resume(client: httpx.AsyncClient) -> None:

@@ -1,6 +1,7 @@
 """Routes outside the API pass through to the upstream (``/props``, ``/slots``…), ours win.
 
-Real sockets throughout: :class:`tests.fake_upstream.FakeUpstream` under Hypercorn, and a real
+Real sockets throughout: the test kit's
+:class:`~trio_streams.testing.fake_upstream.FakeUpstream` under Hypercorn, and a real
 trio-streams server with ``--upstream`` in front of it.
 """
 
@@ -13,9 +14,9 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.fake_upstream import PROPS, FakeUpstream, numbered_events
 from tests.helpers import assert_error
 from tests.producers.test_upstream_proxy import start_proxy
+from trio_streams.testing.fake_upstream import PROPS, FakeUpstream, numbered_events
 
 
 async def test_props_reaches_the_upstream_with_the_header_rules_of_v1(

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream, numbered_events
 from tests.helpers import chat_body
 from tests.redis_fixtures import RedisServer
+from trio_streams.testing.fake_upstream import FakeUpstream, numbered_events
 
 
 def proxy_options(upstream: FakeUpstream, redis: RedisServer) -> dict[str, Any]:

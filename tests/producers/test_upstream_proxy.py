@@ -1,7 +1,7 @@
 """trio-streams in front of an OpenAI-compatible model server, over real sockets.
 
-The upstream is :class:`tests.fake_upstream.FakeUpstream` under real Hypercorn; the proxy
-is a real trio-streams server started with ``upstreams=(url,)``.
+The upstream is :class:`trio_streams.testing.fake_upstream.FakeUpstream` under real
+Hypercorn; the proxy is a real trio-streams server started with ``upstreams=(url,)``.
 """
 
 from __future__ import annotations
@@ -19,18 +19,27 @@ import trio
 import trio.testing
 
 from tests.conftest import StartServer
-from tests.fake_upstream import FakeUpstream, StreamRecord, chunk_event, numbered_events
 from tests.helpers import (
     assert_error,
     chat_body,
     event_generation,
     event_offset,
+    http_client,
     split_end,
     sse_data,
     without_event_ids,
 )
 from trio_streams.core.sse import PING
 from trio_streams.server import RunningServer
+from trio_streams.testing.fake_upstream import (
+    FakeUpstream,
+    StreamRecord,
+    chunk_event,
+    numbered_events,
+)
+
+#: The API in-process (tests/conftest.py): these tests need no socket.
+pytestmark = pytest.mark.in_process
 
 
 async def start_proxy(
@@ -50,7 +59,7 @@ async def proxy(start_server: StartServer, upstream: FakeUpstream) -> RunningSer
 
 @pytest.fixture
 async def client(proxy: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         yield http
 
 
@@ -142,7 +151,7 @@ async def test_with_event_ids_each_upstream_event_gains_only_its_id_line(
     upstream.script.events = numbered_events(30)
     upstream.script.piece_size = 50
     proxy = await start_proxy(start_server, upstream, event_ids=True)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("ids-1")
         )
@@ -361,6 +370,7 @@ async def test_client_leaving_before_the_upstream_answered_closes_it_without_id(
     assert proxy.manager.producer_count == 0
 
 
+@pytest.mark.in_process(False)  # serve()'s own shutdown, on a real socket
 async def test_shutdown_closes_every_upstream_connection(
     start_server: StartServer, upstream: FakeUpstream
 ) -> None:
@@ -375,7 +385,7 @@ async def test_shutdown_closes_every_upstream_connection(
 
         settings = Settings(host="127.0.0.1", port=0, upstreams=(upstream.url,), ping_interval=0)
         running: RunningServer = await nursery.start(partial(serve, settings, stop=stop))
-        async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+        async with http_client(running, timeout=10) as http:
             await read_then_leave(http, 50, chat_body(), conversation("shutdown-1"))
         record = await first_stream(upstream)
         stop.set()
@@ -393,7 +403,7 @@ async def test_keepalive_pings_while_the_upstream_is_silent(
     upstream.script.events = numbered_events(3)
     upstream.script.first_event_delay = 0.35
     proxy = await start_proxy(start_server, upstream, ping_interval=0.1)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("ping-1")
         )
@@ -409,7 +419,7 @@ async def test_a_server_that_answers_after_prefill_still_gets_pings_to_the_clien
     upstream.script.events = numbered_events(2)
     proxy = await start_proxy(start_server, upstream, ping_interval=0.1)
     arrivals: list[tuple[float, bytes]] = []
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         started = trio.current_time()
         async with http.stream(
             "POST", "/v1/chat/completions", json=chat_body(), headers=conversation("late-1")
@@ -461,7 +471,7 @@ async def test_unreachable_upstream_is_502_and_no_session(start_server: StartSer
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proxy = await start_proxy(start_server, f"http://127.0.0.1:{port}/v1")
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         streamed = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("down-1")
         )
@@ -478,7 +488,7 @@ async def test_upstream_silent_before_its_headers_is_504(
 ) -> None:
     upstream.script.head_delay = 5
     proxy = await start_proxy(start_server, upstream, upstream_read_timeout=0.3)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("slow-1")
         )
@@ -506,6 +516,7 @@ async def test_drop_mid_stream_ends_with_an_error_event_and_keeps_what_came(
     assert replay.content == response.content
 
 
+@pytest.mark.in_process(False)  # the SDK (httpx2) talks to a real socket
 async def test_the_openai_sdk_raises_the_mid_stream_error_after_the_text(
     upstream: FakeUpstream, proxy: RunningServer
 ) -> None:
@@ -548,7 +559,7 @@ async def test_stall_mid_stream_times_out_with_an_error_event(
     upstream.script.events = numbered_events(10)
     upstream.script.stall_after = 3
     proxy = await start_proxy(start_server, upstream, upstream_read_timeout=0.3)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("stall-1")
         )
@@ -569,7 +580,7 @@ async def test_error_after_the_client_got_its_200_arrives_as_an_event(
     upstream.script.head_delay = 0.35
     upstream.script.fail_status = 400
     proxy = await start_proxy(start_server, upstream, ping_interval=0.1)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("late-err")
         )
@@ -680,7 +691,7 @@ async def test_models_merge_and_requests_route_by_model(
     for fake in (alpha, beta, fallback):
         await fake.start(nursery)
     proxy = await start_proxy(start_server, f"alpha={alpha.url}", f"beta={beta.url}", fallback.url)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         models = await http.get("/v1/models")
         ids = [entry["id"] for entry in models.json()["data"]]
         assert ids == ["alpha", "alpha-7b.gguf", "beta", "shared", "fallback-model"]
@@ -704,7 +715,7 @@ async def test_models_skip_an_upstream_that_does_not_answer(
     proxy = await start_proxy(
         start_server, upstream, f"stuck={stuck.url}", upstream_read_timeout=0.3
     )
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         models = await http.get("/v1/models")
     assert [entry["id"] for entry in models.json()["data"]] == ["fake-model"]
 
@@ -727,7 +738,7 @@ async def test_no_upstream_answering_models_is_502(
     proxy = await start_proxy(
         start_server, f"a={upstream.url}", f"b={upstream.url}", upstream_read_timeout=0.3
     )
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         models = await http.get("/v1/models")
     assert_error(models, 502, "No upstream model server answered", "server_error")
 
@@ -736,7 +747,7 @@ async def test_an_unknown_model_without_a_default_upstream_is_404(
     start_server: StartServer, upstream: FakeUpstream
 ) -> None:
     proxy = await start_proxy(start_server, f"only={upstream.url}")
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post("/v1/chat/completions", json=chat_body(model="nope"))
         routed = await http.post("/v1/chat/completions", json=chat_body(model="only"))
     assert_error(response, 404, "The model 'nope' is not served here", "not_found_error")
@@ -747,7 +758,7 @@ async def test_upstream_api_key_replaces_the_clients_authorization(
     start_server: StartServer, upstream: FakeUpstream
 ) -> None:
     proxy = await start_proxy(start_server, upstream, upstream_api_key="sk-upstream")
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         await http.post(
             "/v1/chat/completions",
             json=chat_body(),
@@ -762,7 +773,7 @@ async def test_with_api_keys_the_clients_key_stays_here_and_owns_the_session(
     start_server: StartServer, upstream: FakeUpstream
 ) -> None:
     proxy = await start_proxy(start_server, upstream, api_keys=("ours-1", "ours-2"))
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         refused = await http.post("/v1/chat/completions", json=chat_body())
         assert refused.status_code == 401 and upstream.requests == []
         mine = {"Authorization": "Bearer ours-1", **conversation("owned")}

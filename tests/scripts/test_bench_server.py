@@ -106,6 +106,7 @@ def test_reset_stops_a_session_still_producing(store: str) -> None:
         assert [info["is_done"] for info in found] in ([True], [])  # finished, or evicted
 
 
+@pytest.mark.redis
 def test_with_redis_another_bench_server_reads_the_sessions(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path)
     redis.start()

@@ -87,7 +87,10 @@ class UpstreamClient:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, options: UpstreamOptions) -> AsyncIterator[UpstreamClient]:
+    async def open(
+        cls, options: UpstreamOptions, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncIterator[UpstreamClient]:
+        """The client, open; ``transport`` replaces the network (in-process tests)."""
         timeout = httpx.Timeout(
             connect=options.connect_timeout,
             # Between two bytes of the answer; covers the wait for the first token (prefill).
@@ -98,7 +101,7 @@ class UpstreamClient:
         # A stream holds its connection as long as generation lasts: no cap on connections
         # (the server's own limits bound them), a pool of idle ones for reuse.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as http:
             yield cls(http, options)
 
     def api_key_for(self, upstream: Upstream) -> str | None:

@@ -1,12 +1,18 @@
-"""A small OpenAI-compatible model server for the proxy tests, served by real Hypercorn.
+"""A scriptable OpenAI-compatible model server, for testing trio-streams' ``--upstream``.
 
 It is a raw ASGI app, so the test controls every byte it sends and how they are cut into
 chunks; it streams at a set pace, fails on command (an error before streaming, a dropped
-connection, a stall) and records, on trio's clock, when its client went away.
+connection mid-event, a stall: an upstream gone silent) and records, on trio's clock, when
+its client went away.
+
+Serve it in-process (:meth:`FakeUpstream.transport`, what the ``fake_upstream`` fixture
+does: no socket, virtual time under ``autojump_clock``) or on a real socket
+(:meth:`FakeUpstream.start`, Hypercorn on a free port of 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,8 +20,14 @@ from typing import Any
 
 import trio
 
-from tests.helpers import serve_on_free_port
 from trio_streams.http.loop_guard import PROBE_HEADER
+from trio_streams.testing.sockets import serve_on_free_port
+from trio_streams.testing.transport import StreamingASGITransport
+
+#: The host of the first upstream served in-process (nothing listens there); the next
+#: ones are ``fake-upstream-2.test``...
+IN_PROCESS_HOST = "fake-upstream.test"
+_served_in_process = itertools.count(1)
 
 Message = dict[str, Any]
 #: Streamed when the request says so; ``/completion`` is llama-server's own, outside ``/v1``.
@@ -121,6 +133,8 @@ class FakeUpstream:
         self.streams: list[StreamRecord] = []
         self.stream_started = trio.Event()
         self.url = ""
+        #: The transport that serves it in-process, once :meth:`transport` made it.
+        self.in_process: StreamingASGITransport | None = None
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -237,6 +251,18 @@ class FakeUpstream:
         url, stop = await serve_on_free_port(self, nursery)
         self.url = url + "/v1"
         return stop
+
+    def transport(self, nursery: trio.Nursery) -> StreamingASGITransport:
+        """Serve in-process, through the returned transport, at ``url`` (a host of its own).
+
+        ``drop_after`` then drops the connection mid-body and ``stall_after`` goes silent
+        until the client's read timeout, both on trio's clock.
+        """
+        number = next(_served_in_process)
+        host = IN_PROCESS_HOST if number == 1 else IN_PROCESS_HOST.replace(".", f"-{number}.", 1)
+        self.url = f"http://{host}/v1"
+        self.in_process = StreamingASGITransport(self, nursery)
+        return self.in_process
 
 
 def _cut(events: list[bytes], piece_size: int | None) -> list[tuple[int, bytes]]:
