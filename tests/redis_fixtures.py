@@ -50,6 +50,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (the bench scripts' tests measure its CPU)."""
+        assert self._process is not None
+        return self._process.pid
+
     def start(self) -> None:
         for _ in range(5):  # another process may take a free port first: pick another
             if not self.port:
