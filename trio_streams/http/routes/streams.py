@@ -17,6 +17,7 @@ from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 DEFAULT_MAX_LOOKUP_IDS = 100
@@ -69,11 +70,7 @@ def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool =
             if owns_producer:
                 session.cancel()
 
-    response = Response(
-        body(), status=200, content_type="text/event-stream", headers=STREAM_HEADERS
-    )
-    response.timeout = None
-    return response
+    return EventStreamResponse(body(), headers=STREAM_HEADERS)
 
 
 def register(app: QuartTrio, store: SessionStore) -> None:
