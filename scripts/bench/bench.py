@@ -163,8 +163,8 @@ class Plan:
     profile_variants: tuple[str, ...] = ("session", "session-redis", "direct", "bare-hypercorn")
     #: The workers scenario: streams and their rate (far beyond what a server keeps up
     #: with), and runs per worker count (the median is reported).
-    workers_streams: int = 200
-    workers_rate: float = 200.0
+    workers_streams: int = 150
+    workers_rate: float = 100.0
     workers_rounds: int = 3
 
 
