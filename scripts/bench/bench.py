@@ -21,7 +21,12 @@ hold on a noisy machine, and writes ``bench-results/<name>.json``, ``<name>.md``
    in a private Redis (or Valkey) server that this script starts on a free port and stops
    (``--stores memory,redis``, the default when a server binary is found; ``--redis-server``
    names one). Its fan-out rows are the ``session-redis`` variant, measured beside
-   ``session`` (the memory store), with the Redis server's own CPU seconds too.
+   ``session`` (the memory store), with the Redis server's own CPU seconds too, and
+   ``session-cross``: each stream started on that server (instance A) and read on a
+   second one on the same Redis (instance B), CPU of A + B + Redis, and each instance's
+   Redis connections (``CLIENT LIST``);
+6. workers (``--only workers``, with the Redis store): saturated events/s of the bench app
+   in 2 Hypercorn worker processes against 1, as ``serve --workers N`` runs it.
 """
 
 from __future__ import annotations
