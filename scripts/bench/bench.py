@@ -21,12 +21,18 @@ hold on a noisy machine, and writes ``bench-results/<name>.json``, ``<name>.md``
    in a private Redis (or Valkey) server that this script starts on a free port and stops
    (``--stores memory,redis``, the default when a server binary is found; ``--redis-server``
    names one). Its fan-out rows are the ``session-redis`` variant, measured beside
-   ``session`` (the memory store), with the Redis server's own CPU seconds too.
+   ``session`` (the memory store), with the Redis server's own CPU seconds too, and
+   ``session-cross``: each stream started on that server (instance A) and read on a
+   second one on the same Redis (instance B), CPU of A + B + Redis, and each instance's
+   Redis connections (``CLIENT LIST``);
+6. workers (``--only workers``, with the Redis store): saturated events/s of the bench app
+   in 2 Hypercorn worker processes against 1, as ``serve --workers N`` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -58,8 +64,14 @@ VARIANTS = {
 }
 #: The variants that run through the Redis store (``--stores …,redis``): the same route
 #: as their memory twin (the name without ``-redis``), on the bench server whose
-#: ``--store`` is the private Redis server.
-REDIS_VARIANTS = {"session-redis": ("trio-redis", "session")}
+#: ``--store`` is the private Redis server. ``session-cross``: the streams start on that
+#: server (instance A) and are read on a second one on the same Redis (instance B).
+REDIS_VARIANTS = {
+    "session-redis": ("trio-redis", "session"),
+    "session-cross": ("trio-redis-b", "follow"),
+}
+#: The server whose sessions a cross-instance variant reads (where they are produced).
+PRODUCED_ON = {"session-cross": "trio-redis"}
 VARIANTS.update(REDIS_VARIANTS)
 STORES = ("memory", "redis")
 
@@ -74,6 +86,9 @@ class Server:
     pid: int
     #: The session store's own process (the Redis server), whose CPU is measured too.
     store_pid: int | None = None
+    #: The Redis server's port (its ``CLIENT LIST``), and this server's name in it.
+    store_port: int | None = None
+    store_client: str | None = None
 
     @classmethod
     def start(cls, name: str, command: list[str], log: Path) -> Server:
@@ -91,7 +106,9 @@ class Server:
                 + log.read_text()[-2000:]
             )
         info = json.loads(line)
-        return cls(name, process, int(info["port"]), int(info["pid"]))
+        server = cls(name, process, int(info["port"]), int(info["pid"]))
+        server.store_client = info.get("store_client")
+        return server
 
     def post(self, path: str) -> Any:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST")
@@ -100,22 +117,34 @@ class Server:
 
     def settle(self, limit: float = 15.0) -> None:
         """Wait until the server is idle (under 10% of a core), so runs do not overlap."""
-        process = psutil.Process(self.pid)
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            before = sum(process.cpu_times()[:2])
+            before = self.cpu_seconds()
             time.sleep(0.2)
-            if sum(process.cpu_times()[:2]) - before < 0.02:
+            if self.cpu_seconds() - before < 0.02:
                 return
+
+    def cpu_seconds(self) -> float:
+        """User + system seconds of the server and its worker processes."""
+        process = psutil.Process(self.pid)
+        total = 0.0
+        for each in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(each.cpu_times()[:2])
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            workers = psutil.Process(self.pid).children(recursive=True)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            for worker in workers:  # a killed parent leaves its workers behind
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker.kill()
 
 
 @dataclass
@@ -136,7 +165,12 @@ class Plan:
     repeat_up_to: int = 300
     profile: Path | None = None
     profile_streams: int = 1000
-    profile_variants: tuple[str, ...] = ("session", "session-redis", "direct")
+    profile_variants: tuple[str, ...] = ("session", "session-redis", "direct", "bare-hypercorn")
+    #: The workers scenario: streams and their rate (far beyond what a server keeps up
+    #: with), and runs per worker count (the median is reported).
+    workers_streams: int = 150
+    workers_rate: float = 100.0
+    workers_rounds: int = 3
 
 
 def run_json(command: list[str], timeout: float = 300) -> dict[str, Any]:
@@ -154,6 +188,7 @@ def fanout_once(
 ) -> dict[str, Any]:
     server_name, route = VARIANTS[variant]
     server = servers[server_name]
+    producer = servers[PRODUCED_ON[variant]] if variant in PRODUCED_ON else None
     began = time.monotonic()
     profiler = None
     if plan.profile and variant in plan.profile_variants and streams == plan.profile_streams:
@@ -171,14 +206,22 @@ def fanout_once(
             "--ramp-timeout", str(plan.ramp_timeout),
             "--tag", f"{variant}-{streams}-{time.monotonic_ns()}",
             *(["--store-pid", str(server.store_pid)] if server.store_pid else []),
+            *(["--redis-port", str(server.store_port)] if server.store_port else []),
+            *(
+                ["--producer-port", str(producer.port), "--producer-pid", str(producer.pid)]
+                if producer
+                else []
+            ),
         ]
     )  # fmt: skip
     if profiler is not None:
         profiler.wait()
         summarize_profile(plan, f"{variant}-{streams}")
     loaded = time.monotonic()
-    server.post("/bench/reset")
-    server.settle()
+    for each in (producer, server) if producer else (server,):
+        each.post("/bench/reset")
+    for each in (producer, server) if producer else (server,):
+        each.settle()
     result["variant"] = variant
     result["wall_seconds"] = [round(loaded - began, 1), round(time.monotonic() - loaded, 1)]
     add_store_cpu(result)
@@ -195,7 +238,8 @@ def add_store_cpu(result: dict[str, Any]) -> None:
     if store_cpu is None:
         return
     events = result["events"]
-    total = result["server_cpu_seconds"] + store_cpu
+    # A cross-instance run: the producing instance's CPU is the run's too.
+    total = result["server_cpu_seconds"] + store_cpu + (result.get("producer_cpu_seconds") or 0)
     result["store_cpu_s_per_1000_events"] = store_cpu / events * 1000 if events else math.nan
     result["total_cpu_s_per_1000_events"] = total / events * 1000 if events else math.nan
 
@@ -351,6 +395,86 @@ def replay(
     return summary
 
 
+#: Worker counts of the workers scenario: ``--workers 2`` against one worker, same run.
+WORKER_COUNTS = (1, 2)
+
+
+def workers(plan: Plan, redis: RedisProcess, out: Path, name: str) -> dict[str, Any]:
+    """Saturated events/s of the Redis store with ``--workers 2`` against one worker.
+
+    Both bench servers run as ``serve --workers N`` does (Hypercorn's worker processes on
+    trio, sharing the socket) on the same Redis server, alternating. Their producers write
+    one token per write however late they are (``--no-batch``), at a rate no server keeps
+    up with, so the events delivered per second are what the server can do, not what was
+    due. CPU counts the parent and its workers. The machine's load average is recorded
+    before each run: on a shared machine a second worker may find no idle core.
+    """
+    servers = {
+        count: Server.start(
+            f"trio-streams --workers {count}",
+            ["bench_server.py", "--store", redis.url, "--workers", str(count)],
+            out / f"{name}-workers-{count}.log",
+        )
+        for count in WORKER_COUNTS
+    }
+    samples: dict[int, list[dict[str, Any]]] = {count: [] for count in WORKER_COUNTS}
+    try:
+        for round_ in range(-1, plan.workers_rounds):  # round -1: a throwaway warm-up
+            order = WORKER_COUNTS if round_ % 2 == 0 else WORKER_COUNTS[::-1]
+            for count in order:
+                server = servers[count]
+                load_average = os.getloadavg()[0]
+                result = run_json(
+                    [
+                        "bench_load.py", "fanout",
+                        "--port", str(server.port),
+                        "--server-pid", str(server.pid),
+                        "--store-pid", str(redis.pid),
+                        "--route", "session",
+                        "--streams", str(plan.workers_streams),
+                        "--rate", str(plan.workers_rate),
+                        "--no-batch",
+                        "--warmup", str(plan.warmup if round_ >= 0 else 0.2),
+                        "--window", str(plan.window if round_ >= 0 else 0.5),
+                        "--ramp-timeout", str(plan.ramp_timeout),
+                        "--tag", f"workers{count}-{time.monotonic_ns()}",
+                    ]
+                )  # fmt: skip
+                # Each reset reaches one worker (whichever accepts it): ask every one.
+                for _ in range(4 * count):
+                    server.post("/bench/reset")
+                server.settle()
+                if round_ < 0:
+                    continue
+                add_store_cpu(result)
+                result["workers"] = count
+                result["load_average_before"] = round(load_average, 2)
+                samples[count].append(result)
+                print(
+                    f"--workers {count}: {result['events_per_s']:8.0f} ev/s  "
+                    f"server CPU {result['server_cpu_fraction']:.0%}  "
+                    f"Redis CPU {result['store_cpu_fraction']:.0%}  "
+                    f"load CPU {result['load_cpu_fraction']:.0%}  "
+                    f"load average {load_average:.2f}",
+                    flush=True,
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    medians = {
+        count: sorted(runs, key=lambda run: float(run["events_per_s"]))[(len(runs) - 1) // 2]
+        for count, runs in samples.items()
+    }
+    one, two = (float(medians[count]["events_per_s"]) for count in WORKER_COUNTS)
+    return {
+        "streams": plan.workers_streams,
+        "rate": plan.workers_rate,
+        "runs": {str(count): runs for count, runs in samples.items()},
+        "median": {str(count): run for count, run in medians.items()},
+        "ratio": two / one,
+    }
+
+
 def memory(plan: Plan) -> dict[str, Any]:
     common = ["--sessions", str(plan.memory_sessions), "--readers", str(plan.memory_readers)]
     return {
@@ -484,6 +608,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 None,
             )
         )
+    checks += scaling_targets(results, points)
     if "x1" in results.get("replay", {}):  # the memory store's (the targets are its)
         for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
             entry = results["replay"][key]
@@ -503,6 +628,103 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 "finished idle session ≤ 2 KiB beyond its buffered bytes",
                 f"{heap} B heap, {rss} B resident",
                 max(heap, rss) <= 2048,
+            )
+        )
+    return checks
+
+
+def scaling_targets(
+    results: dict[str, Any], points: dict[int, dict[str, dict[str, Any]]]
+) -> list[tuple[str, str, bool | None]]:
+    """Issue 13's targets: the memory path near Hypercorn's floor, Redis, workers."""
+    checks: list[tuple[str, str, bool | None]] = []
+    floor = {
+        s: p
+        for s, p in points.items()
+        if s in (100, 300) and {"session", "bare-hypercorn"} <= set(p)
+    }
+    if floor:
+        ratios = {
+            s: ratio_of(p, "session", "bare-hypercorn", "cpu_s_per_1000_events")
+            for s, p in floor.items()
+        }
+        checks.append(
+            (
+                "CPU per event, session / bare-hypercorn ≤ 1.15 at S = 100 and 300",
+                ", ".join(f"S={s}: {r:.2f}" for s, r in sorted(ratios.items())),
+                max(ratios.values()) <= 1.15,
+            )
+        )
+    same = {
+        s: p
+        for s, p in points.items()
+        if s in (100, 300) and {"session", "session-redis"} <= set(p)
+    }
+    if same:
+        ratios = {
+            s: p["session-redis"]["total_cpu_s_per_1000_events"]
+            / p["session"]["cpu_s_per_1000_events"]
+            for s, p in same.items()
+        }
+        checks.append(
+            (
+                "Redis store, readers on the producing instance: (server + Redis) CPU per event "
+                "≤ 1.25 times memory at S = 100 and 300",
+                ", ".join(f"S={s}: {r:.2f}" for s, r in sorted(ratios.items())),
+                max(ratios.values()) <= 1.25,
+            )
+        )
+    if 300 in same:
+        memory, redis = same[300]["session"], same[300]["session-redis"]
+        checks.append(
+            (
+                "its p99 append→receipt ≤ 2 times memory at S = 300",
+                f"{redis['p99_ms']:.1f} vs {memory['p99_ms']:.1f} ms "
+                f"({redis['p99_ms'] / memory['p99_ms']:.2f} times)",
+                redis["p99_ms"] <= 2 * memory["p99_ms"],
+            )
+        )
+    cross = points.get(300, {})
+    if {"session", "session-cross"} <= set(cross):
+        row = cross["session-cross"]
+        ratio = row["total_cpu_s_per_1000_events"] / cross["session"]["cpu_s_per_1000_events"]
+        checks.append(
+            (
+                "readers on another instance at S = 300: p99 append→receipt < 50 ms",
+                f"{row['p99_ms']:.1f} ms",
+                row["p99_ms"] < 50,
+            )
+        )
+        checks.append(
+            (
+                "readers on another instance at S = 300: (A + B + Redis) CPU per event ≤ 2 times "
+                "the memory store's single instance",
+                f"{ratio:.2f}",
+                ratio <= 2.0,
+            )
+        )
+    counted = points.get(1000, {}).get("session-cross", {})
+    names = results.get("redis", {}).get("clients", {})
+    if counted.get("redis_connections") and names:
+        each = [counted["redis_connections"].get(names.get(key), 0) for key in ("a", "b")]
+        checks.append(
+            (
+                "Redis connections per instance at 1,000 followed sessions ≤ 8 (CLIENT LIST)",
+                f"A (producing) {each[0]}, B (following) {each[1]}, "
+                f"{counted['connected']} streams connected",
+                max(each) <= 8,
+            )
+        )
+    if "workers" in results:
+        scenario = results["workers"]
+        one, two = scenario["median"]["1"], scenario["median"]["2"]
+        checks.append(
+            (
+                "`--workers 2` on the Redis store: saturated events/s ≥ 1.6 times one worker's",
+                f"{two['events_per_s']:.0f} vs {one['events_per_s']:.0f} ev/s "
+                f"({scenario['ratio']:.2f} times; load average {one['load_average_before']:g} "
+                f"and {two['load_average_before']:g} before)",
+                scenario["ratio"] >= 1.6,
             )
         )
     return checks
@@ -574,8 +796,11 @@ def markdown(results: dict[str, Any]) -> str:
         d = largest_ok(results["fanout"], variant, "due_p99_ms")
         lines.append(f"- {variant}: {a or 'none'} / {d or 'none'}")
     lines += redis_fanout_table(results)
+    lines += cross_table(results)
     if "replay" in results:
         lines += replay_table(results)
+    if "workers" in results:
+        lines += workers_table(results)
     if "memory" in results:
         heap, rss = results["memory"]["tracemalloc"], results["memory"]["rss"]
         lines += [
@@ -686,10 +911,90 @@ def redis_fanout_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cross_table(results: dict[str, Any]) -> list[str]:
+    """The cross-instance scenario: produced on instance A, read on instance B.
+
+    Its CPU per event counts A, B and the Redis server over the same window, against the
+    memory store's single instance (``session``) at the same S.
+    """
+    points = sorted(by_point(results["fanout"]).items())
+    points = [(streams, point) for streams, point in points if "session-cross" in point]
+    if not points:
+        return []
+    lines = [
+        "",
+        "### Produced on instance A, read on instance B (`session-cross`)",
+        "",
+        "Two bench servers on the same Redis server: each stream starts on A "
+        "(`POST /bench/start`) and its one reader reads it on B (`GET /v1/stream/<id>?from=0`). "
+        "CPU per 1,000 events of A, B and the Redis server over the same window, against the "
+        "memory store's single instance; Redis connections per instance from `CLIENT LIST` "
+        "in the middle of the window.",
+        "",
+        "| S | connected | ev/s memory / cross | CPU memory | CPU A | CPU B | CPU Redis | "
+        "(A + B + Redis) ÷ memory | p99 ms memory / cross | due p99 ms memory / cross | "
+        "Redis connections A / B |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for streams, point in points:
+        cross = point["session-cross"]
+        memory = point.get("session")
+        pair = partial(side_by_side, memory, cross)
+        events = cross["events"] or math.nan
+        base = memory["cpu_s_per_1000_events"] if memory else math.nan
+        a, b = cross.get("producer_cpu_seconds") or 0.0, cross["server_cpu_seconds"]
+        store = cross.get("store_cpu_seconds") or 0.0
+        lines.append(
+            f"| {streams} | {cross['connected']} | {pair('events_per_s', '.0f')} | {base:.3f} | "
+            f"{a / events * 1000:.3f} | {b / events * 1000:.3f} | "
+            f"{store / events * 1000:.3f} | "
+            f"{cross.get('total_cpu_s_per_1000_events', math.nan) / base:.2f} | "
+            f"{pair('p99_ms', '.1f')} | {pair('due_p99_ms', '.1f')} | "
+            f"{connections_text(results, cross)} |"
+        )
+    return lines
+
+
+def connections_text(results: dict[str, Any], row: dict[str, Any]) -> str:
+    """``3 / 3``: the Redis connections of instance A and of instance B during ``row``."""
+    counts = row.get("redis_connections")
+    names = results.get("redis", {}).get("clients", {})
+    if not counts or not names:
+        return "-"
+    return " / ".join(str(counts.get(names.get(key), 0)) for key in ("a", "b"))
+
+
 def side_by_side(memory: dict[str, Any] | None, redis: dict[str, Any], key: str, spec: str) -> str:
     """``memory / Redis`` figures of one cell (``-`` where the memory store did not run)."""
     mine = format(redis[key], spec)
     return f"{format(memory[key], spec)} / {mine}" if memory else f"- / {mine}"
+
+
+def workers_table(results: dict[str, Any]) -> list[str]:
+    """The workers scenario: the median run of each worker count, and their ratio."""
+    scenario = results["workers"]
+    lines = [
+        "",
+        "## Workers on the Redis store",
+        "",
+        f"{scenario['streams']} streams of {scenario['rate']:g} tokens/s, one token per write "
+        "(beyond what either server keeps up with): the median run of "
+        f"{len(scenario['runs']['1'])} per worker count, alternating.",
+        "",
+        "| workers | delivered ev/s (each run) | server CPU (all workers) | Redis server CPU | "
+        "load process CPU | p99 ms | load average before |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for count, row in scenario["median"].items():
+        each = ", ".join(f"{run['events_per_s']:.0f}" for run in scenario["runs"][count])
+        lines.append(
+            f"| {count} | {row['events_per_s']:.0f} ({each}) | "
+            f"{row['server_cpu_fraction']:.0%} | {row['store_cpu_fraction']:.0%} | "
+            f"{row['load_cpu_fraction']:.0%} | {row['p99_ms']:.0f} | "
+            f"{row['load_average_before']:g} |"
+        )
+    lines += ["", f"`--workers 2` ÷ one worker: {scenario['ratio']:.2f} times the events/s."]
+    return lines
 
 
 def replay_table(results: dict[str, Any]) -> list[str]:
@@ -791,7 +1096,10 @@ def with_store_variants(variants: list[str], stores: list[str]) -> list[str]:
         if twin not in REDIS_VARIANTS:
             expanded.append(variant)
             continue
-        expanded += [v for store, v in (("memory", variant), ("redis", twin)) if store in stores]
+        pairs = [("memory", variant), ("redis", twin)]
+        if f"{variant}-cross" in REDIS_VARIANTS:
+            pairs.append(("redis", f"{variant}-cross"))
+        expanded += [v for store, v in pairs if store in stores]
     return expanded
 
 
@@ -817,7 +1125,9 @@ def main() -> None:
     )
     parser.add_argument("--out", default="bench-results", help="output folder")
     parser.add_argument(
-        "--only", default="fanout,replay,memory", help="scenarios to run (comma-separated)"
+        "--only",
+        default="fanout,replay,memory,workers",
+        help="scenarios to run (comma-separated; workers needs the Redis store)",
     )
     parser.add_argument(
         "--profile",
@@ -878,7 +1188,7 @@ def main() -> None:
         )
         if redis_binary is not None:
             redis = RedisProcess(redis_binary).start()
-            results["redis"] = {"server": redis.version(), "binary": redis_binary}
+            results["redis"] = {"server": redis.version(), "binary": redis_binary, "clients": {}}
             print(f"Redis store: {results['redis']['server']} on {redis.url}", flush=True)
             servers["trio-redis"] = Server.start(
                 "trio-streams (Redis store)",
@@ -886,6 +1196,18 @@ def main() -> None:
                 out / f"{name}-trio-streams-redis.log",
             )
             servers["trio-redis"].store_pid = redis.pid
+            if "session-cross" in plan.variants:  # instance B, reading A's sessions
+                servers["trio-redis-b"] = Server.start(
+                    "trio-streams (Redis store, instance B)",
+                    ["bench_server.py", "--store", redis.url],
+                    out / f"{name}-trio-streams-redis-b.log",
+                )
+                servers["trio-redis-b"].store_pid = redis.pid
+                servers["trio-redis-b"].store_port = redis.port
+                results["redis"]["clients"] = {
+                    "a": servers["trio-redis"].store_client,
+                    "b": servers["trio-redis-b"].store_client,
+                }
         if "sse-starlette" in plan.variants:
             servers["sse"] = Server.start(
                 "sse-starlette", ["bench_sse_server.py"], out / f"{name}-sse-starlette.log"
@@ -903,6 +1225,8 @@ def main() -> None:
                 out / f"{name}-raw.log",
             )
             results["replay"] = replay(plan, servers, servers["raw"], stores)
+        if "workers" in only and redis is not None:
+            results["workers"] = workers(plan, redis, out, name)
     finally:
         for server in servers.values():
             server.stop()

@@ -6,8 +6,13 @@ bottleneck. Subcommands print one JSON object on stdout:
 
 - ``fanout``: open ``S`` streams, wait ``warmup`` seconds, then for ``window`` seconds count
   the events received and their latency (receipt ``time.monotonic_ns()`` minus the ``"ts"``
-  the producer stamped), and the server process's CPU seconds over the same window (and
-  those of the session store's process, ``--store-pid``: the Redis server);
+  the producer stamped), and the server process's CPU seconds over the same window (with
+  its children's: Hypercorn's worker processes; and those of the session store's process,
+  ``--store-pid``: the Redis server). Route ``follow`` is the cross-instance scenario:
+  each stream is started on another server (``--producer-port``, whose CPU counts too,
+  ``--producer-pid``) and read here with ``GET /v1/stream/<id>?from=0``. With
+  ``--redis-port`` it also counts the Redis connections of each client name
+  (``CLIENT LIST``) in the middle of the window;
 - ``replay``: ``C`` concurrent GETs of the same path read to the end: bytes and seconds;
 - ``raw-server``: the denominator of the replay ratio, a loopback TCP server that pushes
   the same number of bytes to each connection and closes (prints its port first).
@@ -119,8 +124,45 @@ def http_get(path: str, extra: str = "", close: bool = False) -> bytes:
 
 
 def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    """User + system seconds of ``process`` and of its live children (worker processes)."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def redis_connections(port: int) -> dict[str, int]:
+    """How many connections Redis on ``port`` holds per client name (``CLIENT LIST``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n")
+        size = int((await reader.readline())[1:])  # a bulk string: $<length>
+        listing = (await reader.readexactly(size + 2)).decode()
+    finally:
+        writer.close()
+    counts: dict[str, int] = {}
+    for line in listing.splitlines():
+        fields = dict(field.split("=", 1) for field in line.split(" ") if "=" in field)
+        name = fields.get("name") or "(unnamed)"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def post(port: int, path: str) -> int:
+    """One ``POST`` on a connection of its own; the status."""
+    client = StreamClient(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode(),
+        None,
+    )
+    await asyncio.get_running_loop().create_connection(lambda: client, "127.0.0.1", port)
+    status: int = await client.headers
+    client.finish()
+    return status
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -134,10 +176,11 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     server = psutil.Process(args.server_pid)
     store = psutil.Process(args.store_pid) if args.store_pid else None
+    producer = psutil.Process(args.producer_pid) if args.producer_pid else None
     me = psutil.Process()
     window = Window()
     tokens = int(args.rate * (args.ramp_timeout + args.warmup + args.window + 5))
-    query = f"tokens={tokens}&rate={args.rate}"
+    query = f"tokens={tokens}&rate={args.rate}" + ("" if args.batch else "&batch=0")
     clients: list[StreamClient] = []
     gate = asyncio.Semaphore(args.connect_concurrency)
     failures = 0
@@ -146,11 +189,20 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
         nonlocal failures
         if args.route == "session":
             path = f"/bench/session/{args.tag}-{index}?{query}"
+        elif args.route == "follow":
+            path = f"/v1/stream/{args.tag}-{index}?from=0"
         else:
             path = f"/bench/{args.route}?{query}"
         client = StreamClient(http_get(path), window)
         async with gate:
             try:
+                if args.route == "follow":  # started on the producing instance first
+                    started = await post(
+                        args.producer_port, f"/bench/start/{args.tag}-{index}?{query}"
+                    )
+                    if started != 200:
+                        failures += 1
+                        return
                 await loop.create_connection(lambda: client, "127.0.0.1", args.port)
                 status = await client.headers
             except OSError:
@@ -171,12 +223,20 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
     rss_before = server.memory_info().rss
     cpu_start, my_cpu_start = cpu_seconds(server), cpu_seconds(me)
     store_cpu_start = cpu_seconds(store) if store else 0.0
+    producer_cpu_start = cpu_seconds(producer) if producer else 0.0
     started = time.monotonic()
     window.open = True
-    await asyncio.sleep(args.window)
+    connections = None
+    if args.redis_port:
+        await asyncio.sleep(args.window / 2)
+        connections = await redis_connections(args.redis_port)
+        await asyncio.sleep(max(0.0, started + args.window - time.monotonic()))
+    else:
+        await asyncio.sleep(args.window)
     window.open = False
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(server) - cpu_start
+    producer_cpu = cpu_seconds(producer) - producer_cpu_start if producer else None
     my_cpu = cpu_seconds(me) - my_cpu_start
     store_cpu = cpu_seconds(store) - store_cpu_start if store else None
     rss = server.memory_info().rss
@@ -205,6 +265,9 @@ async def fanout(args: argparse.Namespace) -> dict[str, object]:
         "load_cpu_fraction": my_cpu / elapsed,
         "store_cpu_seconds": store_cpu,
         "store_cpu_fraction": store_cpu / elapsed if store_cpu is not None else None,
+        "producer_cpu_seconds": producer_cpu,
+        "redis_connections": connections,
+        "load_average": os.getloadavg()[0],
         "server_rss_bytes": rss,
         "server_rss_before_bytes": rss_before,
         "p50_ms": percentile(latencies, 0.50),
@@ -261,7 +324,7 @@ def main() -> None:
     fan = commands.add_parser("fanout")
     fan.add_argument("--port", type=int, required=True)
     fan.add_argument("--server-pid", type=int, required=True)
-    fan.add_argument("--route", choices=["session", "anon", "direct"], required=True)
+    fan.add_argument("--route", choices=["session", "anon", "direct", "follow"], required=True)
     fan.add_argument("--streams", type=int, required=True)
     fan.add_argument("--rate", type=float, default=20.0)
     fan.add_argument("--warmup", type=float, default=1.0)
@@ -270,6 +333,12 @@ def main() -> None:
     fan.add_argument("--connect-concurrency", type=int, default=100)
     fan.add_argument("--tag", default="s")
     fan.add_argument("--store-pid", type=int, help="also measure this process's CPU (Redis)")
+    fan.add_argument("--producer-port", type=int, help="route follow: where streams start")
+    fan.add_argument("--producer-pid", type=int, help="route follow: that server's pid")
+    fan.add_argument("--redis-port", type=int, help="count Redis connections by client name")
+    fan.add_argument(
+        "--no-batch", dest="batch", action="store_false", help="one token per write when late"
+    )
     rep = commands.add_parser("replay")
     rep.add_argument("--port", type=int, required=True)
     rep.add_argument("--path", required=True)

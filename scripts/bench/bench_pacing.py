@@ -86,8 +86,12 @@ class Schedule:
     were given: the one pacing loop of every trio bench server, whatever it writes to.
     """
 
-    def __init__(self, metronome: Metronome, tokens: int, rate: float) -> None:
+    def __init__(
+        self, metronome: Metronome, tokens: int, rate: float, *, batch: bool = True
+    ) -> None:
         self._metronome = metronome
+        #: Whether a late wake returns every token due by then (else only the next one).
+        self._batch = batch
         self._tokens = tokens
         self._interval = 1.0 / rate
         self._start, self._start_ns = trio.current_time(), time.monotonic_ns()
@@ -98,7 +102,11 @@ class Schedule:
         if written >= self._tokens:
             return None
         await self._metronome.wait_until(self._start + written * interval)
-        due = due_count(self._start, interval, trio.current_time(), written, self._tokens)
+        due = (
+            due_count(self._start, interval, trio.current_time(), written, self._tokens)
+            if self._batch
+            else written + 1
+        )
         self._written = due
         return b"".join(
             sse_event(index, self._start_ns + round(index * interval * 1e9))

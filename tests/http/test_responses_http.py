@@ -179,6 +179,10 @@ async def test_a_shutdown_ends_a_shared_response_as_failed_not_cancelled(
         ended = await settled(on_b, created["id"])
         raw = (await on_b.get(f"/v1/stream/{created['id']}")).content
     assert ended["status"] == "failed"
-    assert ended["error"]["message"] == "The response ended before it completed"
+    # The instance that shut down ended its stream with the Redis store's interruption
+    # event (readers elsewhere must not wait for a producer that is gone).
+    assert ended["error"]["message"] == (
+        "generation interrupted: the server instance producing it shut down"
+    )
     assert ended["output"][0]["content"][0]["text"]
     assert b"response.cancelled" not in raw

@@ -225,3 +225,30 @@ async def test_access_log_is_one_json_line_per_request_without_ids(
     assert get["bytes"] == len(streamed.content) - 5
     assert delete["conv_id"] == redact(secret) and delete["path"] == "/v1/stream"
     assert models["duration_ms"] >= 0 and models["client"] == "127.0.0.1"
+
+
+@pytest.mark.in_process(False)  # a real client's socket closing mid-stream, in real time
+async def test_access_log_counts_the_bytes_of_a_stream_its_client_left(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stream bodies bypass the access log's counting wrapper (http/stream_transport.py):
+    # their bytes reach the log's tally when the body ends, however it ends.
+    server = await start_server(demo_tps=50.0)
+    received = 0
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        with caplog.at_level(logging.INFO):
+            body = chat_body(max_tokens=10_000)
+            headers = {"X-Conversation-Id": "left-early"}
+            async with client.stream(
+                "POST", "/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    if received > 200:
+                        break  # the client leaves mid-stream
+            with trio.fail_after(5):  # the server logs once it has seen the client go
+                while not any(r.name == "trio_streams.access" for r in caplog.records):  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "trio_streams.access"]
+    (post,) = lines
+    assert post["status"] == 200 and post["bytes"] >= received > 200

@@ -176,7 +176,7 @@ async def test_an_upstreams_own_event_ids_are_replaced_not_doubled(
     ]
     upstream.script.piece_size = 7  # id lines split across reads, too
     proxy = await start_proxy(start_server, upstream, event_ids=True)
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as http:
+    async with http_client(proxy, timeout=10) as http:
         response = await http.post(
             "/v1/chat/completions", json=chat_body(), headers=conversation("ids-2")
         )

@@ -14,7 +14,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "bench"))
 
-from bench_pacing import TICKS, Metronome, due_count
+from bench_pacing import TICKS, Metronome, Schedule, due_count
 
 
 async def test_every_waiter_wakes_on_its_tick_in_order(autojump_clock: trio.abc.Clock) -> None:
@@ -76,3 +76,15 @@ def test_a_late_producer_takes_every_token_due_and_at_least_one() -> None:
     assert due_count(0.0, 0.05, 0.26, written=0, tokens=100) == 6
     assert due_count(0.0, 0.05, 0.26, written=6, tokens=100) == 7  # woken for token 6
     assert due_count(0.0, 0.05, 99.0, written=3, tokens=10) == 10  # never beyond the end
+
+
+async def test_without_batching_a_late_producer_writes_one_token_at_a_time(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    metronome = Metronome()  # every token is already due: the metronome is never needed
+    schedule = Schedule(metronome, tokens=5, rate=20, batch=False)
+    await trio.sleep(10)  # far behind: all five tokens are due
+    writes = []
+    while (events := await schedule.next_due()) is not None:
+        writes.append(events)
+    assert [events.count(b"data: ") for events in writes] == [1, 1, 1, 1, 1]

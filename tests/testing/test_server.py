@@ -89,8 +89,15 @@ async def test_the_resuming_client_gets_every_byte_across_three_cuts(
     whole = await streams_server.http().get("/v1/stream/conv-1")
     assert raw == whole.content
     assert streams_server.network.cuts == 3
-    froms = [c.query for c in streams_server.network.connections if c.path == "/v1/stream"]
-    assert froms == [f"conv_id=conv-1&from={n}" for n in (1000, 1333, 3833)]
+    generation = whole.headers["x-stream-generation"]
+    queries = [c.query for c in streams_server.network.connections if c.path == "/v1/stream"]
+    prefix = f"conv_id=conv-1&generation={generation}&from="
+    assert len(queries) == 3 and all(query.startswith(prefix) for query in queries)
+    # The client resumes pinned to its generation, from the end of the last whole event
+    # it had: at most where each cut fell, never past it, always further on.
+    froms = [int(query[len(prefix) :]) for query in queries]
+    assert 0 < froms[0] <= 1000 < froms[0] + 333
+    assert froms[0] < froms[1] <= froms[0] + 333 and froms[1] < froms[2] <= froms[1] + 2500
 
 
 async def test_a_stalled_reader_times_out_and_resumes(

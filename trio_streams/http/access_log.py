@@ -26,6 +26,21 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 STREAM_PREFIX = "/v1/stream/"
+#: The scope key under which :class:`AccessLog` leaves the ``send`` it wraps and the
+#: :class:`Tally` of the response, for a transport that sends many body messages (a
+#: stream: :mod:`trio_streams.http.stream_transport`) to skip the counting wrapper
+#: and add its bytes to the tally itself.
+UNCOUNTED = "trio_streams.access_log.uncounted"
+
+
+class Tally:
+    """What the client was sent: the status and the body bytes."""
+
+    __slots__ = ("sent", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.sent = 0
 
 
 def redacted_path(path: str) -> str:
@@ -65,20 +80,18 @@ class AccessLog:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
-        sent = 0
+        tally = Tally()
 
         async def counting_send(message: Message) -> None:
-            nonlocal status, sent
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                tally.status = int(message["status"])
             elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
+                tally.sent += len(message.get("body", b""))
             await send(message)
 
         try:
-            await self._app(scope, receive, counting_send)
+            await self._app({**scope, UNCOUNTED: (send, tally)}, receive, counting_send)
         finally:
             seconds = time.perf_counter() - started
-            record = access_record(scope, status, sent, seconds)
+            record = access_record(scope, tally.status, tally.sent, seconds)
             logger.info(json.dumps(record, separators=(",", ":")))

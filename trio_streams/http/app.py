@@ -24,6 +24,7 @@ from trio_streams.http.errors import ApiError, error_response, error_type_for_st
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
 from trio_streams.http.routes import ai_sdk, demo, page, passthrough, proxy, responses, streams
 from trio_streams.http.routes.demo_responses import DemoResponses
+from trio_streams.http.stream_transport import StreamingConnection
 from trio_streams.producers.demo import DemoModel
 from trio_streams.producers.upstream.client import UpstreamClient
 from trio_streams.stores.memory import as_store
@@ -55,6 +56,9 @@ def create_app(
     """
     store, manager = as_store(sessions)
     app = QuartTrio("trio_streams", static_folder=str(STATIC))
+    # Stream responses' chunks go to Hypercorn in a lean loop (what they contain is
+    # decided by routes.streams.stream_response); every other response as Quart sends it.
+    app.asgi_http_class = StreamingConnection
     # Streams last as long as generation does; Quart's 60 s default would cut them.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes

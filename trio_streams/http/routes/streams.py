@@ -18,6 +18,7 @@ from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetBeyondEndError, OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 from trio_streams.stores.reader import read_then_end
 
@@ -89,9 +90,7 @@ def stream_response(session: StreamHandle, offset: int, *, owns_producer: bool =
                 session.cancel()
 
     headers = {**STREAM_HEADERS, GENERATION_HEADER: session.generation}
-    response = Response(body(), status=200, content_type="text/event-stream", headers=headers)
-    response.timeout = None
-    return response
+    return EventStreamResponse(body(), headers=headers)
 
 
 def register(app: QuartTrio, store: SessionStore) -> None:
