@@ -74,7 +74,10 @@ def data_payloads(raw: bytes) -> list[bytes]:
     ]
 
 
-def main(llama_server: str, model: str) -> None:
+@contextmanager
+def llama_behind_trio_streams(llama_server: str, model: str) -> Iterator[tuple[str, str]]:
+    """A llama-server (2 slots) and trio-streams in front of it, both healthy, on free
+    ports: their URLs ``(llama, proxy)``. Both are stopped on exit."""
     llama_port, proxy_port = free_port(), free_port()
     llama = f"http://127.0.0.1:{llama_port}"
     proxy = f"http://127.0.0.1:{proxy_port}"
@@ -83,10 +86,17 @@ def main(llama_server: str, model: str) -> None:
     with (
         process([*llama_args, "-np", "2", "--slots"], "llama-server.log"),
         process([*proxy_args, "--upstream", llama + "/v1"], "trio-streams.log"),
-        httpx.Client(base_url=proxy, timeout=60) as client,
     ):
         wait_healthy(llama)
         wait_healthy(proxy)
+        yield llama, proxy
+
+
+def main(llama_server: str, model: str) -> None:
+    with (
+        llama_behind_trio_streams(llama_server, model) as (llama, proxy),
+        httpx.Client(base_url=proxy, timeout=60) as client,
+    ):
         body = {
             "model": "any",
             "stream": True,

@@ -17,7 +17,7 @@ import sys
 import time
 
 import openai
-from check_llama_server import free_port, process, seconds_until_slots_idle, wait_healthy
+from check_llama_server import llama_behind_trio_streams, seconds_until_slots_idle
 
 
 def check(condition: bool, message: str) -> None:
@@ -27,17 +27,7 @@ def check(condition: bool, message: str) -> None:
 
 
 def main(llama_server: str, model: str) -> None:
-    llama_port, proxy_port = free_port(), free_port()
-    llama = f"http://127.0.0.1:{llama_port}"
-    proxy = f"http://127.0.0.1:{proxy_port}"
-    llama_args = [llama_server, "-m", model, "--host", "127.0.0.1", "--port", str(llama_port)]
-    proxy_args = [sys.executable, "-m", "trio_streams", "serve", "--port", str(proxy_port)]
-    with (
-        process([*llama_args, "-np", "2", "--slots"], "llama-server.log"),
-        process([*proxy_args, "--upstream", llama + "/v1"], "trio-streams.log"),
-    ):
-        wait_healthy(llama)
-        wait_healthy(proxy)
+    with llama_behind_trio_streams(llama_server, model) as (llama, proxy):
         client = openai.OpenAI(base_url=proxy + "/v1", api_key="unused", max_retries=0)
 
         stream = client.responses.create(
