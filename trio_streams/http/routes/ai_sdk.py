@@ -34,6 +34,7 @@ from trio_streams.http import auth, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.chat_start import StartChatStream
 from trio_streams.http.routes.streams import GENERATION_HEADER, STREAM_HEADERS
+from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 PREFIX = "/api/chat"
@@ -83,9 +84,7 @@ def ui_message_stream_response(session: StreamHandle) -> Response:
         UI_MESSAGE_STREAM_HEADER[0]: UI_MESSAGE_STREAM_HEADER[1],
         GENERATION_HEADER: session.generation,
     }
-    response = Response(body(), status=200, content_type="text/event-stream", headers=headers)
-    response.timeout = None
-    return response
+    return EventStreamResponse(body(), headers=headers)
 
 
 def register(app: QuartTrio, store: SessionStore, start_chat: StartChatStream) -> None:

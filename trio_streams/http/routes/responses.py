@@ -32,6 +32,7 @@ from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
 from trio_streams.http.routes.demo import ping_interval
 from trio_streams.http.routes.streams import STREAM_HEADERS, stream_response
+from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.producers.responses.assemble import ResponseAssembler
 from trio_streams.producers.responses.background import BackgroundResponseProducer
 from trio_streams.producers.responses.events import ResponseEventNormalizer
@@ -283,8 +284,4 @@ def _follow(events: AsyncGenerator[LogEvent, None], held: list[bytes], after: in
             except OffsetLostError:
                 return  # overtaken by the cap: the client resumes from its last event
 
-    response = Response(
-        body(), status=200, content_type="text/event-stream", headers=STREAM_HEADERS
-    )
-    response.timeout = None
-    return response
+    return EventStreamResponse(body(), headers=STREAM_HEADERS)
