@@ -59,3 +59,9 @@ class ReadOnlyStreamError(DurableStreamError):
     """A write to a stream that is only readable through the protocol (a session)."""
 
     status = 405
+
+
+class ShuttingDownError(DurableStreamError):
+    """The server is shutting down: waiting readers end, new requests are refused."""
+
+    status = 503

@@ -146,6 +146,12 @@ class DurableStore(Protocol):
         """HEAD: the stream's metadata; does not slide a TTL. ``404`` / ``410``."""
         ...
 
+    def shutdown(self) -> None:
+        """Refuse new operations and wake every waiting reader: :meth:`wait` then raises
+        :class:`~trio_streams.core.durable.errors.ShuttingDownError` (``503``), so no
+        reader is left waiting when the server stops. Idempotent."""
+        ...
+
     async def delete(self, name: str, *, owner: str | None = None) -> None:
         """DELETE: remove the stream and its bytes (soft-delete while forks read through
         it); its waiting readers wake. ``404``: no such stream; ``410``: soft-deleted."""
