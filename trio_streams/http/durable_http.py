@@ -232,11 +232,13 @@ def sse_response(query: ReadQuery, source: ReadSource, start: int) -> Response:
                 if chunk is None:  # nothing for a while: a fresh cursor, still up to date
                     yield control(position, up_to_date=True, closed=False)
                     continue
+                data = b""
                 if chunk.data:
                     payload = body_of(source.content_type, chunk.data)
-                    yield sse.data_event(payload, base64_encoded=encoded)
+                    data = sse.data_event(payload, base64_encoded=encoded)
                 position = chunk.end
-                yield control(position, up_to_date=chunk.up_to_date, closed=chunk.closed)
+                # One write: a data event and its control event arrive together.
+                yield data + control(position, up_to_date=chunk.up_to_date, closed=chunk.closed)
                 if chunk.closed:
                     return
                 wait = chunk.up_to_date
