@@ -144,6 +144,23 @@ _OPTIONS = [
         help="Largest request body accepted.",
     ),
     click.option(
+        "--ds-max-stream-bytes",
+        default=_DEFAULTS.ds_max_stream_bytes,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_DS_MAX_STREAM_BYTES",
+        show_envvar=True,
+        help="Largest Durable Stream (/ds) in bytes; an append past it gets 413.",
+    ),
+    click.option(
+        "--ds-long-poll-timeout",
+        default=_DEFAULTS.ds_long_poll_timeout,
+        type=float,
+        callback=_positive,
+        envvar="TRIO_STREAMS_DS_LONG_POLL_TIMEOUT",
+        show_envvar=True,
+        help="Seconds a Durable Streams long-poll (/ds) waits for data before its 204.",
+    ),
+    click.option(
         "--store",
         default=_DEFAULTS.store,
         callback=_store,
@@ -375,5 +392,7 @@ def settings_from_options(ctx: click.Context) -> Settings:
         event_ids=o["event_ids"],
         page=o["page"],
         page_dir=o["page_dir"],
+        ds_max_stream_bytes=o["ds_max_stream_bytes"],
+        ds_long_poll_timeout=o["ds_long_poll_timeout"],
         **listener,
     )

@@ -52,6 +52,8 @@ class AppendPlan:
 def frame_body(content_type: str, body: bytes, *, initial: bool = False) -> bytes:
     """The log bytes of a request body: JSON streams store compact, separated messages."""
     if json_mode.is_json(normalize_content_type(content_type)):
+        if not body and initial:  # a PUT without a body: an empty stream
+            return b""
         return json_mode.frame(body, initial=initial)
     return body
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from trio_streams.core.durable.errors import BadRequestError
 from trio_streams.core.durable.offsets import InvalidOffsetError, parse_stream_offset
@@ -33,6 +33,13 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_SAFE_INTEGER = 2**53 - 1
 #: Where generic streams live below the mount (``/ds``): a fork names its source by it.
 STREAM_PREFIX = "/v1/stream/"
+
+
+class Headers(Protocol):
+    """Request headers, looked up case-insensitively (werkzeug's, or a plain dict in tests)."""
+
+    def get(self, key: str) -> str | None: ...
+
 
 _TTL = re.compile(r"0|[1-9][0-9]*")
 _INTEGER = re.compile(r"[0-9]+")
@@ -73,7 +80,7 @@ class Expiry:
     expires_at_unix: float | None = None
 
 
-def expiry(headers: Mapping[str, str]) -> Expiry:
+def expiry(headers: Headers) -> Expiry:
     """``Stream-TTL`` or ``Stream-Expires-At`` (both: ``400``, as the protocol advises)."""
     ttl = headers.get(STREAM_TTL)
     expires = headers.get(STREAM_EXPIRES_AT)
@@ -102,12 +109,12 @@ def rfc3339(raw: str) -> float:
     return moment.timestamp()
 
 
-def closed(headers: Mapping[str, str]) -> bool:
+def closed(headers: Headers) -> bool:
     """``Stream-Closed: true`` (case-insensitive); anything else leaves the stream open."""
-    return headers.get(STREAM_CLOSED, "").strip().lower() == "true"
+    return (headers.get(STREAM_CLOSED) or "").strip().lower() == "true"
 
 
-def producer_claim(headers: Mapping[str, str]) -> ProducerClaim | None:
+def producer_claim(headers: Headers) -> ProducerClaim | None:
     """The three producer headers, all or none."""
     raw_id = headers.get(PRODUCER_ID)
     raw_epoch = headers.get(PRODUCER_EPOCH)
@@ -131,7 +138,7 @@ def _safe_integer(name: str, raw: str) -> int:
     return int(raw)
 
 
-def stream_seq(headers: Mapping[str, str]) -> str | None:
+def stream_seq(headers: Headers) -> str | None:
     """``Stream-Seq``: an opaque string compared byte-wise (absent: ``None``)."""
     return headers.get(STREAM_SEQ)
 
@@ -147,7 +154,7 @@ class ForkSource:
     sub_offset: int = 0
 
 
-def fork_source(headers: Mapping[str, str], mount: str = "") -> ForkSource | None:
+def fork_source(headers: Headers, mount: str = "") -> ForkSource | None:
     """The source a PUT forks from: its path below the mount (``/v1/stream/<name>``),
     with or without the mount itself (``/ds``)."""
     raw = headers.get(STREAM_FORKED_FROM)
