@@ -48,5 +48,6 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         follower_connections=settings.store_follower_connections,
         event_ids=settings.event_ids,
         limits=settings.limits(),
+        ds_max_stream_bytes=settings.ds_max_stream_bytes,
     )
     return store, store.memory
