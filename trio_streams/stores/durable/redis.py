@@ -184,9 +184,7 @@ class RedisDurableStore:
     async def collect_garbage(self) -> int:
         """Check the sources that forks hold: retire the expired ones, release those
         whose forks are all gone. (Every other stream expires by Redis's own expiry.)"""
-        checked: int = await self._scripts["SWEEP"](
-            keys=[], args=[PREFIX, "", "", SWEEP_BATCH]
-        )
+        checked: int = await self._scripts["SWEEP"](keys=[], args=[PREFIX, "", "", SWEEP_BATCH])
         return checked
 
     # -- the seam --------------------------------------------------------------------------
@@ -240,9 +238,7 @@ class RedisDurableStore:
             source, source_inc = _meta(request.source, reply[1:9])
             append = reply[10]
             content_type = request.content_type or source.content_type
-            if normalize_content_type(content_type) != normalize_content_type(
-                source.content_type
-            ):
+            if normalize_content_type(content_type) != normalize_content_type(source.content_type):
                 raise ConflictError("A fork has its source's content type")
             position = source.tail if request.position is None else request.position
             if position > source.tail:
@@ -440,7 +436,9 @@ class RedisDurableStore:
         if self._closed:
             raise ShuttingDownError("The server is shutting down")
 
-    async def _run(self, script: str, name: str, owner: str | None, *args: str | int | bytes) -> Any:
+    async def _run(
+        self, script: str, name: str, owner: str | None, *args: str | int | bytes
+    ) -> Any:
         self._check_open()
         with unavailable():
             return await self._scripts[script](keys=[], args=[PREFIX, name, owner or "", *args])

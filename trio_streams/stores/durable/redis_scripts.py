@@ -67,7 +67,9 @@ local function starts_key(n) return P .. 'ds:starts:' .. n end
 local function prod_key(n) return P .. 'ds:prod:' .. n end
 local function forks_key(n) return P .. 'ds:forks:' .. n end
 local function channel(n) return P .. 'ds:chan:' .. n end
-local function keys_of(n) return {meta_key(n), data_key(n), starts_key(n), prod_key(n), forks_key(n)} end
+local function keys_of(n)
+  return {meta_key(n), data_key(n), starts_key(n), prod_key(n), forks_key(n)}
+end
 local function fmt(n) return string.format('%d', n) end
 
 local FIELDS = {'owner', 'ct', 'ctn', 'json', 'ttl', 'exp', 'dl', 'closed', 'seq', 'inc',
@@ -217,7 +219,8 @@ local function new_incarnation() return fmt(redis.call('INCR', P .. 'ds:incarnat
 CREATE = (
     _PRELUDE
     + r"""
-local ct, ctn, json, ttl, exp, exp_ms, closed, body = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local ct, ctn, json, ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local exp, exp_ms, closed, body = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local bad, maxb = ARGV[12] == '1', tonumber(ARGV[13])
 local m, status = state(NAME, nil)
 if m then
@@ -282,7 +285,8 @@ FORK = (
     _PRELUDE
     + r"""
 local source, source_inc, position = ARGV[4], ARGV[5], tonumber(ARGV[6])
-local ct, ctn, json, ttl, exp, exp_ms, closed, body = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+local ct, ctn, json, ttl = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local exp, exp_ms, closed, body = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 local bad, maxb, inherit = ARGV[15] == '1', tonumber(ARGV[16]), ARGV[17] == '1'
 local sm, sstatus = state(source, OWNER)
 if sstatus == 'missing' then return {'source_missing'} end
@@ -307,7 +311,8 @@ if position > 0 then
   redis.call('SET', data_key(NAME), redis.call('GETRANGE', data_key(source), 0, position - 1))
   local index = first_start(source, position)
   if index > 0 then
-    redis.call('SET', starts_key(NAME), redis.call('GETRANGE', starts_key(source), 0, index * 8 - 1))
+    local starts = redis.call('GETRANGE', starts_key(source), 0, index * 8 - 1)
+    redis.call('SET', starts_key(NAME), starts)
   end
 end
 local dl = ''
@@ -390,7 +395,9 @@ local function refuse()
   table.insert(answer, 1, 'refused')
   local pe, ps = '', ''
   if producer then pe, ps = fmt(producer[1]), fmt(producer[2]) end
-  for _, value in ipairs({pe, ps, m.seq, m.cpid, m.cepoch, m.cseq}) do table.insert(answer, value) end
+  for _, value in ipairs({pe, ps, m.seq, m.cpid, m.cepoch, m.cseq}) do
+    table.insert(answer, value)
+  end
   return answer
 end
 
@@ -431,12 +438,15 @@ if tail + string.len(body) > maxb then return refuse() end
 
 tail = write(NAME, body)
 if new_state then redis.call('HSET', prod_key(NAME), pid, new_state) end
-if has_seq and string.len(body) > 0 then redis.call('HSET', meta_key(NAME), 'seq', 's' .. stream_seq) end
+if has_seq and string.len(body) > 0 then
+  redis.call('HSET', meta_key(NAME), 'seq', 's' .. stream_seq)
+end
 local closed = '0'
 if close then
   closed = '1'
   m.closed = '1'
-  redis.call('HSET', meta_key(NAME), 'closed', '1', 'cpid', pid, 'cepoch', epoch_text, 'cseq', seq_text)
+  redis.call('HSET', meta_key(NAME), 'closed', '1',
+    'cpid', pid, 'cepoch', epoch_text, 'cseq', seq_text)
 end
 publish(NAME, m)
 local result = 'closed'
