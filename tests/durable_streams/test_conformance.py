@@ -41,9 +41,10 @@ def vitest() -> Path:
     return SUITE / "node_modules" / ".bin" / "vitest"
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
-    """A real server with the suite's needs: CORS on (one test sends a preflight)."""
+    """A real server with the suite's needs: CORS on (one test sends a preflight); for
+    ``redis``, on a private Redis-protocol server of the test kit (marked ``redis``)."""
     options: dict[str, Any] = {
         "cors_origins": ("*",),
         "ds_long_poll_timeout": LONG_POLL_TIMEOUT,
