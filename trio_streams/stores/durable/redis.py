@@ -57,7 +57,7 @@ from trio_streams.core.durable.model import (
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
 from trio_streams.stores.durable import redis_scripts
 from trio_streams.stores.durable.memory import DEFAULT_GC_INTERVAL, DEFAULT_MAX_STREAM_BYTES
-from trio_streams.stores.durable.redis_watch import StreamWatch
+from trio_streams.stores.durable.redis_watch import Change, StreamWatch
 from trio_streams.stores.redis.commands import REDIS_ERRORS, text, unavailable
 from trio_streams.stores.redis.keys import PREFIX
 from trio_streams.stores.redis.subscriber import Subscriber
@@ -67,6 +67,9 @@ logger = logging.getLogger("trio_streams")
 SCRIPTS = ("CREATE", "SOURCE", "FORK", "TOUCH", "APPEND", "READ", "HEAD", "DELETE", "SWEEP")
 #: Held sources the collector checks per script run (each run holds Redis briefly).
 SWEEP_BATCH = 256
+#: Seconds a watch stays subscribed after its last reader left (an SSE reader waits
+#: again after every chunk it sends).
+WATCH_LINGER = 5.0
 #: A fork whose source changed under it between its two steps tries again, this often.
 FORK_ATTEMPTS = 5
 
@@ -139,7 +142,8 @@ class RedisDurableStore:
         #: stream name -> the watch its waiting readers on this instance share
         self._watches: dict[str, StreamWatch] = {}
         self._closed = False
-        self._gc_scope = trio.CancelScope()
+        #: The collector's and the watch reaper's (cancelled by :meth:`shutdown`).
+        self._housekeeping = (trio.CancelScope(), trio.CancelScope())
         self._exit_stack: AsyncExitStack | None = None
 
     # -- lifetime ------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class RedisDurableStore:
         async with AsyncExitStack() as stack:
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._collect_garbage_forever)
+            nursery.start_soon(self._unwatch_idle_forever)
             self._exit_stack = stack.pop_all()
         return self
 
@@ -163,7 +168,8 @@ class RedisDurableStore:
 
     def shutdown(self) -> None:
         self._closed = True
-        self._gc_scope.cancel()
+        for scope in self._housekeeping:
+            scope.cancel()
         for watch in self._watches.values():
             watch.wake_all()
 
@@ -173,13 +179,31 @@ class RedisDurableStore:
         return len(self._watches)
 
     async def _collect_garbage_forever(self) -> None:
-        with self._gc_scope:
+        with self._housekeeping[0]:
             while True:
                 await trio.sleep(self.gc_interval)
                 try:
                     await self.collect_garbage()
                 except REDIS_ERRORS as exc:
                     logger.warning("Durable Streams collector: Redis unreachable (%s)", exc)
+
+    async def _unwatch_idle_forever(self) -> None:
+        with self._housekeeping[1]:
+            while True:
+                await trio.sleep(WATCH_LINGER)
+                self.unwatch_idle(trio.current_time() - WATCH_LINGER)
+
+    def unwatch_idle(self, since: float) -> int:
+        """Unsubscribe the watches no reader has waited on since ``since``."""
+        idle = [
+            (name, watch)
+            for name, watch in self._watches.items()
+            if watch.idle_since is not None and watch.idle_since <= since
+        ]
+        for name, watch in idle:
+            del self._watches[name]
+            self._subscriber.remove(watch.channel, watch)
+        return len(idle)
 
     async def collect_garbage(self) -> int:
         """Check the sources that forks hold: retire the expired ones, release those
@@ -378,6 +402,7 @@ class RedisDurableStore:
         self._check_open()
         watch = self._watch(name)
         watch.waiters += 1
+        watch.idle_since = None
         try:
             with trio.move_on_after(within):
                 return await self._wait(watch, name, position, owner)
@@ -385,37 +410,38 @@ class RedisDurableStore:
         finally:
             watch.waiters -= 1
             if watch.waiters == 0:
-                del self._watches[name]
-                self._subscriber.remove(watch.channel, watch)
+                # Kept a while (the reaper unsubscribes it): the next wait finds it warm.
+                watch.idle_since = trio.current_time()
 
     async def _wait(self, watch: StreamWatch, name: str, position: int, owner: str | None) -> bool:
-        first = True
+        incarnation: str | None = None  # the stream's, when this reader began
         while True:
             await watch.ready()
             self._check_open()
-            subscriptions = watch.subscriptions
-            messages = watch.messages
-            # Subscribed: every change from now on is pushed; what came before, HEAD says.
-            reply = await self._run("HEAD", name, owner)
-            status = text(reply[0])
-            if status != "ok":
-                if first:
-                    raise _missing_or_gone(status)
-                return True  # deleted meanwhile: the reader's next read says so
-            first = False
-            meta, incarnation = _meta(name, reply[1:9])
-            if meta.tail > position or meta.closed:
+            if not watch.synced:
+                # Subscribed: every change from now on is pushed; what came before, HEAD says.
+                subscriptions = watch.subscriptions
+                reply = await self._run("HEAD", name, owner)
+                status = text(reply[0])
+                if status != "ok":
+                    if incarnation is None:
+                        raise _missing_or_gone(status)
+                    return True  # deleted meanwhile: the reader's next read says so
+                meta, head_incarnation = _meta(name, reply[1:9])
+                watch.merge(Change(head_incarnation, meta.tail, meta.closed))
+                if watch.is_subscribed and watch.subscriptions == subscriptions:
+                    watch.synced_at = subscriptions
+            known = watch.known
+            assert known is not None
+            if incarnation is None:
+                if known.gone:
+                    await self.head(name, owner=owner)  # raises 404 or 410, as a read would
+                    continue  # created again meanwhile
+                incarnation = known.incarnation
+            if known.wakes(incarnation, position):
                 return True
-            while True:
-                await watch.park()
-                self._check_open()
-                if watch.subscriptions != subscriptions or not watch.is_subscribed:
-                    break  # resubscribed (or dropped): messages may be lost, look again
-                change = watch.latest
-                if watch.messages != messages and change is not None:
-                    if change.wakes(incarnation, position):
-                        return True
-                    messages = watch.messages
+            await watch.park()  # until a message, a (re)subscription or a lost connection
+            self._check_open()
 
     async def head(self, name: str, *, owner: str | None = None) -> StreamMeta:
         reply = await self._run("HEAD", name, owner)

@@ -10,10 +10,17 @@ store's followers use too), later ones share it, and the last one to leave unsub
 A thousand long-polls of one stream cost one subscription, and a thousand streams still
 one connection.
 
-Pub/sub delivers at most once and only after the subscription is acknowledged, so a
-reader checks the stream (one ``HEAD``) once the watch is subscribed, and again whenever
-it was subscribed anew (after a reconnect); between those, each message says by itself
-whether the reader has something to read.
+Pub/sub delivers at most once and only after the subscription is acknowledged, so once
+a watch is subscribed (again, after a reconnect) one of its readers checks the stream
+with one ``HEAD``; from then on the watch knows the stream's latest state from the
+messages alone, and a reader that arrives compares its position with it without asking
+Redis anything. A watch stays subscribed a few seconds after its last reader leaves, so
+an SSE reader, which waits again after each chunk, finds it warm.
+
+States are totally ordered, so a ``HEAD`` reply and messages arriving in any order merge
+into the latest: incarnations are a counter (a newer stream of the same name has a
+larger one), within one a deletion comes last, and before it the tail only grows and
+closing is final.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ class Change:
             return cls(parts[0], int(parts[1]), parts[2] == "1")
         return None
 
+    def order(self) -> tuple[int, bool, int, bool]:
+        """Later states sort higher (see the module's docstring)."""
+        incarnation = int(self.incarnation) if self.incarnation.isdigit() else -1
+        return (incarnation, self.gone, self.tail, self.closed)
+
     def wakes(self, incarnation: str, position: int) -> bool:
         """Whether a reader of ``incarnation`` at ``position`` has news in this change."""
         return self.gone or self.incarnation != incarnation or self.tail > position or self.closed
@@ -60,10 +72,22 @@ class StreamWatch:
         #: Bumped by every acknowledgement of the subscription (the first, and after
         #: each reconnect): a reader that saw another value checks the stream again.
         self.subscriptions = 0
-        #: Bumped by every message; ``latest`` is the last one.
-        self.messages = 0
-        self.latest: Change | None = None
+        #: The latest state known (from messages and ``HEAD`` replies, merged).
+        self.known: Change | None = None
+        #: :attr:`subscriptions` when a ``HEAD`` last completed :attr:`known`: while it
+        #: is the current one, :attr:`known` misses nothing.
+        self.synced_at = -1
+        #: trio time since which no reader waits (``None``: some do).
+        self.idle_since: float | None = None
         self._lot = trio.lowlevel.ParkingLot()
+
+    @property
+    def synced(self) -> bool:
+        return self.is_subscribed and self.synced_at == self.subscriptions
+
+    def merge(self, change: Change) -> None:
+        if self.known is None or change.order() > self.known.order():
+            self.known = change
 
     async def ready(self) -> None:
         """Wait until the channel is subscribed (a no-op while it is)."""
@@ -85,8 +109,7 @@ class StreamWatch:
         change = Change.parse(payload)
         if change is None:
             return
-        self.latest = change
-        self.messages += 1
+        self.merge(change)
         self._lot.unpark_all()
 
     def subscribed(self) -> None:
