@@ -419,18 +419,11 @@ class RedisDurableStore:
             await watch.ready()
             self._check_open()
             if not watch.synced:
-                # Subscribed: every change from now on is pushed; what came before, HEAD says.
-                subscriptions = watch.subscriptions
-                reply = await self._run("HEAD", name, owner)
-                status = text(reply[0])
-                if status != "ok":
-                    if incarnation is None:
-                        raise _missing_or_gone(status)
-                    return True  # deleted meanwhile: the reader's next read says so
-                meta, head_incarnation = _meta(name, reply[1:9])
-                watch.merge(Change(head_incarnation, meta.tail, meta.closed))
-                if watch.is_subscribed and watch.subscriptions == subscriptions:
-                    watch.synced_at = subscriptions
+                async with watch.syncing:  # one HEAD for all the watch's readers
+                    if not watch.synced:
+                        await self._sync(watch, name, owner, first=incarnation is None)
+            if watch.known is None:
+                return True  # deleted meanwhile: the reader's next read says so
             known = watch.known
             assert known is not None
             if incarnation is None:
@@ -442,6 +435,22 @@ class RedisDurableStore:
                 return True
             await watch.park()  # until a message, a (re)subscription or a lost connection
             self._check_open()
+
+    async def _sync(self, watch: StreamWatch, name: str, owner: str | None, *, first: bool) -> None:
+        """Subscribed: every change from now on is pushed; what came before, HEAD says.
+        A first wait raises if the stream is not there, as a read would."""
+        subscriptions = watch.subscriptions
+        reply = await self._run("HEAD", name, owner)
+        status = text(reply[0])
+        if status != "ok":
+            if first:
+                raise _missing_or_gone(status)
+            watch.known = None
+            return
+        meta, incarnation = _meta(name, reply[1:9])
+        watch.merge(Change(incarnation, meta.tail, meta.closed))
+        if watch.is_subscribed and watch.subscriptions == subscriptions:
+            watch.synced_at = subscriptions
 
     async def head(self, name: str, *, owner: str | None = None) -> StreamMeta:
         reply = await self._run("HEAD", name, owner)

@@ -77,6 +77,8 @@ class StreamWatch:
         #: :attr:`subscriptions` when a ``HEAD`` last completed :attr:`known`: while it
         #: is the current one, :attr:`known` misses nothing.
         self.synced_at = -1
+        #: Held by the reader checking the stream for all of them.
+        self.syncing = trio.Lock()
         #: trio time since which no reader waits (``None``: some do).
         self.idle_since: float | None = None
         self._lot = trio.lowlevel.ParkingLot()
