@@ -160,7 +160,7 @@ async def test_the_session_view_is_read_only(client: httpx.AsyncClient) -> None:
         refused = await client.request(method, SESSION + "conv/1")
         assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD, OPTIONS"
     head = await client.head(SESSION + "conv/1")
-    assert head.status_code == 200 and head.headers["content-type"] == "text/event-stream"
+    assert head.status_code == 200 and head.headers["content-type"] == "text/plain; charset=utf-8"
     assert head.headers["Stream-Closed"] == "true"
     log = (await client.get("/v1/stream/conv/1")).content
     generation = head.headers["X-Stream-Generation"]

@@ -1,9 +1,14 @@
 """Every LLM session, readable through the Durable Streams protocol (read-only):
 ``GET``/``HEAD /ds/v1/session/<conversation_id>``, with catch-up, long-poll and SSE reads.
 
-The stream is the session's own bytes (its SSE, ``text/event-stream``), read through the
-session store's seam (``store.lookup``, ``store.open``, ``handle.read``), so both stores
-serve it the same way. Writes are ``405``: a session is written by its producer.
+The stream is the session's own bytes (its SSE text), read through the session store's
+seam (``store.lookup``, ``store.open``, ``handle.read``), so both stores serve it the same
+way. Writes are ``405``: a session is written by its producer.
+
+Its content type is ``text/plain; charset=utf-8``, not ``text/event-stream``: Durable
+Streams clients (the TypeScript one) take an answer labelled ``text/event-stream`` for the
+protocol's own SSE framing, so a catch-up read of the log would be parsed as protocol
+events and lost.
 
 Offsets carry the generation they read (``<generation>_<position>``,
 :mod:`trio_streams.core.durable.offsets`): a replaced session is a different stream, and
@@ -49,7 +54,7 @@ from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 SESSION_PATH = MOUNT + "/v1/session/"
-CONTENT_TYPE = "text/event-stream"
+CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 class SessionOffsets:
