@@ -25,6 +25,7 @@ from trio_streams.http.metrics import EXTENSION_KEY, Metrics
 from trio_streams.http.routes import (
     ai_sdk,
     demo,
+    durable_sessions,
     durable_streams,
     page,
     passthrough,
@@ -102,6 +103,7 @@ def create_app(
         start_chat = proxy.register(app, store, upstream)
     ai_sdk.register(app, store, start_chat)
     durable_streams.register(app, store, long_poll_timeout=ds_long_poll_timeout)
+    durable_sessions.register(app, store, long_poll_timeout=ds_long_poll_timeout)
     page.register(app, page_choice, files)
 
     @app.get("/health")

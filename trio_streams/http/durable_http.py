@@ -115,14 +115,18 @@ class Chunk:
     closed: bool
 
 
-class ReadSource(Protocol):
-    """Where a read's bytes come from: a generic stream, or a session."""
+class Offsets(Protocol):
+    """What a read's answers need to know about its stream."""
 
     content_type: str
 
     def offset(self, position: int) -> str:
-        """``position`` as this source writes offsets."""
+        """``position`` as this stream writes offsets."""
         ...
+
+
+class ReadSource(Offsets, Protocol):
+    """Where a read's bytes come from (a generic stream)."""
 
     async def next_chunk(self, position: int, *, wait: bool) -> Chunk:
         """The bytes from ``position`` on. With ``wait``, first wait until there are
@@ -148,7 +152,7 @@ def etag(name: str, start: str, end: str, closed: bool) -> str:
 
 
 def read_response(
-    name: str, query: ReadQuery, source: ReadSource, chunk: Chunk, *, live: bool
+    name: str, query: ReadQuery, source: Offsets, chunk: Chunk, *, live: bool
 ) -> Response:
     """The ``200`` of a catch-up or long-poll read (or ``304`` for a matching
     ``If-None-Match``)."""
@@ -169,7 +173,7 @@ def read_response(
     return Response(body, status=200, headers=headers, content_type=source.content_type)
 
 
-def tail_response(query: ReadQuery, source: ReadSource, tail: int, closed: bool) -> Response:
+def tail_response(query: ReadQuery, source: Offsets, tail: int, closed: bool) -> Response:
     """``offset=now`` without ``live``: no data, only where the tail is (never cached)."""
     headers = {
         STREAM_NEXT_OFFSET: source.offset(tail),
@@ -182,9 +186,7 @@ def tail_response(query: ReadQuery, source: ReadSource, tail: int, closed: bool)
     return Response(body, status=200, headers=headers, content_type=source.content_type)
 
 
-def timeout_response(
-    query: ReadQuery, source: ReadSource, position: int, *, closed: bool
-) -> Response:
+def timeout_response(query: ReadQuery, source: Offsets, position: int, *, closed: bool) -> Response:
     """A long-poll's ``204``: nothing new (or the stream closed where the client is)."""
     headers = {
         STREAM_NEXT_OFFSET: source.offset(position),
@@ -244,14 +246,25 @@ def sse_response(query: ReadQuery, source: ReadSource, start: int) -> Response:
                 wait = chunk.up_to_date
 
     def control(position: int, *, up_to_date: bool, closed: bool) -> bytes:
-        return sse.control_event(
-            source.offset(position),
-            cursor=None if closed else response_cursor(query),
-            up_to_date=up_to_date,
-            closed=closed,
-        )
+        return control_event(query, source, position, up_to_date=up_to_date, closed=closed)
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **SECURITY_HEADERS}
+    headers = sse_headers()
     if encoded:
         headers[STREAM_SSE_DATA_ENCODING] = "base64"
     return EventStreamResponse(events(), headers=headers)
+
+
+def control_event(
+    query: ReadQuery, source: Offsets, position: int, *, up_to_date: bool, closed: bool
+) -> bytes:
+    """The ``control`` event after a read that reached ``position``."""
+    return sse.control_event(
+        source.offset(position),
+        cursor=None if closed else response_cursor(query),
+        up_to_date=up_to_date,
+        closed=closed,
+    )
+
+
+def sse_headers() -> dict[str, str]:
+    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **SECURITY_HEADERS}

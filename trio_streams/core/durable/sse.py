@@ -42,3 +42,16 @@ def control_event(next_offset: str, *, cursor: str | None, up_to_date: bool, clo
         if up_to_date:
             control["upToDate"] = True
     return event("control", json.dumps(control, separators=(",", ":")))
+
+
+def utf8_complete(data: bytes) -> int:
+    """How many bytes of ``data`` end on a character boundary: a chunk cut inside a
+    UTF-8 sequence keeps its incomplete tail for the next event."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:  # ASCII: everything before and including it is whole
+            return len(data)
+        if byte >= 0xC0:  # the lead byte of the last sequence
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= needed else len(data) - back
+    return len(data)

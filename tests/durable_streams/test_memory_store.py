@@ -1,0 +1,247 @@
+"""The in-process Durable Streams store, on trio's clock (``autojump_clock``): expiry,
+waiting readers, forks and their references, owners, shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from trio_streams.core.durable.errors import (
+    BadRequestError,
+    ConflictError,
+    ShuttingDownError,
+    StreamGoneError,
+    StreamNotFoundError,
+    StreamTooLargeError,
+)
+from trio_streams.core.durable.headers import Expiry
+from trio_streams.core.durable.model import AppendRequest, CreateRequest, ForkRequest
+from trio_streams.core.durable.producers import ProducerClaim
+from trio_streams.core.manager import SessionManager
+from trio_streams.stores.durable import durable_store_of
+from trio_streams.stores.durable.memory import MemoryDurableStore
+from trio_streams.stores.durable.protocol import DurableStreamsUnsupportedError
+from trio_streams.stores.memory import MemoryStore
+
+TEXT = "text/plain"
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryDurableStore]:
+    async with MemoryDurableStore(max_stream_bytes=100, gc_interval=5.0) as opened:
+        yield opened
+
+
+async def append(store: MemoryDurableStore, name: str, data: bytes) -> int:
+    return (await store.append(name, AppendRequest(data, TEXT))).tail
+
+
+async def test_create_append_read(store: MemoryDurableStore) -> None:
+    created = await store.create("a/b", CreateRequest(TEXT, body=b"he"))
+    assert created.created and created.meta.tail == 2
+    assert await append(store, "a/b", b"llo") == 5
+    read = await store.read("a/b", 1)
+    assert (read.data, read.start, read.end, read.up_to_date) == (b"ello", 1, 5, True)
+    assert (await store.read("a/b", 0, limit=2)).data == b"he"
+    assert (await store.read("a/b", None)).data == b""
+    with pytest.raises(BadRequestError):
+        await store.read("a/b", 6)
+    again = await store.create("a/b", CreateRequest("TEXT/PLAIN"))
+    assert not again.created
+    with pytest.raises(ConflictError):
+        await store.create("a/b", CreateRequest(TEXT, closed=True))
+
+
+async def test_the_size_limit_counts_the_whole_stream(store: MemoryDurableStore) -> None:
+    await store.create("s", CreateRequest(TEXT, body=b"x" * 60))
+    with pytest.raises(StreamTooLargeError):
+        await append(store, "s", b"y" * 41)
+    assert await append(store, "s", b"y" * 40) == 100
+    with pytest.raises(StreamTooLargeError):
+        await store.create("t", CreateRequest(TEXT, body=b"z" * 101))
+
+
+async def test_a_ttl_is_idle_time_and_head_does_not_count(
+    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    await store.create("s", CreateRequest(TEXT, Expiry(ttl_seconds=10)))
+    await trio.sleep(8)
+    await store.read("s", 0)  # slides the TTL to 18
+    await trio.sleep(8)
+    await store.head("s")  # does not
+    await trio.sleep(3)
+    with pytest.raises(StreamNotFoundError):
+        await store.head("s")
+    assert (await store.create("s", CreateRequest(TEXT))).created  # the name is free again
+
+
+async def test_an_absolute_expiry_does_not_slide(
+    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    import time
+
+    expires = Expiry(expires_at="soon", expires_at_unix=time.time() + 10)
+    await store.create("s", CreateRequest(TEXT, expires))
+    await trio.sleep(6)
+    await append(store, "s", b"x")
+    await trio.sleep(6)
+    with pytest.raises(StreamNotFoundError):
+        await store.read("s", 0)
+
+
+async def test_the_collector_frees_expired_streams_nobody_touches(
+    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    await store.create("s", CreateRequest(TEXT, Expiry(ttl_seconds=1)))
+    await store.create("kept", CreateRequest(TEXT))
+    assert len(store) == 2
+    await trio.sleep(6)  # past the TTL and one collection
+    assert len(store) == 1
+
+
+async def test_a_waiting_reader_wakes_on_append_close_and_delete(
+    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    await store.create("s", CreateRequest(TEXT))
+    woken: list[bool] = []
+
+    async def wait() -> None:
+        woken.append(await store.wait("s", 0, 60))
+
+    for action in (
+        lambda: store.append("s", AppendRequest(b"x", TEXT)),
+        lambda: store.close("s"),
+    ):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.sleep(1)
+            assert woken == [] or woken[-1]
+            await action()
+        assert woken[-1] is True
+    # Closed, or data past the position: no wait at all.
+    assert await store.wait("s", 0, 60) and await store.wait("s", 1, 60)
+    await store.create("t", CreateRequest(TEXT))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for, store, "t", woken)
+        await trio.sleep(1)
+        await store.delete("t")
+    assert woken[-1] is True
+    with pytest.raises(StreamNotFoundError):
+        await store.read("t", 0)
+
+
+async def wait_for(store: MemoryDurableStore, name: str, woken: list[bool]) -> None:
+    woken.append(await store.wait(name, 0, 60))
+
+
+async def test_a_wait_times_out_on_trios_clock(
+    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    await store.create("s", CreateRequest(TEXT, body=b"abc"))
+    started = trio.current_time()
+    assert await store.wait("s", 3, 20) is False
+    assert trio.current_time() - started == pytest.approx(20)
+
+
+async def test_shutdown_ends_waiting_readers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryDurableStore()
+    await store.create("s", CreateRequest(TEXT))
+    outcome: list[str] = []
+
+    async def reader() -> None:
+        try:
+            await store.wait("s", 0, 3600)
+        except ShuttingDownError:
+            outcome.append("ended")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.sleep(1)
+        store.shutdown()
+    assert outcome == ["ended"]
+    with pytest.raises(ShuttingDownError):
+        await store.head("s")
+
+
+async def test_a_fork_reads_its_source_up_to_the_fork_then_its_own(
+    store: MemoryDurableStore,
+) -> None:
+    await store.create("src", CreateRequest(TEXT, body=b"one"))
+    await append(store, "src", b"two")
+    fork = await store.fork("f", ForkRequest("src", position=3))
+    assert fork.created and fork.meta.tail == 3
+    await append(store, "f", b"FORK")
+    await append(store, "src", b"three")
+    assert (await store.read("f", 0)).data == b"oneFORK"
+    assert (await store.read("f", 2)).data == b"eFORK"
+    assert (await store.read("src", 0)).data == b"onetwothree"
+    # A sub-offset takes part of the append at the fork point.
+    assert (await store.fork("g", ForkRequest("src", 3, sub_offset=2))).meta.tail == 5
+    assert (await store.read("g", 0)).data == b"onetw"
+    with pytest.raises(BadRequestError):
+        await store.fork("h", ForkRequest("src", 3, sub_offset=4))
+    with pytest.raises(BadRequestError):
+        await store.fork("h", ForkRequest("src", 99))
+    with pytest.raises(ConflictError):
+        await store.fork("h", ForkRequest("src", content_type="application/json"))
+    with pytest.raises(StreamNotFoundError):
+        await store.fork("h", ForkRequest("nothing"))
+
+
+async def test_deleting_a_forked_source_soft_deletes_it_until_its_last_fork_goes(
+    store: MemoryDurableStore,
+) -> None:
+    await store.create("src", CreateRequest(TEXT, body=b"data"))
+    await store.fork("f1", ForkRequest("src"))
+    await store.fork("f2", ForkRequest("f1"))
+    await store.delete("src")
+    for gone in (store.head("src"), store.read("src", 0), store.delete("src")):
+        with pytest.raises(StreamGoneError):
+            await gone
+    with pytest.raises(ConflictError):
+        await store.create("src", CreateRequest(TEXT))
+    with pytest.raises(ConflictError):
+        await store.fork("f3", ForkRequest("src"))
+    assert (await store.read("f2", 0)).data == b"data"  # through two levels
+    await store.delete("f1")  # f2 still reads through f1: soft-deleted too
+    assert (await store.read("f2", 0)).data == b"data"
+    await store.delete("f2")  # the last reference: the whole chain goes
+    assert len(store) == 0
+    assert (await store.create("src", CreateRequest(TEXT))).created
+
+
+async def test_producers_and_closure(store: MemoryDurableStore) -> None:
+    await store.create("s", CreateRequest(TEXT))
+    claim = ProducerClaim("p", 0, 0)
+    first = await store.append("s", AppendRequest(b"a", TEXT, producer=claim))
+    retry = await store.append("s", AppendRequest(b"a", TEXT, producer=claim))
+    assert first.tail == retry.tail == 1
+    closing = await store.close("s", ProducerClaim("p", 0, 1))
+    assert closing.closed and (await store.head("s")).closed
+    assert (await store.close("s", ProducerClaim("p", 0, 1))).closed  # its retry
+    with pytest.raises(ConflictError):
+        await store.close("s", ProducerClaim("p", 0, 2))
+    read = await store.read("s", 1)
+    assert read.closed_at_end and read.up_to_date
+
+
+async def test_another_owners_stream_is_not_there(store: MemoryDurableStore) -> None:
+    await store.create("s", CreateRequest(TEXT), owner="key:a")
+    with pytest.raises(StreamNotFoundError):
+        await store.read("s", 0, owner="key:b")
+    with pytest.raises(StreamNotFoundError):
+        await store.fork("f", ForkRequest("s"), owner="key:b")
+    with pytest.raises(ConflictError):
+        await store.create("s", CreateRequest(TEXT), owner="key:b")
+    assert (await store.head("s", owner="key:a")).name == "s"
+
+
+async def test_the_memory_session_store_carries_its_durable_streams() -> None:
+    store = MemoryStore(SessionManager())
+    assert durable_store_of(store) is store.durable_streams
+    with pytest.raises(DurableStreamsUnsupportedError, match="SessionManager"):
+        durable_store_of(SessionManager())
