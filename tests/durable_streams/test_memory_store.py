@@ -1,5 +1,10 @@
 """The in-process Durable Streams store, on trio's clock (``autojump_clock``): expiry,
-waiting readers, forks and their references, owners, shutdown."""
+waiting readers, forks and their references, owners, shutdown.
+
+The tests that do not run on trio's clock run on the Redis store too (``store`` is
+parametrized; its ``redis`` param is a :class:`~trio_streams.stores.redis.store.RedisStore`'s
+Durable Streams on the test kit's private Redis, in real time).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
+from tests.redis_fixtures import RedisServer
 from trio_streams.core.durable.errors import (
     BadRequestError,
     ConflictError,
@@ -22,23 +28,37 @@ from trio_streams.core.durable.producers import ProducerClaim
 from trio_streams.core.manager import SessionManager
 from trio_streams.stores.durable import durable_store_of
 from trio_streams.stores.durable.memory import MemoryDurableStore
-from trio_streams.stores.durable.protocol import DurableStreamsUnsupportedError
+from trio_streams.stores.durable.protocol import DurableStore, DurableStreamsUnsupportedError
 from trio_streams.stores.memory import MemoryStore
+from trio_streams.stores.redis.store import RedisStore
 
 TEXT = "text/plain"
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[MemoryDurableStore]:
+async def clocked_store() -> AsyncIterator[MemoryDurableStore]:
+    """The memory store, for the tests on trio's (autojump) clock."""
     async with MemoryDurableStore(max_stream_bytes=100, gc_interval=5.0) as opened:
         yield opened
 
 
-async def append(store: MemoryDurableStore, name: str, data: bytes) -> int:
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[DurableStore]:
+    """Each store, with the same limits."""
+    if request.param == "memory":
+        async with MemoryDurableStore(max_stream_bytes=100, gc_interval=5.0) as opened:
+            yield opened
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    async with RedisStore(server.url, ds_max_stream_bytes=100, gc_interval=5.0) as shared:
+        yield shared.durable_streams
+
+
+async def append(store: DurableStore, name: str, data: bytes) -> int:
     return (await store.append(name, AppendRequest(data, TEXT))).tail
 
 
-async def test_create_append_read(store: MemoryDurableStore) -> None:
+async def test_create_append_read(store: DurableStore) -> None:
     created = await store.create("a/b", CreateRequest(TEXT, body=b"he"))
     assert created.created and created.meta.tail == 2
     assert await append(store, "a/b", b"llo") == 5
@@ -54,7 +74,7 @@ async def test_create_append_read(store: MemoryDurableStore) -> None:
         await store.create("a/b", CreateRequest(TEXT, closed=True))
 
 
-async def test_the_size_limit_counts_the_whole_stream(store: MemoryDurableStore) -> None:
+async def test_the_size_limit_counts_the_whole_stream(store: DurableStore) -> None:
     await store.create("s", CreateRequest(TEXT, body=b"x" * 60))
     with pytest.raises(StreamTooLargeError):
         await append(store, "s", b"y" * 41)
@@ -64,8 +84,9 @@ async def test_the_size_limit_counts_the_whole_stream(store: MemoryDurableStore)
 
 
 async def test_a_ttl_is_idle_time_and_head_does_not_count(
-    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+    clocked_store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    store = clocked_store
     await store.create("s", CreateRequest(TEXT, Expiry(ttl_seconds=10)))
     await trio.sleep(8)
     await store.read("s", 0)  # slides the TTL to 18
@@ -78,8 +99,9 @@ async def test_a_ttl_is_idle_time_and_head_does_not_count(
 
 
 async def test_an_absolute_expiry_does_not_slide(
-    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+    clocked_store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    store = clocked_store
     import time
 
     expires = Expiry(expires_at="soon", expires_at_unix=time.time() + 10)
@@ -92,8 +114,9 @@ async def test_an_absolute_expiry_does_not_slide(
 
 
 async def test_the_collector_frees_expired_streams_nobody_touches(
-    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+    clocked_store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    store = clocked_store
     await store.create("s", CreateRequest(TEXT, Expiry(ttl_seconds=1)))
     await store.create("kept", CreateRequest(TEXT))
     assert len(store) == 2
@@ -102,8 +125,9 @@ async def test_the_collector_frees_expired_streams_nobody_touches(
 
 
 async def test_a_waiting_reader_wakes_on_append_close_and_delete(
-    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+    clocked_store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    store = clocked_store
     await store.create("s", CreateRequest(TEXT))
     woken: list[bool] = []
 
@@ -132,13 +156,14 @@ async def test_a_waiting_reader_wakes_on_append_close_and_delete(
         await store.read("t", 0)
 
 
-async def wait_for(store: MemoryDurableStore, name: str, woken: list[bool]) -> None:
+async def wait_for(store: DurableStore, name: str, woken: list[bool]) -> None:
     woken.append(await store.wait(name, 0, 60))
 
 
 async def test_a_wait_times_out_on_trios_clock(
-    store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
+    clocked_store: MemoryDurableStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    store = clocked_store
     await store.create("s", CreateRequest(TEXT, body=b"abc"))
     started = trio.current_time()
     assert await store.wait("s", 3, 20) is False
@@ -168,7 +193,7 @@ async def test_shutdown_ends_waiting_readers(
 
 
 async def test_a_fork_reads_its_source_up_to_the_fork_then_its_own(
-    store: MemoryDurableStore,
+    store: DurableStore,
 ) -> None:
     await store.create("src", CreateRequest(TEXT, body=b"one"))
     await append(store, "src", b"two")
@@ -193,7 +218,7 @@ async def test_a_fork_reads_its_source_up_to_the_fork_then_its_own(
 
 
 async def test_deleting_a_forked_source_soft_deletes_it_until_its_last_fork_goes(
-    store: MemoryDurableStore,
+    store: DurableStore,
 ) -> None:
     await store.create("src", CreateRequest(TEXT, body=b"data"))
     await store.fork("f1", ForkRequest("src"))
@@ -210,11 +235,15 @@ async def test_deleting_a_forked_source_soft_deletes_it_until_its_last_fork_goes
     await store.delete("f1")  # f2 still reads through f1: soft-deleted too
     assert (await store.read("f2", 0)).data == b"data"
     await store.delete("f2")  # the last reference: the whole chain goes
-    assert len(store) == 0
+    for name in ("src", "f1", "f2"):
+        with pytest.raises(StreamNotFoundError):
+            await store.head(name)
+    if isinstance(store, MemoryDurableStore):
+        assert len(store) == 0  # freed, not only unreachable
     assert (await store.create("src", CreateRequest(TEXT))).created
 
 
-async def test_producers_and_closure(store: MemoryDurableStore) -> None:
+async def test_producers_and_closure(store: DurableStore) -> None:
     await store.create("s", CreateRequest(TEXT))
     claim = ProducerClaim("p", 0, 0)
     first = await store.append("s", AppendRequest(b"a", TEXT, producer=claim))
@@ -229,7 +258,7 @@ async def test_producers_and_closure(store: MemoryDurableStore) -> None:
     assert read.closed_at_end and read.up_to_date
 
 
-async def test_another_owners_stream_is_not_there(store: MemoryDurableStore) -> None:
+async def test_another_owners_stream_is_not_there(store: DurableStore) -> None:
     await store.create("s", CreateRequest(TEXT), owner="key:a")
     with pytest.raises(StreamNotFoundError):
         await store.read("s", 0, owner="key:b")

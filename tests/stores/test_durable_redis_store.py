@@ -14,6 +14,7 @@ import trio
 from tests.redis_fixtures import RedisServer
 from trio_streams.core.durable.headers import Expiry
 from trio_streams.core.durable.model import AppendRequest, CreateRequest, ForkRequest
+from trio_streams.stores.durable import durable_store_of
 from trio_streams.stores.durable.redis import RedisDurableStore, channel
 from trio_streams.stores.protocol import StoreUnavailableError
 from trio_streams.stores.redis.keys import PREFIX
@@ -148,6 +149,11 @@ async def test_a_source_whose_forks_expired_silently_is_collected(
         assert await a.collect_garbage() >= 0
         assert await redis.exists([f"{PREFIX}ds:meta:parent"]) == 0
         assert await redis.zcard(f"{PREFIX}ds:held") == 0
+
+
+def test_the_redis_session_store_carries_its_durable_streams(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    assert durable_store_of(store) is store.durable_streams
 
 
 async def test_an_unreachable_redis_is_a_store_outage(redis_server: RedisServer) -> None:
