@@ -151,6 +151,26 @@ async def test_a_source_whose_forks_expired_silently_is_collected(
         assert await redis.zcard(f"{PREFIX}ds:held") == 0
 
 
+async def test_the_collector_goes_round_every_held_source_in_batches(
+    redis_server: RedisServer, redis: coredis.Redis[bytes]
+) -> None:
+    async with AsyncExitStack() as stack:
+        a, _ = await two_instances(stack, redis_server, gc_interval=3600)
+        for index in range(5):
+            await a.create(f"p{index}", CreateRequest(TEXT, body=b"p"))
+            await a.fork(f"c{index}", ForkRequest(f"p{index}", expiry=Expiry(ttl_seconds=1)))
+            await a.delete(f"p{index}")
+        await a.create("kept", CreateRequest(TEXT))
+        await a.fork("kept-fork", ForkRequest("kept"))  # held, and stays so
+        assert await redis.zcard(f"{PREFIX}ds:held") == 6
+        await trio.sleep(1.5)  # the five forks expire
+        a.sweep_batch = 2
+        assert await a.collect_garbage() == 6
+        assert list(await redis.zrange(f"{PREFIX}ds:held", 0, -1)) == [b"kept"]
+        for index in range(5):
+            assert await redis.exists([f"{PREFIX}ds:meta:p{index}"]) == 0
+
+
 def test_the_redis_session_store_carries_its_durable_streams(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url)
     assert durable_store_of(store) is store.durable_streams

@@ -135,6 +135,8 @@ class RedisDurableStore:
     ) -> None:
         self.max_stream_bytes = max_stream_bytes
         self.gc_interval = gc_interval
+        #: Held sources one collector script run checks.
+        self.sweep_batch = SWEEP_BATCH
         self._subscriber = subscriber
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name)) for name in SCRIPTS
@@ -207,8 +209,20 @@ class RedisDurableStore:
 
     async def collect_garbage(self) -> int:
         """Check the sources that forks hold: retire the expired ones, release those
-        whose forks are all gone. (Every other stream expires by Redis's own expiry.)"""
-        checked: int = await self._scripts["SWEEP"](keys=[], args=[PREFIX, "", "", SWEEP_BATCH])
+        whose forks are all gone (every other stream expires by Redis's own expiry).
+        Each script run checks a batch, the longest unchecked first; this goes round
+        them all once. Returns how many were checked."""
+        batch_size = self.sweep_batch
+        checked, total = 0, None
+        while total is None or checked < total:
+            reply: list[int] = await self._scripts["SWEEP"](
+                keys=[], args=[PREFIX, "", "", batch_size]
+            )
+            batch = int(reply[0])
+            total = int(reply[1]) if total is None else total
+            checked += batch
+            if batch < batch_size:
+                break
         return checked
 
     # -- the seam --------------------------------------------------------------------------

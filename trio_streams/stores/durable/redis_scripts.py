@@ -325,7 +325,7 @@ write(NAME, body)
 m = load(NAME)
 apply_expiry(NAME, m)
 redis.call('SADD', forks_key(source), NAME)
-redis.call('ZADD', HELD, 0, source)
+redis.call('ZADD', HELD, 'NX', 0, source)
 apply_expiry(source, sm)
 publish(NAME, m)
 local answer = describe(NAME, m)
@@ -500,19 +500,20 @@ DELETE = (
     + r"""
 local m, status = state(NAME, OWNER)
 if status ~= 'live' then return {status} end
-if live_forks(NAME, m.inc) > 0 then redis.call('ZADD', HELD, 0, NAME) end
+if live_forks(NAME, m.inc) > 0 then redis.call('ZADD', HELD, 'NX', 0, NAME) end
 retire(NAME, m)
 return {'deleted'}
 """
 )
 
-#: The collector: the held sources (``ds:held``), each checked (an expired one retired,
-#: one whose forks are all gone released). ARGV: prefix, '' , '', most to check.
-#: Returns how many were checked.
+#: The collector: the held sources (``ds:held``, scored by when they were last checked),
+#: the longest unchecked first: an expired one is retired, one whose forks are all gone
+#: released. ARGV: prefix, '', '', most to check. Returns {checked, held before}.
 SWEEP = (
     _PRELUDE
     + r"""
 local most = tonumber(ARGV[4])
+local held = redis.call('ZCARD', HELD)
 local names = redis.call('ZRANGE', HELD, 0, most - 1)
 for _, n in ipairs(names) do
   local m = state(n, nil)
@@ -521,8 +522,10 @@ for _, n in ipairs(names) do
   elseif live_forks(n, m.inc) == 0 then
     redis.call('ZREM', HELD, n)
     if m.gone == '1' then remove(n, m) else apply_expiry(n, m) end
+  else
+    redis.call('ZADD', HELD, NOW, n)
   end
 end
-return #names
+return {#names, held}
 """
 )
