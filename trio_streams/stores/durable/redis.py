@@ -58,6 +58,7 @@ from trio_streams.core.durable.producers import ProducerClaim, ProducerState
 from trio_streams.stores.durable import redis_scripts
 from trio_streams.stores.durable.memory import DEFAULT_GC_INTERVAL, DEFAULT_MAX_STREAM_BYTES
 from trio_streams.stores.durable.redis_watch import Change, StreamWatch
+from trio_streams.stores.protocol import StoreUnavailableError
 from trio_streams.stores.redis.commands import REDIS_ERRORS, text, unavailable
 from trio_streams.stores.redis.keys import PREFIX
 from trio_streams.stores.redis.subscriber import Subscriber
@@ -70,6 +71,8 @@ SWEEP_BATCH = 256
 #: Seconds a watch stays subscribed after its last reader left (an SSE reader waits
 #: again after every chunk it sends).
 WATCH_LINGER = 5.0
+#: A waiting reader that cannot reach Redis looks again after this long.
+OUTAGE_RETRY_SECONDS = 0.2
 #: A fork whose source changed under it between its two steps tries again, this often.
 FORK_ATTEMPTS = 5
 
@@ -435,7 +438,13 @@ class RedisDurableStore:
             if not watch.synced:
                 async with watch.syncing:  # one HEAD for all the watch's readers
                     if not watch.synced:
-                        await self._sync(watch, name, owner, first=incarnation is None)
+                        try:
+                            await self._sync(watch, name, owner, first=incarnation is None)
+                        except StoreUnavailableError:
+                            # An outage is no answer: wait it out (within the caller's
+                            # time), as the pub/sub connection does; reads say 503.
+                            await trio.sleep(OUTAGE_RETRY_SECONDS)
+                            continue
             if watch.known is None:
                 return True  # deleted meanwhile: the reader's next read says so
             known = watch.known
