@@ -31,7 +31,7 @@ from trio_streams.core.durable.headers import (
     normalize_content_type,
 )
 from trio_streams.core.durable.offsets import InvalidOffsetError, Offset, parse_offset
-from trio_streams.core.errors import CONFLICT, INVALID_REQUEST, error_body
+from trio_streams.core.errors import CONFLICT, INVALID_REQUEST, UNAVAILABLE, error_body
 from trio_streams.http.errors import error_type_for_status, json_response
 from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import StoreUnavailableError
@@ -63,6 +63,8 @@ def protocol_error(error: DurableStreamError) -> Response:
     """A Durable Streams error as the project's JSON error, with the protocol's headers."""
     if error.status == 409:
         error_type = CONFLICT
+    elif error.status == 503:
+        error_type = UNAVAILABLE
     elif error.status in (403, 405, 410, 413):
         error_type = INVALID_REQUEST
     else:
