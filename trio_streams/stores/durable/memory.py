@@ -33,7 +33,13 @@ from trio_streams.core.durable.errors import (
     StreamTooLargeError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
-from trio_streams.core.durable.lifecycle import deadline, is_expired, same_config, sub_offset_bytes
+from trio_streams.core.durable.lifecycle import (
+    deadline,
+    is_expired,
+    same_config,
+    slid,
+    sub_offset_bytes,
+)
 from trio_streams.core.durable.model import (
     AppendRequest,
     AppendResult,
@@ -392,8 +398,7 @@ class MemoryDurableStore:
 
     def _touch(self, stream: _Stream) -> None:
         """An access slides a TTL (an absolute expiry stays)."""
-        if stream.expiry.ttl_seconds is not None:
-            stream.deadline = trio.current_time() + stream.expiry.ttl_seconds
+        stream.deadline = slid(stream.meta(), stream.deadline, now=trio.current_time())
 
     def _has_expired(self, stream: _Stream) -> bool:
         return is_expired(stream.deadline, now=trio.current_time())
