@@ -152,6 +152,22 @@ _OPTIONS = [
         help="Largest Durable Stream (/ds) in bytes; an append past it gets 413.",
     ),
     click.option(
+        "--ds-max-streams",
+        default=_DEFAULTS.ds_max_streams,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_DS_MAX_STREAMS",
+        show_envvar=True,
+        help="Durable Streams (/ds) held at once; a create past it gets 429 (memory store).",
+    ),
+    click.option(
+        "--ds-max-total-bytes",
+        default=_DEFAULTS.ds_max_total_bytes,
+        type=click.IntRange(min=1),
+        envvar="TRIO_STREAMS_DS_MAX_TOTAL_BYTES",
+        show_envvar=True,
+        help="Bytes all Durable Streams (/ds) together may hold; 429 past it (memory store).",
+    ),
+    click.option(
         "--ds-long-poll-timeout",
         default=_DEFAULTS.ds_long_poll_timeout,
         type=float,
@@ -393,6 +409,8 @@ def settings_from_options(ctx: click.Context) -> Settings:
         page=o["page"],
         page_dir=o["page_dir"],
         ds_max_stream_bytes=o["ds_max_stream_bytes"],
+        ds_max_streams=o["ds_max_streams"],
+        ds_max_total_bytes=o["ds_max_total_bytes"],
         ds_long_poll_timeout=o["ds_long_poll_timeout"],
         **listener,
     )

@@ -22,7 +22,8 @@ from trio_streams.core.manager import (
 from trio_streams.http.routes.durable_streams import DEFAULT_LONG_POLL_TIMEOUT
 from trio_streams.http.routes.streams import DEFAULT_MAX_LOOKUP_IDS
 from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
-from trio_streams.stores.durable.memory import DEFAULT_MAX_STREAM_BYTES
+from trio_streams.stores.durable.memory import DEFAULT_MAX_STREAM_BYTES, DEFAULT_MAX_STREAMS
+from trio_streams.stores.durable.memory import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYTES_DS
 
 #: Hypercorn's listen backlog is 100; when every client of a restarted instance reconnects at
 #: once, the connections past it wait for SYN retries (1 s, 3 s, 7 s...) or time out.
@@ -96,6 +97,9 @@ class Settings:
     page_dir: str | None = None
     #: Durable Streams (``/ds``): the largest stream, in bytes (an append past it: ``413``).
     ds_max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES
+    #: Durable Streams: streams held at once, and the bytes of all of them (``429`` beyond).
+    ds_max_streams: int = DEFAULT_MAX_STREAMS
+    ds_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES_DS
     #: Durable Streams: seconds a long-poll waits for data before its ``204``.
     ds_long_poll_timeout: float = DEFAULT_LONG_POLL_TIMEOUT
 

@@ -28,7 +28,10 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
             event_ids=settings.event_ids,
         )
         durable_streams = MemoryDurableStore(
-            max_stream_bytes=settings.ds_max_stream_bytes, gc_interval=settings.gc_interval
+            max_stream_bytes=settings.ds_max_stream_bytes,
+            max_streams=settings.ds_max_streams,
+            max_total_bytes=settings.ds_max_total_bytes,
+            gc_interval=settings.gc_interval,
         )
         return MemoryStore(manager, durable_streams), manager
     from trio_streams.stores.redis.store import (

@@ -205,3 +205,22 @@ async def test_a_store_without_durable_streams_answers_501_saying_so() -> None:
     assert response.status_code == 501
     message = (await response.get_json())["error"]["message"]
     assert "WithoutDurableStreams session store has no Durable Streams" in message
+
+
+async def test_a_shutdown_ends_a_session_read_without_closing_the_stream(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(demo_tps=2.0)
+    http = server.http()
+    async with http.stream("POST", "/v1/chat/completions", headers={"X-Conversation-Id": "c"},
+                           json=chat_body(max_tokens=50)) as started:  # fmt: skip
+        assert started.status_code == 200
+    received = b""
+    params = {"offset": "-1", "live": "sse"}
+    async with http.stream("GET", SESSION + "c", params=params) as following:
+        async for chunk in following.aiter_bytes():
+            received += chunk
+            if b"event: data" in received:
+                server.shutdown()  # type: ignore[attr-defined]
+    # The reader ended, but the answer did not: a client resumes (on another instance).
+    assert b"event: data" in received and b"streamClosed" not in received

@@ -18,6 +18,7 @@ from trio_streams.core.durable.errors import (
     BadRequestError,
     ConflictError,
     ShuttingDownError,
+    StoreFullError,
     StreamGoneError,
     StreamNotFoundError,
     StreamTooLargeError,
@@ -274,3 +275,21 @@ async def test_the_memory_session_store_carries_its_durable_streams() -> None:
     assert durable_store_of(store) is store.durable_streams
     with pytest.raises(DurableStreamsUnsupportedError, match="SessionManager"):
         durable_store_of(SessionManager())
+
+
+async def test_the_stream_count_and_byte_budget_refuse_with_429() -> None:
+    store = MemoryDurableStore(max_streams=2, max_total_bytes=10)
+    await store.create("a", CreateRequest(TEXT, body=b"12345"))
+    await store.fork("b", ForkRequest("a"))  # shares a's bytes: costs none of its own
+    with pytest.raises(StoreFullError) as full:
+        await store.create("c", CreateRequest(TEXT))
+    assert full.value.status == 429
+    with pytest.raises(StoreFullError):
+        await store.append("b", AppendRequest(b"123456", TEXT))
+    await store.append("b", AppendRequest(b"12345", TEXT))
+    assert store.total_bytes == 10
+    await store.delete("a")  # soft-deleted: its bytes are still held for b
+    assert store.total_bytes == 10
+    await store.delete("b")  # the last fork: both go
+    assert store.total_bytes == 0 and len(store) == 0
+    await store.create("c", CreateRequest(TEXT, body=b"0123456789"))

@@ -31,9 +31,10 @@ from trio_streams.core.durable.headers import (
     normalize_content_type,
 )
 from trio_streams.core.durable.offsets import InvalidOffsetError, Offset, parse_offset
-from trio_streams.core.errors import CONFLICT, INVALID_REQUEST, error_body
+from trio_streams.core.errors import CONFLICT, INVALID_REQUEST, UNAVAILABLE, error_body
 from trio_streams.http.errors import error_type_for_status, json_response
 from trio_streams.http.stream_transport import EventStreamResponse
+from trio_streams.stores.protocol import StoreUnavailableError
 
 #: Where the protocol is served: the conformance suite's base URL is ``http://host/ds``.
 MOUNT = "/ds"
@@ -62,6 +63,8 @@ def protocol_error(error: DurableStreamError) -> Response:
     """A Durable Streams error as the project's JSON error, with the protocol's headers."""
     if error.status == 409:
         error_type = CONFLICT
+    elif error.status == 503:
+        error_type = UNAVAILABLE
     elif error.status in (403, 405, 410, 413):
         error_type = INVALID_REQUEST
     else:
@@ -229,8 +232,9 @@ def sse_response(query: ReadQuery, source: ReadSource, start: int) -> Response:
                 with trio.move_on_after(SSE_KEEPALIVE_SECONDS):
                     try:
                         chunk = await source.next_chunk(position, wait=wait)
-                    except DurableStreamError:
-                        return  # gone, or shutting down: the client's reconnect learns which
+                    except (DurableStreamError, StoreUnavailableError):
+                        return  # gone, shutting down, or the store out of reach: the
+                        # client's reconnect learns which
                 if chunk is None:  # nothing for a while: a fresh cursor, still up to date
                     yield control(position, up_to_date=True, closed=False)
                     continue

@@ -65,3 +65,10 @@ class ShuttingDownError(DurableStreamError):
     """The server is shutting down: waiting readers end, new requests are refused."""
 
     status = 503
+
+
+class StoreFullError(DurableStreamError):
+    """The server holds as many streams, or as many bytes of them, as it may (``429``):
+    deleting or expiring streams makes room."""
+
+    status = 429

@@ -36,11 +36,6 @@ def is_expired(current: float | None, *, now: float) -> bool:
     return current is not None and now >= current
 
 
-def expiry_of(meta: StreamMeta) -> Expiry:
-    """The expiry a stream was configured with (a fork without its own inherits it)."""
-    return Expiry(ttl_seconds=meta.ttl_seconds, expires_at=meta.expires_at)
-
-
 def same_config(
     meta: StreamMeta,
     *,

@@ -30,6 +30,7 @@ from trio_streams.core.durable import sse
 from trio_streams.core.durable.errors import BadRequestError, StreamGoneError
 from trio_streams.core.durable.headers import STREAM_CLOSED, STREAM_NEXT_OFFSET
 from trio_streams.core.durable.offsets import ZERO_SEGMENT, format_offset
+from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.end_reasons import StreamGoneError as SessionGoneError
 from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetBeyondEndError, OffsetLostError, SessionInfo
@@ -131,12 +132,21 @@ async def catch_up(handle: StreamHandle, position: int, info: SessionInfo) -> Ch
     return Chunk(bytes(data), position, end, up_to_date, info.is_done and up_to_date)
 
 
-async def next_piece(handle: StreamHandle, position: int) -> Chunk:
+def generation_ended(handle: StreamHandle) -> bool:
+    """Whether the reader that just ended saw its generation end for good. A server that
+    shut down (or a shared store out of reach) ended it without an ending: the client
+    resumes, here or on another instance, and is not told the stream is closed."""
+    return handle.ending() not in (None, EndReason.SHUTDOWN)
+
+
+async def next_piece(handle: StreamHandle, position: int) -> Chunk | None:
     """The next bytes the session writes after ``position`` (the caller bounds the wait);
-    the generation's end is a closed, empty chunk."""
+    the generation's end is a closed, empty chunk (``None``: the reader ended without it)."""
     async with aclosing(handle.read(position)) as chunks:
         async for piece in chunks:
             return Chunk(piece, position, position + len(piece), True, False)
+    if not generation_ended(handle):
+        return None
     return Chunk(b"", position, position, True, True)
 
 
@@ -218,8 +228,8 @@ def session_events(
                         yield sse.data_event(data, base64_encoded=False) + control(position)
             except OffsetLostError:
                 return  # overtaken by the session's cap: the reconnect gets the 410
-            # The generation ended: nothing more will ever come at these offsets.
-            yield control_event(query, offsets, position, up_to_date=True, closed=True)
+            if generation_ended(handle):  # nothing more will ever come at these offsets
+                yield control_event(query, offsets, position, up_to_date=True, closed=True)
 
     def control(position: int) -> bytes:
         up_to_date = position >= info.total_bytes

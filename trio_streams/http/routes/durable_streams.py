@@ -8,6 +8,7 @@ without a Durable Streams implementation answers ``501`` here, saying so.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
@@ -55,6 +56,8 @@ from trio_streams.http.durable_http import (
 from trio_streams.http.errors import ApiError
 from trio_streams.stores.durable import durable_store_of
 from trio_streams.stores.durable.protocol import DurableStore, DurableStreamsUnsupportedError
+
+logger = logging.getLogger("trio_streams")
 
 #: Seconds a long-poll waits by default (``--ds-long-poll-timeout``).
 DEFAULT_LONG_POLL_TIMEOUT = 20.0
@@ -108,6 +111,7 @@ def register(app: QuartTrio, sessions: object, *, long_poll_timeout: float) -> N
         unsupported = ""
     except DurableStreamsUnsupportedError as error:
         store, unsupported = None, str(error)
+        logger.warning("Durable Streams at %s answer 501: %s", STREAM_PATH, unsupported)
 
     def the_store() -> DurableStore:
         if store is None:

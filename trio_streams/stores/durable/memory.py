@@ -27,12 +27,19 @@ from trio_streams.core.durable.errors import (
     BadRequestError,
     ConflictError,
     ShuttingDownError,
+    StoreFullError,
     StreamGoneError,
     StreamNotFoundError,
     StreamTooLargeError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
-from trio_streams.core.durable.lifecycle import deadline, is_expired, same_config, sub_offset_bytes
+from trio_streams.core.durable.lifecycle import (
+    deadline,
+    is_expired,
+    same_config,
+    slid,
+    sub_offset_bytes,
+)
 from trio_streams.core.durable.model import (
     AppendRequest,
     AppendResult,
@@ -46,6 +53,9 @@ from trio_streams.core.durable.producers import ProducerClaim, ProducerState
 
 #: Largest stream (its inherited bytes included) by default: as a session's log.
 DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
+#: Streams held at once, and the bytes of all of them, by default (as for sessions).
+DEFAULT_MAX_STREAMS = 10_000
+DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 DEFAULT_GC_INTERVAL = 60.0
 
 
@@ -136,11 +146,17 @@ class MemoryDurableStore:
         self,
         *,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        max_streams: int | None = DEFAULT_MAX_STREAMS,
+        max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
         self.max_stream_bytes = max_stream_bytes
+        self.max_streams = max_streams
+        self.max_total_bytes = max_total_bytes
         self.gc_interval = gc_interval
         self._streams: dict[str, _Stream] = {}
+        #: Bytes held by every stream's own log (soft-deleted ones included).
+        self.total_bytes = 0
         self._closed = False
         self._gc_scope = trio.CancelScope()
         self._exit_stack: AsyncExitStack | None = None
@@ -210,8 +226,9 @@ class MemoryDurableStore:
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(request.content_type, request.body, initial=True)
         self._check_size(len(data))
+        self._check_room(len(data), new_stream=True)
         stream = _Stream(name, owner, request.content_type, request.expiry)
-        stream.write(data)
+        self._write(stream, data)
         stream.closed = request.closed
         stream.deadline = self._deadline(request.expiry)
         self._streams[name] = stream
@@ -258,8 +275,9 @@ class MemoryDurableStore:
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(content_type, request.body, initial=True)
         self._check_size(position + len(data))
+        self._check_room(len(data), new_stream=True)
         fork = _Stream(name, owner, content_type, expiry, source=source, base=position)
-        fork.write(data)
+        self._write(fork, data)
         fork.closed = request.closed
         fork.deadline = self._deadline(expiry)
         source.ref_count += 1
@@ -280,7 +298,8 @@ class MemoryDurableStore:
             closed_by=stream.closed_by,
             max_bytes=self.max_stream_bytes,
         )
-        stream.write(plan.data)
+        self._check_room(len(plan.data))
+        self._write(stream, plan.data)
         if plan.producer_state is not None:
             producer_id, state = plan.producer_state
             stream.producers[producer_id] = state
@@ -361,13 +380,25 @@ class MemoryDurableStore:
                 f"The stream would exceed the server's limit of {self.max_stream_bytes} bytes"
             )
 
+    def _check_room(self, size: int, *, new_stream: bool = False) -> None:
+        """Refuse what would take the store past its stream count or byte budget."""
+        if new_stream and self.max_streams is not None and len(self._streams) >= self.max_streams:
+            raise StoreFullError(f"The server holds its limit of {self.max_streams} streams")
+        if self.max_total_bytes is not None and self.total_bytes + size > self.max_total_bytes:
+            raise StoreFullError(
+                f"The server's Durable Streams hold their limit of {self.max_total_bytes} bytes"
+            )
+
+    def _write(self, stream: _Stream, data: bytes) -> None:
+        stream.write(data)
+        self.total_bytes += len(data)
+
     def _deadline(self, expiry: Expiry) -> float | None:
         return deadline(expiry, now=trio.current_time(), now_unix=time.time())
 
     def _touch(self, stream: _Stream) -> None:
         """An access slides a TTL (an absolute expiry stays)."""
-        if stream.expiry.ttl_seconds is not None:
-            stream.deadline = trio.current_time() + stream.expiry.ttl_seconds
+        stream.deadline = slid(stream.meta(), stream.deadline, now=trio.current_time())
 
     def _has_expired(self, stream: _Stream) -> bool:
         return is_expired(stream.deadline, now=trio.current_time())
@@ -411,6 +442,8 @@ class MemoryDurableStore:
         """Free ``stream``; a soft-deleted source whose last fork this was goes too."""
         if self._streams.get(stream.name) is stream:
             del self._streams[stream.name]
+        if not stream.removed:
+            self.total_bytes -= len(stream.log)
         stream.removed = True
         stream.wake()
         source = stream.source
