@@ -396,3 +396,27 @@ async def test_shutdown_wakes_waiting_readers_with_an_error(pair: Pair) -> None:
         await trio.sleep(0.2)
         pair.b.shutdown()
     assert len(raised) == 1
+
+
+async def test_producers_retrying_through_both_instances_append_each_message_once(
+    pair: Pair,
+) -> None:
+    """Two producers, each sending every message through both instances at once (a retry
+    racing its original): every message lands once, each producer's in its order."""
+    await pair.a.create("race", CreateRequest(TEXT))
+    count = 40
+
+    async def producer(name: str) -> None:
+        for seq in range(count):
+            request = produced(f"{name}{seq:02d};", name, 0, seq)
+            async with trio.open_nursery() as nursery:
+                for store in (pair.a, pair.b, pair.a):
+                    nursery.start_soon(store.append, "race", request)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer, "p")
+        nursery.start_soon(producer, "q")
+    messages = (await read_all(pair.b, "race")).decode().split(";")[:-1]
+    assert len(messages) == 2 * count
+    for name in ("p", "q"):
+        assert [m for m in messages if m[0] == name] == [f"{name}{seq:02d}" for seq in range(count)]
