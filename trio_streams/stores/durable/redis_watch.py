@@ -6,9 +6,9 @@ Every change to a stream is published on its channel (``redis_scripts.py``): ``<
 deletion or an expiry. A reader that found nothing new waits on the stream's watch: the
 first reader subscribes the channel on the instance's
 :class:`~trio_streams.stores.redis.subscriber.Subscriber` (the connection the session
-store's followers use too), later ones share it, and the last one to leave unsubscribes.
-A thousand long-polls of one stream cost one subscription, and a thousand streams still
-one connection.
+store's followers use too), later ones share it, and it is unsubscribed a few seconds
+after the last one leaves. A thousand long-polls of one stream cost one subscription, and
+a thousand streams still one connection.
 
 Pub/sub delivers at most once and only after the subscription is acknowledged, so once
 a watch is subscribed (again, after a reconnect) one of its readers checks the stream
