@@ -12,6 +12,7 @@ import httpx
 import trio
 
 from tests.conftest import StartServer
+from tests.helpers import assert_error
 from tests.redis_fixtures import RedisServer
 from trio_streams.stores.redis.pool import DEFAULT_COMMAND_CONNECTIONS
 
@@ -117,3 +118,26 @@ async def test_an_instance_keeps_a_few_redis_connections_however_many_readers_wa
     instance = [client for client in clients if client.get("name", "").startswith("trio-streams")]
     assert len(clients) == len(instance) + 1
     assert len(instance) <= DEFAULT_COMMAND_CONNECTIONS, clients
+
+
+async def test_redis_down_is_a_503_in_the_project_s_shape_and_back_up_serves_again(
+    start_server: StartServer, persistent_redis_server: RedisServer
+) -> None:
+    server = await start_server(store=persistent_redis_server.url)
+    url = stream_url(server.url, "outage")
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.put(url, headers=TEXT, content=b"kept")).status_code == 201
+        persistent_redis_server.stop()
+        for response in (
+            await http.get(url, params={"offset": "-1"}),
+            await http.post(url, headers=TEXT, content=b"x"),
+            await http.put(stream_url(server.url, "new"), headers=TEXT),
+        ):
+            assert_error(response, 503, "Session store unavailable", "unavailable_error")
+        persistent_redis_server.start()
+        for _ in range(50):  # the pool reconnects on the next command
+            response = await http.get(url, params={"offset": "-1"})
+            if response.status_code == 200:
+                break
+            await trio.sleep(0.1)
+        assert (response.status_code, response.content) == (200, b"kept")
