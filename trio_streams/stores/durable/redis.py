@@ -433,8 +433,9 @@ class RedisDurableStore:
     async def _wait(self, watch: StreamWatch, name: str, position: int, owner: str | None) -> bool:
         incarnation: str | None = None  # the stream's, when this reader began
         while True:
-            await watch.ready()
-            self._check_open()
+            if not watch.is_subscribed:
+                await watch.ready()
+                self._check_open()
             if not watch.synced:
                 async with watch.syncing:  # one HEAD for all the watch's readers
                     if not watch.synced:
