@@ -141,3 +141,41 @@ async def test_redis_down_is_a_503_in_the_project_s_shape_and_back_up_serves_aga
                 break
             await trio.sleep(0.1)
         assert (response.status_code, response.content) == (200, b"kept")
+
+
+async def test_an_sse_reader_rides_out_a_redis_restart(
+    start_server: StartServer, persistent_redis_server: RedisServer
+) -> None:
+    a = await start_server(store=persistent_redis_server.url)
+    b = await start_server(store=persistent_redis_server.url)
+    on_a, on_b = stream_url(a.url, "restart"), stream_url(b.url, "restart")
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.put(on_a, headers=TEXT, content=b"before ")).status_code == 201
+        data: list[str] = []
+        got_after = trio.Event()
+
+        async def follow() -> None:
+            async with http.stream("GET", on_b, params={"offset": "-1", "live": "sse"}) as r:
+                kind = ""
+                async for line in r.aiter_lines():
+                    if line.startswith("event:"):
+                        kind = line[len("event:") :].strip()
+                    elif line.startswith("data:") and kind == "data":
+                        data.append(line[len("data:") :])
+                        if "after" in line:
+                            got_after.set()
+                            return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.sleep(0.3)  # following, waiting at the tail
+            persistent_redis_server.stop()
+            await trio.sleep(0.5)  # the reader waits the outage out
+            persistent_redis_server.start()
+            for _ in range(50):
+                if (await http.post(on_a, headers=TEXT, content=b"after")).status_code == 204:
+                    break
+                await trio.sleep(0.1)
+            with trio.fail_after(20):
+                await got_after.wait()
+    assert "".join(data) == "before after"
