@@ -5,13 +5,14 @@ own key expiry, and outages answered as "store unavailable"."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 
 import coredis
 import pytest
 import trio
 
 from tests.redis_fixtures import RedisServer
+from trio_streams.core.durable.errors import StreamNotFoundError
 from trio_streams.core.durable.headers import Expiry
 from trio_streams.core.durable.model import AppendRequest, CreateRequest, ForkRequest
 from trio_streams.stores.durable import durable_store_of
@@ -56,21 +57,54 @@ async def test_a_warm_watch_answers_waiting_readers_without_asking_redis(
         await a.append("warm", AppendRequest(b"b", content_type=TEXT))  # Redis has the script
         assert await b.wait("warm", 2, 0.2) is False  # subscribes, checks once
         before = await script_calls(redis)
-        woke: list[bool] = []
+        got: list[bytes] = []
 
-        async def waiter() -> None:
-            woke.append(await b.wait("warm", 2, 30))
+        async def reader() -> None:
+            assert await b.wait("warm", 2, 30) is True
+            read = await b.read("warm", 2)
+            assert (read.start, read.end, read.up_to_date) == (2, 4, True)
+            got.append(read.data)
 
         async with trio.open_nursery() as nursery:
             for _ in range(20):
-                nursery.start_soon(waiter)
+                nursery.start_soon(reader)
             await trio.sleep(0.2)
             assert await b.wait("warm", 1, 30) is True  # bytes past 1: at once
-            await a.append("warm", AppendRequest(b"c", content_type=TEXT))
-        assert woke == [True] * 20
-        # The append, and nothing for 21 waits: each message says what they need.
+            await a.append("warm", AppendRequest(b"cd", content_type=TEXT))
+        assert got == [b"cd"] * 20
+        # The append, and nothing for 21 waits and 20 reads: the append's message
+        # carried what they needed.
         assert await script_calls(redis) - before == 1
         assert b.watched == 1
+        assert (await b.read("warm", 0)).data == b"abcd"  # older bytes: from Redis
+
+
+async def test_a_watch_answers_reads_only_when_it_can_answer_them_exactly(
+    redis_server: RedisServer, redis: coredis.Redis[bytes]
+) -> None:
+    async with AsyncExitStack() as stack:
+        a, b = await two_instances(stack, redis_server, gc_interval=3600)
+        await a.create("mine", CreateRequest(TEXT, body=b"x"), owner="k1")
+        await a.create("ttl", CreateRequest(TEXT, body=b"x", expiry=Expiry(ttl_seconds=60)))
+        for name, owner in (("mine", "k1"), ("ttl", None)):
+            assert await b.wait(name, 1, 0.2, owner=owner) is False  # warm watches
+            await a.append(name, AppendRequest(b"y", content_type=TEXT), owner=owner)
+            assert await b.wait(name, 1, 30, owner=owner) is True
+        # Another key: not found, whatever the watch holds.
+        with pytest.raises(StreamNotFoundError):
+            await b.read("mine", 1, owner="k2")
+        # A TTL stream's read slides its TTL in Redis.
+        await redis.pexpire(f"{PREFIX}ds:meta:ttl", 5000)
+        before = await script_calls(redis)
+        assert (await b.read("ttl", 1)).data == b"y"
+        assert await script_calls(redis) - before == 1
+        assert await redis.pttl(f"{PREFIX}ds:meta:ttl") > 50_000
+        # Deleted: the watch hears it, and the read goes to Redis (404).
+        await a.delete("mine", owner="k1")
+        with suppress(StreamNotFoundError):  # returns (or raises) once the watch heard it
+            await b.wait("mine", 2, 30, owner="k1")
+        with pytest.raises(StreamNotFoundError):
+            await b.read("mine", 1, owner="k1")
 
 
 async def test_idle_watches_are_unsubscribed(

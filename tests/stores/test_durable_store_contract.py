@@ -420,3 +420,31 @@ async def test_producers_retrying_through_both_instances_append_each_message_onc
     assert len(messages) == 2 * count
     for name in ("p", "q"):
         assert [m for m in messages if m[0] == name] == [f"{name}{seq:02d}" for seq in range(count)]
+
+
+async def test_a_follower_on_the_other_instance_reads_exactly_the_log(pair: Pair) -> None:
+    """An SSE-like follower (wait, then read, again and again) on one instance while the
+    other appends chunks of every size: it reads the log byte for byte, and ends at the
+    close."""
+    await pair.a.create("follow", CreateRequest(TEXT))
+    chunks = [bytes([65 + index % 26]) * (1 + (index * 37) % 47) for index in range(120)]
+    received = bytearray()
+
+    async def follower() -> None:
+        position = 0
+        while True:
+            await pair.b.wait("follow", position, 30)
+            read = await pair.b.read("follow", position, limit=50)
+            received.extend(read.data)
+            position = read.end
+            if read.closed_at_end:
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follower)
+        for index, chunk in enumerate(chunks):
+            await pair.a.append("follow", AppendRequest(chunk, content_type=TEXT))
+            if index % 10 == 0:
+                await trio.sleep(0.01)  # now and then the follower catches up
+        await pair.a.close("follow")
+    assert bytes(received) == b"".join(chunks)

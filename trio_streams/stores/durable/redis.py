@@ -395,6 +395,12 @@ class RedisDurableStore:
         limit: int | None = None,
         owner: str | None = None,
     ) -> ReadResult:
+        self._check_open()
+        watch = self._watches.get(name)
+        if watch is not None and position is not None:
+            kept = watch.read(position, limit, owner)
+            if kept is not None:
+                return kept  # what the watch's readers were just woken for
         reply = await self._run(
             "READ",
             name,
@@ -474,6 +480,7 @@ class RedisDurableStore:
         meta, incarnation = _meta(name, reply[1:9])
         watch.merge(Change(incarnation, meta.tail, meta.closed))
         if watch.is_subscribed and watch.subscriptions == subscriptions:
+            watch.synchronized(meta, incarnation, owner)
             watch.synced_at = subscriptions
 
     async def head(self, name: str, *, owner: str | None = None) -> StreamMeta:

@@ -41,9 +41,10 @@ the store's collector checks those (``SWEEP``), since a fork can expire without 
 
 Time is Redis's (``TIME``), the same for every instance.
 
-Every change is published on ``ds:chan:N``: ``<inc> <tail> <closed>``, or ``<inc> gone``
-when the stream is deleted or expires; each instance's one pub/sub connection brings it
-to that instance's waiting readers (``redis_watch.py``).
+Every change is published on ``ds:chan:N``: ``<inc> <tail> <closed>`` (then a space and
+the bytes, after an append), or ``<inc> gone`` when the stream is deleted or expires;
+each instance's one pub/sub connection brings it to that instance's waiting readers
+(``redis_watch.py``).
 
 Every script takes the key prefix as ``ARGV[1]``, the stream's name as ``ARGV[2]`` and
 the request's owner (``''``: none) as ``ARGV[3]``. Keys are not declared in ``KEYS``
@@ -91,8 +92,11 @@ local function describe(n, m)
   return {m.ct, fmt(tail_of(n)), m.closed, m.ttl, m.exp, m.parent, m.fork_pos, m.inc}
 end
 
-local function publish(n, m)
-  redis.call('PUBLISH', channel(n), m.inc .. ' ' .. fmt(tail_of(n)) .. ' ' .. m.closed)
+-- ``appended``: the bytes an append just wrote (the readers' watches keep the tail).
+local function publish(n, m, appended)
+  local message = m.inc .. ' ' .. fmt(tail_of(n)) .. ' ' .. m.closed
+  if appended and string.len(appended) > 0 then message = message .. ' ' .. appended end
+  redis.call('PUBLISH', channel(n), message)
 end
 
 -- The forks that still hold ``n`` (incarnation ``inc``); the others leave its set.
@@ -448,7 +452,7 @@ if close then
   redis.call('HSET', meta_key(NAME), 'closed', '1',
     'cpid', pid, 'cepoch', epoch_text, 'cseq', seq_text)
 end
-publish(NAME, m)
+publish(NAME, m, body)
 local result = 'closed'
 if string.len(body) > 0 then result = 'appended' end
 return done(result, tail, closed, seq_text)
