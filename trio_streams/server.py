@@ -170,6 +170,7 @@ async def open_service(
             cors_origins=settings.cors_origins,
             page_choice=settings.page,
             page_dir=settings.page_dir,
+            ds_long_poll_timeout=settings.ds_long_poll_timeout,
         )
         yield Service(
             with_proxy_headers(ShieldFinalSend(app), settings), store, manager, app, upstream

@@ -19,8 +19,11 @@ from trio_streams.core.manager import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_TTL,
 )
+from trio_streams.http.routes.durable_streams import DEFAULT_LONG_POLL_TIMEOUT
 from trio_streams.http.routes.streams import DEFAULT_MAX_LOOKUP_IDS
 from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from trio_streams.stores.durable.memory import DEFAULT_MAX_STREAM_BYTES, DEFAULT_MAX_STREAMS
+from trio_streams.stores.durable.memory import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYTES_DS
 
 #: Hypercorn's listen backlog is 100; when every client of a restarted instance reconnects at
 #: once, the connections past it wait for SYN retries (1 s, 3 s, 7 s...) or time out.
@@ -92,6 +95,13 @@ class Settings:
     #: page, passed through); ``page_dir`` serves a built page's files instead of either.
     page: Literal["builtin", "upstream"] = "builtin"
     page_dir: str | None = None
+    #: Durable Streams (``/ds``): the largest stream, in bytes (an append past it: ``413``).
+    ds_max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES
+    #: Durable Streams: streams held at once, and the bytes of all of them (``429`` beyond).
+    ds_max_streams: int = DEFAULT_MAX_STREAMS
+    ds_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES_DS
+    #: Durable Streams: seconds a long-poll waits for data before its ``204``.
+    ds_long_poll_timeout: float = DEFAULT_LONG_POLL_TIMEOUT
 
     # -- Hypercorn, for ``serve`` (under the ``hypercorn`` command, its own flags set these) --
     #: Addresses (``HOST:PORT``, ``[::1]:PORT``, ``unix:PATH``, ``fd://N``); empty: ``host``

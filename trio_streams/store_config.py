@@ -6,6 +6,7 @@ import logging
 
 from trio_streams.core.manager import SessionManager
 from trio_streams.settings import Settings
+from trio_streams.stores.durable.memory import MemoryDurableStore
 from trio_streams.stores.memory import MemoryStore
 from trio_streams.stores.protocol import SessionStore
 from trio_streams.stores.url import MEMORY, check_store, redis_url
@@ -26,7 +27,13 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
             limits=settings.limits(),
             event_ids=settings.event_ids,
         )
-        return MemoryStore(manager), manager
+        durable_streams = MemoryDurableStore(
+            max_stream_bytes=settings.ds_max_stream_bytes,
+            max_streams=settings.ds_max_streams,
+            max_total_bytes=settings.ds_max_total_bytes,
+            gc_interval=settings.gc_interval,
+        )
+        return MemoryStore(manager, durable_streams), manager
     from trio_streams.stores.redis.store import (
         RedisStore,  # only a Redis deployment needs the client
     )
@@ -44,5 +51,6 @@ def build_store(settings: Settings) -> tuple[SessionStore, SessionManager]:
         follower_connections=settings.store_follower_connections,
         event_ids=settings.event_ids,
         limits=settings.limits(),
+        ds_max_stream_bytes=settings.ds_max_stream_bytes,
     )
     return store, store.memory

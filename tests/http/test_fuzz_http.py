@@ -20,9 +20,11 @@ KEY = "fuzz-key-1"
 #: valid value from an unlucky one: a ``starting_after`` past the last event is a 400
 #: (OpenAI's answer), a ``generation`` that is not the session's is a 409 (replaced), a
 #: missing id is a 404, and the AI SDK's reconnect to a chat without a session is a 204.
+#: A Durable Streams PUT that creates a stream is a 201, and an offset of a session
+#: generation that is not the current one is a 410 (``/ds``).
 CONFIG = """
 [checks.positive_data_acceptance]
-expected-statuses = [200, 204, 400, 401, 404, 409]
+expected-statuses = [200, 201, 204, 400, 401, 404, 409, 410]
 """
 
 

@@ -23,12 +23,16 @@ def test_a_redis_url_builds_the_shared_store_with_the_settings() -> None:
         session_max_bytes=99,
         store_lease=3,
         store_follower_connections=7,
+        ds_max_stream_bytes=1234,
+        gc_interval=17,
     )
     store, manager = build_store(settings)
     assert isinstance(store, RedisStore) and isinstance(manager, SessionManager)
     assert store.url == "redis://127.0.0.1:1/2"
     assert (store.max_bytes, store.lease_seconds, manager.max_bytes) == (99, 3, 99)
     assert store.follower_connections == 7  # deprecated: accepted, without effect
+    durable = store.durable_streams  # /ds from the same Redis
+    assert (durable.max_stream_bytes, durable.gc_interval) == (1234, 17)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,17 @@ from trio_streams.http import auth, cors, loop_guard, openapi
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
-from trio_streams.http.routes import ai_sdk, demo, page, passthrough, proxy, responses, streams
+from trio_streams.http.routes import (
+    ai_sdk,
+    demo,
+    durable_sessions,
+    durable_streams,
+    page,
+    passthrough,
+    proxy,
+    responses,
+    streams,
+)
 from trio_streams.http.routes.demo_responses import DemoResponses
 from trio_streams.http.stream_transport import StreamingConnection
 from trio_streams.producers.demo import DemoModel
@@ -46,6 +56,7 @@ def create_app(
     cors_origins: Iterable[str] = (),
     page_choice: page.PageChoice = page.BUILTIN,
     page_dir: str | Path | None = None,
+    ds_long_poll_timeout: float = durable_streams.DEFAULT_LONG_POLL_TIMEOUT,
 ) -> QuartTrio:
     """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo.
 
@@ -91,6 +102,8 @@ def create_app(
     else:
         start_chat = proxy.register(app, store, upstream)
     ai_sdk.register(app, store, start_chat)
+    durable_streams.register(app, store, long_poll_timeout=ds_long_poll_timeout)
+    durable_sessions.register(app, store, long_poll_timeout=ds_long_poll_timeout)
     page.register(app, page_choice, files)
 
     @app.get("/health")

@@ -17,7 +17,8 @@ with a policy kept here:
   ``WWW-Authenticate`` (``401``), ``X-Request-Id`` (passed through from an upstream) and
   ``X-Stream-Generation`` (the generation a stream response reads, which a page pins when
   it resumes). A stream's offset is each event's ``id:`` and its conversation id is the
-  client's own.
+  client's own. The Durable Streams protocol's request and response headers are allowed
+  and exposed too (``/ds``: offsets, cursors, closure, producers, ``ETag``).
 """
 
 from __future__ import annotations
@@ -47,11 +48,41 @@ ALLOW_HEADERS = (
     "X-Stainless-Runtime",
     "X-Stainless-Runtime-Version",
     "X-Stainless-Timeout",
+    # The Durable Streams protocol's (``/ds``), and the conditional GET it uses.
+    "If-None-Match",
+    "Stream-Closed",
+    "Stream-Expires-At",
+    "Stream-Fork-Offset",
+    "Stream-Fork-Sub-Offset",
+    "Stream-Forked-From",
+    "Stream-Seq",
+    "Stream-TTL",
+    "Producer-Epoch",
+    "Producer-Id",
+    "Producer-Seq",
 )
 #: Every method a route serves (the proxy passes PUT and PATCH through to its upstream).
 ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 #: Response headers beyond the CORS-safelisted ones that a client needs to read.
-EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-Id", "X-Stream-Generation")
+EXPOSE_HEADERS = (
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-Request-Id",
+    "X-Stream-Generation",
+    # The Durable Streams protocol's (``/ds``).
+    "ETag",
+    "Stream-Closed",
+    "Stream-Cursor",
+    "Stream-Expires-At",
+    "Stream-Next-Offset",
+    "Stream-SSE-Data-Encoding",
+    "Stream-TTL",
+    "Stream-Up-To-Date",
+    "Producer-Epoch",
+    "Producer-Expected-Seq",
+    "Producer-Received-Seq",
+    "Producer-Seq",
+)
 #: Seconds a browser may cache a preflight answer (Chromium caps it at 7200).
 MAX_AGE = 600
 ANY_ORIGIN = "*"

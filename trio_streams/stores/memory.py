@@ -2,12 +2,15 @@
 
 A thin adapter of :class:`~trio_streams.core.manager.SessionManager` to the store seam
 (:class:`~trio_streams.stores.protocol.SessionStore`): it answers at once, and checks the
-owner (API key) that the manager itself does not know about.
+owner (API key) that the manager itself does not know about. Beside the sessions it holds
+the generic Durable Streams of ``/ds``
+(:class:`~trio_streams.stores.durable.memory.MemoryDurableStore`), open as long as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
@@ -15,6 +18,7 @@ from trio_streams.core.end_reasons import check_pin
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import Producer
 from trio_streams.core.session import SessionInfo, StreamSession
+from trio_streams.stores.durable.memory import MemoryDurableStore
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 
 
@@ -28,15 +32,27 @@ def as_store(sessions: SessionStore | SessionManager) -> tuple[SessionStore, Ses
 class MemoryStore:
     """The in-process store: a :class:`SessionManager` seen through the store seam."""
 
-    def __init__(self, manager: SessionManager) -> None:
+    def __init__(
+        self, manager: SessionManager, durable_streams: MemoryDurableStore | None = None
+    ) -> None:
         self._manager = manager
+        self._durable_streams = MemoryDurableStore() if durable_streams is None else durable_streams
+        self._exit_stack: AsyncExitStack | None = None
 
     @property
     def manager(self) -> SessionManager:
         return self._manager
 
+    @property
+    def durable_streams(self) -> MemoryDurableStore:
+        """The generic Durable Streams served at ``/ds/v1/stream/…``."""
+        return self._durable_streams
+
     async def __aenter__(self) -> Self:
-        await self.manager.__aenter__()
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.manager)
+            await stack.enter_async_context(self._durable_streams)
+            self._exit_stack = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -45,7 +61,8 @@ class MemoryStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        return await self.manager.__aexit__(exc_type, exc, tb)
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
 
     async def start(
         self,
@@ -113,3 +130,4 @@ class MemoryStore:
 
     def shutdown(self) -> None:
         self.manager.shutdown()
+        self._durable_streams.shutdown()

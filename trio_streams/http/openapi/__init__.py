@@ -14,6 +14,7 @@ from typing import Any
 from trio_streams.http.openapi import responses
 from trio_streams.http.openapi.ai_sdk import AI_SDK_PATHS
 from trio_streams.http.openapi.components import COMPONENTS
+from trio_streams.http.openapi.durable import DURABLE_PATHS
 from trio_streams.http.openapi.parts import (
     CONV_PATH,
     CONV_QUERY,
@@ -177,6 +178,7 @@ _DOCUMENT: dict[str, Any] = {
     "components": COMPONENTS,
 }
 _DOCUMENT["paths"].update(AI_SDK_PATHS)
+_DOCUMENT["paths"].update(DURABLE_PATHS)
 
 
 _UPSTREAM_ERRORS = {

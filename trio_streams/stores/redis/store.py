@@ -22,6 +22,9 @@ on the instance that started it. :class:`RedisStore` is the store seam over thre
   then end their response so the client can resume from the bytes it has.
 - Plain streams (no conversation id) are never shared: they stay in an in-memory
   :class:`~trio_streams.core.manager.SessionManager`.
+- Beside the sessions, the generic Durable Streams of ``/ds``
+  (:class:`~trio_streams.stores.durable.redis.RedisDurableStore`) live in the same Redis,
+  on the same client and pub/sub connection, open as long as this store is.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from trio_streams.core.manager import (
 from trio_streams.core.producer import Producer
 from trio_streams.core.redact import redact
 from trio_streams.core.session import SessionInfo, StreamSession, check_resume_offset
+from trio_streams.stores.durable.memory import DEFAULT_MAX_STREAM_BYTES
+from trio_streams.stores.durable.redis import RedisDurableStore
 from trio_streams.stores.protocol import StreamHandle
 from trio_streams.stores.redis.commands import RedisCommands, text, unavailable, without_password
 from trio_streams.stores.redis.control import Control
@@ -88,6 +93,7 @@ class RedisStore:
         connect_timeout: float = 2.0,
         command_connections: int = DEFAULT_COMMAND_CONNECTIONS,
         follower_connections: int = DEFAULT_FOLLOWER_CONNECTIONS,
+        ds_max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
         """``command_connections``: the most connections of the multiplexed command pool
         (the two pub/sub connections come from it too). ``follower_connections`` is
@@ -136,6 +142,12 @@ class RedisStore:
         self._producing = Producing(self.commands, self._renew_lease)
         self._control = Control(self.commands, self.client, self.instance_id, self._producing)
         self._reading = Reading(self.commands, self.client)
+        self._durable_streams = RedisDurableStore(
+            self.client,
+            self._reading.subscriber,
+            max_stream_bytes=ds_max_stream_bytes,
+            gc_interval=gc_interval,
+        )
         self._closed = False
         self._nursery: trio.Nursery | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -151,6 +163,7 @@ class RedisStore:
             self._nursery.start_soon(self._control.listen)
             self._nursery.start_soon(self._producing.flusher.run)
             self._nursery.start_soon(self._reading.subscriber.run)
+            await stack.enter_async_context(self._durable_streams)
             # Cancels published before we listen would be missed (the lease renewal
             # catches those too, within a third of a lease): wait briefly, not forever,
             # so that an instance can start while Redis is down.
@@ -184,11 +197,17 @@ class RedisStore:
         self._producing.cancel_all()
         self._reading.shutdown()
         self._control.shutdown()
+        self._durable_streams.shutdown()
 
     @property
     def manager(self) -> SessionManager:
         """The in-memory manager of this instance's plain streams (never shared)."""
         return self.memory
+
+    @property
+    def durable_streams(self) -> RedisDurableStore:
+        """The generic Durable Streams served at ``/ds/v1/stream/…``, shared through Redis."""
+        return self._durable_streams
 
     @property
     def closed(self) -> bool:

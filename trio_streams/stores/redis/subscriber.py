@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import coredis
 import trio
@@ -28,19 +28,35 @@ from coredis.retry import NoRetryPolicy
 
 from trio_streams.stores.redis.commands import REDIS_ERRORS, only
 
-if TYPE_CHECKING:
-    from trio_streams.stores.redis.follower import LogFollower
-
 logger = logging.getLogger("trio_streams")
 
 
+class ChannelListener(Protocol):
+    """What listens to one channel: a session log's follower (``follower.py``) or a
+    Durable Stream's watcher (``stores/durable/redis_watch.py``)."""
+
+    def push(self, payload: bytes) -> None:
+        """A message published on the channel."""
+        ...
+
+    def subscribed(self) -> None:
+        """The subscription was acknowledged (again, after a reconnect): whatever was
+        published before it may have been missed."""
+        ...
+
+    def disconnected(self) -> None:
+        """The connection was lost: nothing arrives until :meth:`subscribed`."""
+        ...
+
+
 class Subscriber:
-    """The followed logs' channels, on one pub/sub connection, reconnected after a loss."""
+    """The followed logs' channels (and the watched Durable Streams'), on one pub/sub
+    connection, reconnected after a loss."""
 
     def __init__(self, client: coredis.Redis[bytes]) -> None:
         self._client = client
         #: channel (the log's key) -> its follower on this instance
-        self._followers: dict[bytes, LogFollower] = {}
+        self._followers: dict[bytes, ChannelListener] = {}
         self._pubsub: Any = None
         self._scope = trio.CancelScope()
         self._closed = False
@@ -54,12 +70,12 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._followers)
 
-    def add(self, channel: bytes, follower: LogFollower) -> None:
+    def add(self, channel: bytes, follower: ChannelListener) -> None:
         """Follow ``channel``: its acknowledgement reaches ``follower.subscribed``."""
         self._followers[channel] = follower
         self._send(b"SUBSCRIBE", channel)
 
-    def remove(self, channel: bytes, follower: LogFollower) -> None:
+    def remove(self, channel: bytes, follower: ChannelListener) -> None:
         if self._followers.get(channel) is not follower:
             return  # a newer follower of the same log took over: it stays subscribed
         del self._followers[channel]

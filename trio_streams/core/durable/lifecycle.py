@@ -1,0 +1,89 @@
+"""Creating, forking and expiring streams, decided without I/O.
+
+Expiry: ``Stream-TTL`` is an idle time (every read or write but HEAD slides it);
+``Stream-Expires-At`` is absolute and never moves. A store computes deadlines on its own
+clock (the memory store: trio's, so tests run under ``autojump_clock``), given ``now``
+on that clock and the Unix time ``now_unix`` to convert an absolute expiry.
+"""
+
+from __future__ import annotations
+
+import json
+
+from trio_streams.core.durable.errors import BadRequestError
+from trio_streams.core.durable.headers import Expiry, normalize_content_type
+from trio_streams.core.durable.json_mode import is_json
+from trio_streams.core.durable.model import StreamMeta
+
+
+def deadline(expiry: Expiry, *, now: float, now_unix: float) -> float | None:
+    """When a stream of ``expiry`` expires, on the store's clock (``None``: never)."""
+    if expiry.ttl_seconds is not None:
+        return now + expiry.ttl_seconds
+    if expiry.expires_at_unix is not None:
+        return now + (expiry.expires_at_unix - now_unix)
+    return None
+
+
+def slid(meta: StreamMeta, current: float | None, *, now: float) -> float | None:
+    """The deadline after an access at ``now``: a TTL restarts, an absolute one stays."""
+    if meta.ttl_seconds is not None:
+        return now + meta.ttl_seconds
+    return current
+
+
+def is_expired(current: float | None, *, now: float) -> bool:
+    return current is not None and now >= current
+
+
+def same_config(
+    meta: StreamMeta,
+    *,
+    content_type: str,
+    expiry: Expiry,
+    closed: bool,
+    forked_from: str | None = None,
+    fork_position: int | None = None,
+) -> bool:
+    """Whether a repeated PUT asks for the stream that exists (``200``) or not (``409``)."""
+    return (
+        normalize_content_type(meta.content_type) == normalize_content_type(content_type)
+        and meta.ttl_seconds == expiry.ttl_seconds
+        and meta.expires_at == expiry.expires_at
+        and meta.closed == closed
+        and meta.forked_from == forked_from
+        and meta.fork_position == fork_position
+    )
+
+
+def sub_offset_bytes(append: bytes | None, sub_offset: int, content_type: str) -> int:
+    """How many bytes of ``append`` (the append that starts at the fork point; ``None``:
+    there is none) a ``Stream-Fork-Sub-Offset`` takes: that many bytes, or for a JSON
+    stream that many messages. More than the append holds is a ``400``."""
+    if sub_offset == 0:
+        return 0
+    if append is None:
+        raise BadRequestError("Stream-Fork-Sub-Offset: no append starts at the fork offset")
+    if not is_json(normalize_content_type(content_type)):
+        if sub_offset > len(append):
+            raise BadRequestError("Stream-Fork-Sub-Offset is past the end of the append")
+        return sub_offset
+    ends = message_ends(append)
+    if sub_offset > len(ends):
+        raise BadRequestError("Stream-Fork-Sub-Offset is past the append's last message")
+    return ends[sub_offset - 1]
+
+
+def message_ends(framed: bytes) -> list[int]:
+    """The end (after its ``,``) of each message of framed JSON log bytes."""
+    text = framed.decode("utf-8")
+    decoder = json.JSONDecoder()
+    ends: list[int] = []
+    index = position = 0
+    while index < len(text):
+        _, end = decoder.raw_decode(text, index)
+        end += 1  # the separator
+        position += len(text[index:end].encode("utf-8"))
+        ends.append(position)
+        index = end
+    return ends

@@ -1,0 +1,457 @@
+"""The in-process Durable Streams store: every stream a byte log in this process.
+
+Each operation runs without a checkpoint between reading a stream's state and changing
+it, so under trio it is atomic without a lock: the producer checks and the append of
+:func:`~trio_streams.core.durable.appends.plan_append` cannot interleave with another
+request's. Readers wait on the stream's :class:`trio.Event`, which every append, close
+and delete sets (and replaces): they never poll.
+
+Expiry is on trio's clock: an expired stream is gone for every operation at once, and
+the collector (a task that sleeps ``gc_interval`` under this store's ``async with``)
+frees the ones nobody touches again.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+import trio
+
+from trio_streams.core.durable import json_mode
+from trio_streams.core.durable.appends import frame_body, plan_append
+from trio_streams.core.durable.errors import (
+    BadRequestError,
+    ConflictError,
+    ShuttingDownError,
+    StoreFullError,
+    StreamGoneError,
+    StreamNotFoundError,
+    StreamTooLargeError,
+)
+from trio_streams.core.durable.headers import Expiry, normalize_content_type
+from trio_streams.core.durable.lifecycle import (
+    deadline,
+    is_expired,
+    same_config,
+    slid,
+    sub_offset_bytes,
+)
+from trio_streams.core.durable.model import (
+    AppendRequest,
+    AppendResult,
+    CreateRequest,
+    CreateResult,
+    ForkRequest,
+    ReadResult,
+    StreamMeta,
+)
+from trio_streams.core.durable.producers import ProducerClaim, ProducerState
+
+#: Largest stream (its inherited bytes included) by default: as a session's log.
+DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
+#: Streams held at once, and the bytes of all of them, by default (as for sessions).
+DEFAULT_MAX_STREAMS = 10_000
+DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+DEFAULT_GC_INTERVAL = 60.0
+
+
+class _Stream:
+    """One stream's state. A fork holds only its own bytes, from ``base`` on."""
+
+    def __init__(
+        self,
+        name: str,
+        owner: str | None,
+        content_type: str,
+        expiry: Expiry,
+        *,
+        source: _Stream | None = None,
+        base: int = 0,
+    ) -> None:
+        self.name = name
+        self.owner = owner
+        self.content_type = content_type
+        self.expiry = expiry
+        self.source = source
+        self.base = base
+        self.log = bytearray()
+        #: Where each append starts (absolute positions, ascending).
+        self.append_starts: list[int] = []
+        self.closed = False
+        self.closed_by: ProducerClaim | None = None
+        self.deadline: float | None = None
+        self.last_seq: str | None = None
+        self.producers: dict[str, ProducerState] = {}
+        self.ref_count = 0
+        self.soft_deleted = False
+        self.removed = False
+        self.changed = trio.Event()
+
+    @property
+    def tail(self) -> int:
+        return self.base + len(self.log)
+
+    def meta(self) -> StreamMeta:
+        return StreamMeta(
+            name=self.name,
+            content_type=self.content_type,
+            tail=self.tail,
+            closed=self.closed,
+            ttl_seconds=self.expiry.ttl_seconds,
+            expires_at=self.expiry.expires_at,
+            forked_from=None if self.source is None else self.source.name,
+            fork_position=None if self.source is None else self.base,
+        )
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.append_starts.append(self.tail)
+            self.log += data
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``: below ``base`` from the source chain."""
+        if start >= self.base:
+            return bytes(self.log[start - self.base : end - self.base])
+        assert self.source is not None
+        inherited = self.source.read(start, min(end, self.base))
+        if end <= self.base:
+            return inherited
+        return inherited + bytes(self.log[: end - self.base])
+
+    def append_at(self, position: int) -> bytes | None:
+        """The bytes of the append that starts at ``position`` (``None``: none does)."""
+        if position < self.base:
+            assert self.source is not None
+            found = self.source.append_at(position)
+            return None if found is None else found[: self.base - position]
+        index = bisect.bisect_left(self.append_starts, position)
+        if index == len(self.append_starts) or self.append_starts[index] != position:
+            return None
+        end = self.append_starts[index + 1] if index + 1 < len(self.append_starts) else self.tail
+        return self.read(position, end)
+
+
+class MemoryDurableStore:
+    """Durable Streams held in this process (the store of ``trio-streams serve``)."""
+
+    def __init__(
+        self,
+        *,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        max_streams: int | None = DEFAULT_MAX_STREAMS,
+        max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
+        gc_interval: float = DEFAULT_GC_INTERVAL,
+    ) -> None:
+        self.max_stream_bytes = max_stream_bytes
+        self.max_streams = max_streams
+        self.max_total_bytes = max_total_bytes
+        self.gc_interval = gc_interval
+        self._streams: dict[str, _Stream] = {}
+        #: Bytes held by every stream's own log (soft-deleted ones included).
+        self.total_bytes = 0
+        self._closed = False
+        self._gc_scope = trio.CancelScope()
+        self._exit_stack: AsyncExitStack | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            nursery.start_soon(self._collect_garbage_forever)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.shutdown()
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._gc_scope.cancel()
+        for stream in self._streams.values():
+            stream.wake()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    async def _collect_garbage_forever(self) -> None:
+        with self._gc_scope:
+            while True:
+                await trio.sleep(self.gc_interval)
+                self.collect_garbage()
+
+    def collect_garbage(self) -> int:
+        """Free every expired stream (soft-delete those that forks still read through)."""
+        now = trio.current_time()
+        expired = [
+            stream
+            for stream in self._streams.values()
+            if not stream.soft_deleted and is_expired(stream.deadline, now=now)
+        ]
+        for stream in expired:
+            self._expire(stream)
+        return len(expired)
+
+    # -- the seam --------------------------------------------------------------------------
+
+    async def create(
+        self, name: str, request: CreateRequest, *, owner: str | None = None
+    ) -> CreateResult:
+        self._check_open()
+        existing = self._existing(name, owner)
+        if existing is not None:
+            if not same_config(
+                existing.meta(),
+                content_type=request.content_type,
+                expiry=request.expiry,
+                closed=request.closed,
+            ):
+                raise ConflictError("A stream exists at this URL with another configuration")
+            self._touch(existing)
+            return CreateResult(created=False, meta=existing.meta())
+        data = frame_body(request.content_type, request.body, initial=True)
+        self._check_size(len(data))
+        self._check_room(len(data), new_stream=True)
+        stream = _Stream(name, owner, request.content_type, request.expiry)
+        self._write(stream, data)
+        stream.closed = request.closed
+        stream.deadline = self._deadline(request.expiry)
+        self._streams[name] = stream
+        return CreateResult(created=True, meta=stream.meta())
+
+    async def fork(
+        self, name: str, request: ForkRequest, *, owner: str | None = None
+    ) -> CreateResult:
+        self._check_open()
+        source = self._streams.get(request.source)
+        if source is not None and (source.owner != owner or source.removed):
+            source = None
+        if source is not None and not source.soft_deleted and self._has_expired(source):
+            self._expire(source)
+            source = None if source.removed else source
+        if source is None:
+            raise StreamNotFoundError("The stream to fork from does not exist")
+        if source.soft_deleted:
+            raise ConflictError("The stream to fork from was deleted")
+        content_type = request.content_type or source.content_type
+        if normalize_content_type(content_type) != normalize_content_type(source.content_type):
+            raise ConflictError("A fork has its source's content type")
+        position = source.tail if request.position is None else request.position
+        if position > source.tail:
+            raise BadRequestError("Stream-Fork-Offset is past the end of the source stream")
+        position += sub_offset_bytes(
+            source.append_at(position) if request.sub_offset else None,
+            request.sub_offset,
+            source.content_type,
+        )
+        expiry = request.expiry if _has_expiry(request.expiry) else source.expiry
+        existing = self._existing(name, owner)
+        if existing is not None:
+            if not same_config(
+                existing.meta(),
+                content_type=content_type,
+                expiry=expiry,
+                closed=request.closed,
+                forked_from=source.name,
+                fork_position=position,
+            ):
+                raise ConflictError("A stream exists at this URL with another configuration")
+            self._touch(existing)
+            return CreateResult(created=False, meta=existing.meta())
+        data = frame_body(content_type, request.body, initial=True)
+        self._check_size(position + len(data))
+        self._check_room(len(data), new_stream=True)
+        fork = _Stream(name, owner, content_type, expiry, source=source, base=position)
+        self._write(fork, data)
+        fork.closed = request.closed
+        fork.deadline = self._deadline(expiry)
+        source.ref_count += 1
+        self._streams[name] = fork
+        return CreateResult(created=True, meta=fork.meta())
+
+    async def append(
+        self, name: str, request: AppendRequest, *, owner: str | None = None
+    ) -> AppendResult:
+        self._check_open()
+        stream = self._live(name, owner)
+        claim = request.producer
+        plan = plan_append(
+            stream.meta(),
+            request,
+            producer_state=None if claim is None else stream.producers.get(claim.producer_id),
+            last_seq=stream.last_seq,
+            closed_by=stream.closed_by,
+            max_bytes=self.max_stream_bytes,
+        )
+        self._check_room(len(plan.data))
+        self._write(stream, plan.data)
+        if plan.producer_state is not None:
+            producer_id, state = plan.producer_state
+            stream.producers[producer_id] = state
+        if plan.stream_seq is not None:
+            stream.last_seq = plan.stream_seq
+        if plan.close and not stream.closed:
+            stream.closed = True
+            stream.closed_by = plan.closed_by
+        self._touch(stream)
+        if plan.data or plan.close:
+            stream.wake()
+        return plan.result
+
+    async def close(
+        self, name: str, producer: ProducerClaim | None = None, *, owner: str | None = None
+    ) -> AppendResult:
+        return await self.append(
+            name, AppendRequest(b"", producer=producer, close=True), owner=owner
+        )
+
+    async def read(
+        self,
+        name: str,
+        position: int | None,
+        *,
+        limit: int | None = None,
+        owner: str | None = None,
+    ) -> ReadResult:
+        self._check_open()
+        stream = self._live(name, owner)
+        self._touch(stream)
+        tail = stream.tail
+        start = tail if position is None else position
+        if start > tail:
+            raise BadRequestError("The offset is past the end of the stream")
+        end = tail
+        json_stream = json_mode.is_json(normalize_content_type(stream.content_type))
+        if limit is not None and not json_stream:
+            end = min(tail, start + limit)
+        return ReadResult(stream.read(start, end), start, end, stream.meta())
+
+    async def wait(
+        self, name: str, position: int, within: float, *, owner: str | None = None
+    ) -> bool:
+        self._check_open()
+        stream = self._live(name, owner)
+        if stream.tail > position or stream.closed:
+            return True
+        changed = stream.changed
+        with trio.move_on_after(within):
+            await changed.wait()
+            self._check_open()
+            return True
+        return False
+
+    async def head(self, name: str, *, owner: str | None = None) -> StreamMeta:
+        self._check_open()
+        return self._live(name, owner).meta()
+
+    async def delete(self, name: str, *, owner: str | None = None) -> None:
+        self._check_open()
+        stream = self._live(name, owner)
+        if stream.ref_count > 0:
+            stream.soft_deleted = True
+            stream.wake()
+        else:
+            self._remove(stream)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ShuttingDownError("The server is shutting down")
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_stream_bytes:
+            raise StreamTooLargeError(
+                f"The stream would exceed the server's limit of {self.max_stream_bytes} bytes"
+            )
+
+    def _check_room(self, size: int, *, new_stream: bool = False) -> None:
+        """Refuse what would take the store past its stream count or byte budget."""
+        if new_stream and self.max_streams is not None and len(self._streams) >= self.max_streams:
+            raise StoreFullError(f"The server holds its limit of {self.max_streams} streams")
+        if self.max_total_bytes is not None and self.total_bytes + size > self.max_total_bytes:
+            raise StoreFullError(
+                f"The server's Durable Streams hold their limit of {self.max_total_bytes} bytes"
+            )
+
+    def _write(self, stream: _Stream, data: bytes) -> None:
+        stream.write(data)
+        self.total_bytes += len(data)
+
+    def _deadline(self, expiry: Expiry) -> float | None:
+        return deadline(expiry, now=trio.current_time(), now_unix=time.time())
+
+    def _touch(self, stream: _Stream) -> None:
+        """An access slides a TTL (an absolute expiry stays)."""
+        stream.deadline = slid(stream.meta(), stream.deadline, now=trio.current_time())
+
+    def _has_expired(self, stream: _Stream) -> bool:
+        return is_expired(stream.deadline, now=trio.current_time())
+
+    def _existing(self, name: str, owner: str | None) -> _Stream | None:
+        """The stream a PUT of ``name`` meets (an expired one is gone first)."""
+        stream = self._streams.get(name)
+        if stream is None:
+            return None
+        if not stream.soft_deleted and self._has_expired(stream):
+            self._expire(stream)
+            if stream.removed:
+                return None
+        if stream.soft_deleted:
+            raise ConflictError("A deleted stream's URL cannot be reused while forks read it")
+        if stream.owner != owner:
+            raise ConflictError("The stream belongs to another API key")
+        return stream
+
+    def _live(self, name: str, owner: str | None) -> _Stream:
+        """The stream, readable and writable; else ``404`` or ``410``."""
+        stream = self._streams.get(name)
+        if stream is None or stream.owner != owner:
+            raise StreamNotFoundError("Stream not found")
+        if not stream.soft_deleted and self._has_expired(stream):
+            self._expire(stream)
+        if stream.removed:
+            raise StreamNotFoundError("Stream not found")
+        if stream.soft_deleted:
+            raise StreamGoneError("Stream was deleted")
+        return stream
+
+    def _expire(self, stream: _Stream) -> None:
+        if stream.ref_count > 0:
+            stream.soft_deleted = True
+            stream.wake()
+        else:
+            self._remove(stream)
+
+    def _remove(self, stream: _Stream) -> None:
+        """Free ``stream``; a soft-deleted source whose last fork this was goes too."""
+        if self._streams.get(stream.name) is stream:
+            del self._streams[stream.name]
+        if not stream.removed:
+            self.total_bytes -= len(stream.log)
+        stream.removed = True
+        stream.wake()
+        source = stream.source
+        if source is not None:
+            source.ref_count -= 1
+            if source.ref_count == 0 and source.soft_deleted and not source.removed:
+                self._remove(source)
+
+
+def _has_expiry(expiry: Expiry) -> bool:
+    return expiry.ttl_seconds is not None or expiry.expires_at is not None
