@@ -8,7 +8,7 @@ or Hypercorn is the point keep the real server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from tests.serve_process import serve_process
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
 from trio_streams.testing.fake_upstream import FakeUpstream
@@ -63,6 +64,16 @@ def in_process(request: pytest.FixtureRequest) -> bool:
     """Marked ``in_process`` (a test inside marks itself ``in_process(False)`` to opt out)."""
     marker = request.node.get_closest_marker("in_process")
     return marker is not None and marker.args[:1] != (False,)
+
+
+@pytest.fixture(scope="session")
+def examples_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of one real ``trio-streams serve`` process (500 tokens/s), shared by the
+    tests that run documented examples against a server and only read whole answers
+    (each in its own conversation): one start-up for all of them."""
+    log = tmp_path_factory.mktemp("examples-server") / "stderr.log"
+    with serve_process(log, "--demo-tps", "500") as url:
+        yield url
 
 
 @pytest.fixture
