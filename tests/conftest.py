@@ -8,6 +8,7 @@ or Hypercorn is the point keep the real server.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from tests.serve_process import serve_process
 from trio_streams.server import RunningServer, serve
@@ -47,17 +49,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     for item in items:
         # In-process servers run on trio's clock: their tests run on the autojump clock.
+        # pytest-trio hands trio.run only a clock among the test function's own arguments,
+        # so a test that does not ask for one gets it through the ``trio`` marker's runner.
         marker = item.get_closest_marker("in_process")
         marker = None if marker is None or marker.args[:1] == (False,) else marker
         fixtures = getattr(item, "fixturenames", None)
         clocked = fixtures is None or {"autojump_clock", "mock_clock"} & set(fixtures)
-        if marker is not None and marker.kwargs.get("autojump", True) and not clocked:
-            fixtures.append("autojump_clock")
+        if (
+            marker is not None
+            and marker.kwargs.get("autojump", True)
+            and not clocked
+            and inspect.iscoroutinefunction(getattr(item, "obj", None))
+        ):
+            item.add_marker(pytest.mark.trio(run=run_on_autojump_clock))
         params = getattr(getattr(item, "callspec", None), "params", {})
         if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())) or "redis" in params.values():
             item.add_marker(pytest.mark.redis)
         if item.path.name.startswith("test_browser"):
             item.add_marker(pytest.mark.browser)
+
+
+def run_on_autojump_clock(
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    clock: trio.abc.Clock | None = None,
+    **options: Any,
+) -> Any:
+    """``trio.run`` on a fresh autojump :class:`~trio.testing.MockClock` (what the
+    ``autojump_clock`` fixture gives), unless the test brought a clock of its own."""
+    if clock is None:
+        clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(fn, *args, clock=clock, **options)
 
 
 def in_process(request: pytest.FixtureRequest) -> bool:
