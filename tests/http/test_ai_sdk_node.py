@@ -24,6 +24,7 @@ from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
 CHECK = Path(__file__).parents[1] / "js" / "ai-sdk"
+TPS = 150.0
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +41,12 @@ def node_check() -> Path:
 
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
-    # Slow enough that the SDK can act in the middle of an answer.
+    # Slow enough that the SDK can act in the middle of an answer: it stops after 20
+    # characters (about 4 tokens, polled every 5 ms), and the answer has 120 tokens (0.8 s).
     if request.param == "memory":
-        return await start_server(demo_tps=60.0)
+        return await start_server(demo_tps=TPS)
     redis = request.getfixturevalue("redis_server")
-    return await start_server(demo_tps=60.0, store=redis.url)
+    return await start_server(demo_tps=TPS, store=redis.url)
 
 
 async def run_chat(script: Path, server: RunningServer, chat_id: str, scenario: str) -> Any:
