@@ -8,6 +8,7 @@ the session's own bytes, read as OpenAI chunks from ``/v1/stream``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -32,10 +33,13 @@ def node_check() -> Path:
     """The check script with its pinned ``ai`` package installed (``npm ci``, once)."""
     npm = shutil.which("npm")
     assert npm is not None and shutil.which("node"), "Node.js and npm are needed for this test"
-    if not (CHECK / "node_modules" / "ai").is_dir():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CHECK, check=True
-        )
+    # Under pytest-xdist each worker has its own session: one installs, the others wait.
+    with (CHECK / "package.json").open() as package:
+        fcntl.flock(package, fcntl.LOCK_EX)
+        if not (CHECK / "node_modules" / "ai").is_dir():
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CHECK, check=True
+            )
     return CHECK / "chat.mjs"
 
 
