@@ -42,7 +42,7 @@ DOCUMENTED_URL = "http://127.0.0.1:8080"
 #: The curl stories run on a clock this many times faster than the documented one: their
 #: waits (``timeout 2``, ``sleep 1``) are divided by it and the demo model's pace is
 #: multiplied by it, so every cut still lands at the same point of the answer.
-STORY_SPEEDUP = 4
+STORY_SPEEDUP = 2
 #: Slow enough that a story can drop a stream mid-answer (50 tokens/s on the documented
 #: clock), fast enough for a test.
 STORY_TPS = str(50 * STORY_SPEEDUP)
