@@ -8,14 +8,17 @@ or Hypercorn is the point keep the real server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import trio
+import trio.testing
 
+from tests.serve_process import serve_process
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
 from trio_streams.testing.fake_upstream import FakeUpstream
@@ -46,12 +49,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     for item in items:
         # In-process servers run on trio's clock: their tests run on the autojump clock.
+        # pytest-trio hands trio.run only a clock among the test function's own arguments,
+        # so a test that does not ask for one gets it through the ``trio`` marker's runner.
         marker = item.get_closest_marker("in_process")
         marker = None if marker is None or marker.args[:1] == (False,) else marker
         fixtures = getattr(item, "fixturenames", None)
         clocked = fixtures is None or {"autojump_clock", "mock_clock"} & set(fixtures)
-        if marker is not None and marker.kwargs.get("autojump", True) and not clocked:
-            fixtures.append("autojump_clock")
+        if (
+            marker is not None
+            and marker.kwargs.get("autojump", True)
+            and not clocked
+            and inspect.iscoroutinefunction(getattr(item, "obj", None))
+        ):
+            item.add_marker(pytest.mark.trio(run=run_on_autojump_clock))
         params = getattr(getattr(item, "callspec", None), "params", {})
         if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())) or "redis" in params.values():
             item.add_marker(pytest.mark.redis)
@@ -59,10 +69,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+def run_on_autojump_clock(
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    clock: trio.abc.Clock | None = None,
+    **options: Any,
+) -> Any:
+    """``trio.run`` on a fresh autojump :class:`~trio.testing.MockClock` (what the
+    ``autojump_clock`` fixture gives), unless the test brought a clock of its own."""
+    if clock is None:
+        clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(fn, *args, clock=clock, **options)
+
+
 def in_process(request: pytest.FixtureRequest) -> bool:
     """Marked ``in_process`` (a test inside marks itself ``in_process(False)`` to opt out)."""
     marker = request.node.get_closest_marker("in_process")
     return marker is not None and marker.args[:1] != (False,)
+
+
+@pytest.fixture(scope="session")
+def examples_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of one real ``trio-streams serve`` process (500 tokens/s), shared by the
+    tests that run documented examples against a server and only read whole answers
+    (each in its own conversation): one start-up for all of them."""
+    log = tmp_path_factory.mktemp("examples-server") / "stderr.log"
+    with serve_process(log, "--demo-tps", "500") as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.test_cli import start_process
 from trio_streams.testing.fake_upstream import PROPS, FakeUpstream
 
@@ -29,18 +28,13 @@ from trio_streams.testing.fake_upstream import PROPS, FakeUpstream
     ],
 )
 def test_a_bad_page_is_refused_before_serving(
-    args: list[str], message: str, tmp_path: Path
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "index.html").write_text("<title>page</title>")
     args = [arg.replace("{index}", str(tmp_path)) for arg in args]
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        cwd=tmp_path.parent,
-    )
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    monkeypatch.chdir(tmp_path.parent)  # "--page-dir ." is a directory without index.html
+    result = refused_serve("--port", "0", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
 
 
 async def test_a_page_directory_in_front_of_an_upstream_from_the_environment(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.conftest import StartServer
 from tests.helpers import chat_body
 from tests.test_cli import start_process
@@ -45,13 +44,8 @@ async def test_keys_from_file_and_environment_are_required(tmp_path: Path) -> No
 
 
 def test_a_budget_smaller_than_one_session_is_refused() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", "--session-max-bytes", "1000",
-         "--max-total-bytes", "999"],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert result.returncode == 2 and "must be at least --session-max-bytes" in result.stderr
+    result = refused_serve("--session-max-bytes", "1000", "--max-total-bytes", "999")
+    assert result.exit_code == 2 and "must be at least --session-max-bytes" in result.stderr
 
 
 async def test_tail_sends_its_api_key(start_server: StartServer) -> None:

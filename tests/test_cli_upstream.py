@@ -9,6 +9,7 @@ import sys
 import httpx
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.helpers import chat_body, without_event_ids
 from tests.test_cli import start_process
 from trio_streams.testing.fake_upstream import FakeUpstream, numbered_events
@@ -72,10 +73,5 @@ def test_a_bad_upstream_is_refused_before_serving() -> None:
             "more than one key for every upstream",
         ),
     ]:
-        result = subprocess.run(
-            [sys.executable, "-m", "trio_streams", "serve", "--port", "0", *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        result = refused_serve("--port", "0", *args)
+        assert result.exit_code == 2 and message in result.stderr, result.stderr

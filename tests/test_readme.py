@@ -29,6 +29,7 @@ from playwright.sync_api import sync_playwright
 from tests.conftest import StartServer
 from tests.helpers import chat_body, chat_text
 from tests.redis_fixtures import RedisServer
+from tests.serve_process import serve_process
 from tests.test_cli import start_process
 from trio_streams import cli
 
@@ -38,8 +39,14 @@ DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.rglob("*.md"))]
 DOCUMENTED_URL = "http://127.0.0.1:8080"
 
-#: Slow enough that a story can drop a stream mid-answer, fast enough for a test.
-STORY_TPS = "50"
+#: The curl stories run on a clock this many times faster than the documented one: their
+#: waits (``timeout 2``, ``sleep 1``) are divided by it and the demo model's pace is
+#: multiplied by it, so every cut still lands at the same point of the answer.
+STORY_SPEEDUP = 2
+#: Slow enough that a story can drop a stream mid-answer (50 tokens/s on the documented
+#: clock), fast enough for a test.
+STORY_TPS = str(50 * STORY_SPEEDUP)
+_WAIT = re.compile(r"\b(timeout|sleep) ([0-9.]+)\b")
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 _MARKED = re.compile(
@@ -168,9 +175,11 @@ def test_readme_stays_short_and_starts_with_the_two_commands() -> None:
     first = _FENCE.search(text)
     assert first is not None
     assert "pip install -e . && trio-streams serve" in first.group(2)
-    assert "pip install -e '.[test]' && pytest" in first.group(2)
+    tests = re.search(r"pip install -e '\.\[test\]' && (pytest.*)$", first.group(2), re.M)
+    assert tests is not None
+    # CI runs the README's test command, as it is written there.
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install --quiet -e '.[test]'" in ci and "\npytest\n" in ci
+    assert "pip install --quiet -e '.[test]'" in ci and f"\n{tests[1]}\n" in ci
 
 
 @pytest.mark.parametrize("command", ["serve", "tail"])
@@ -236,17 +245,12 @@ async def running_server(nursery: trio.Nursery, *args: str) -> AsyncIterator[str
             await server.process.wait()
 
 
-@pytest.fixture
-async def served(nursery: trio.Nursery) -> AsyncIterator[str]:
-    """A server slow enough that a story can drop a stream mid-answer."""
-    async with running_server(nursery, "--demo-tps", STORY_TPS) as url:
-        yield url
-
-
-@pytest.fixture
-async def fast(nursery: trio.Nursery) -> AsyncIterator[str]:
-    """A server for examples that only read whole answers."""
-    async with running_server(nursery, "--demo-tps", "500") as url:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server slow enough that a story can drop a stream mid-answer (on the stories'
+    faster clock: see :func:`faster`), shared by the stories (each its own conversations)."""
+    log = tmp_path_factory.mktemp("served") / "stderr.log"
+    with serve_process(log, "--demo-tps", STORY_TPS) as url:
         yield url
 
 
@@ -266,8 +270,15 @@ async def read_all(url: str, conversation_id: str) -> bytes:
         return response.content
 
 
+def faster(code: str) -> str:
+    """A story's ``timeout N`` and ``sleep N`` on the :data:`STORY_SPEEDUP` clock."""
+    scaled, count = _WAIT.subn(lambda m: f"{m[1]} {float(m[2]) / STORY_SPEEDUP:g}", code)
+    assert count, "the story waits for nothing: no need to scale it"
+    return scaled
+
+
 async def test_readme_curl_story(served: str, tmp_path: Path) -> None:
-    output = await run_bash(for_server(example(README, "curl-story"), served), tmp_path)
+    output = await run_bash(faster(for_server(example(README, "curl-story"), served)), tmp_path)
     part, rest = (tmp_path / "part.sse").read_bytes(), (tmp_path / "rest.sse").read_bytes()
     # 1-3: the stream was cut mid-answer, went on, and the resume completes it exactly.
     assert part and rest and f"received {len(part)} bytes" in output
@@ -286,7 +297,7 @@ async def test_readme_curl_story(served: str, tmp_path: Path) -> None:
 
 
 async def test_getting_started_resume(served: str, tmp_path: Path) -> None:
-    code = for_server(example(DOCS / "getting-started.md", "first-resume"), served)
+    code = faster(for_server(example(DOCS / "getting-started.md", "first-resume"), served))
     assert await run_bash(code, tmp_path) == "identical\n"
     whole = (tmp_path / "whole.sse").read_bytes()
     assert (tmp_path / "part.sse").read_bytes() != whole  # it was cut before the end
@@ -303,9 +314,9 @@ async def test_getting_started_resume(served: str, tmp_path: Path) -> None:
     ids=["README-openai", "clients-openai", "clients-python-client"],
 )
 async def test_python_examples_against_the_server(
-    fast: str, tmp_path: Path, page: Path, name: str, conversation_id: str
+    examples_server: str, tmp_path: Path, page: Path, name: str, conversation_id: str
 ) -> None:
-    code = for_server(example(page, name), fast)
+    code = for_server(example(page, name), examples_server)
     with trio.fail_after(60):
         result = await trio.run_process(
             [sys.executable, "-c", code], cwd=tmp_path, capture_stdout=True,
@@ -314,7 +325,7 @@ async def test_python_examples_against_the_server(
     assert result.returncode == 0, result.stderr.decode()
     printed = result.stdout.decode()
     # What it printed is the text of the session it started, which the server kept.
-    stream = await read_all(fast, conversation_id)
+    stream = await read_all(examples_server, conversation_id)
     text = chat_text(stream)
     assert len(text) > 50 and printed.startswith(text)
     if name == "client":
@@ -337,7 +348,7 @@ async def test_redis_story_across_two_instances(nursery: trio.Nursery, tmp_path:
             story = "\n".join(line for line in code.splitlines() if line not in starts)
             story = story.replace("http://127.0.0.1:8081", first)
             story = story.replace("http://127.0.0.1:8082", second)
-            output = await run_bash(story, tmp_path)
+            output = await run_bash(faster(story), tmp_path)
             part, rest = (tmp_path / "part.sse").read_bytes(), (tmp_path / "rest.sse").read_bytes()
             assert part and rest and '"conversation_id":"my-chat"' in output
             whole = part + rest  # started on the first, resumed on the second

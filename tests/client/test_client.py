@@ -48,6 +48,14 @@ async def session_bytes(server: RunningServer, conversation_id: str) -> bytes:
 
 
 @pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    """A real server whose demo model answers at 1000 tokens/s: these tests read whole
+    answers through cuts (25 of them in one test), and the cuts, not the model's pace, are
+    what they check; the tests that act mid-stream start their own, slower server."""
+    return await start_server(demo_tps=1000)
+
+
+@pytest.fixture
 async def cutting(server: RunningServer, nursery: trio.Nursery) -> CuttingProxy:
     """A proxy cutting each connection after 0-2500 response bytes (seeded: reproducible)."""
     rng = random.Random(6)
@@ -181,7 +189,7 @@ async def test_lookup_stop_and_the_errors(start_server: StartServer) -> None:
         assert not_found.value.status == 404 and not_found.value.error_type == "not_found_error"
         assert isinstance(not_found.value, StreamStopped)  # from the tombstone
 
-        await _drain(client.start_bytes("c-cap", chat_body("long", max_tokens=100)))
+        await _drain(client.start_bytes("c-cap", chat_body("long", max_tokens=20)))  # > 2000 B
         with pytest.raises(OffsetLostError):
             await anext_of(client.iter_bytes("c-cap", 0))
         with pytest.raises(StreamError) as bad:
@@ -233,18 +241,30 @@ async def test_tail_prints_the_stream_and_resumes_across_cuts(
         full = (
             await http.post(
                 "/v1/chat/completions",
-                json=chat_body("tail me", max_tokens=60),
+                json=chat_body("tail me", max_tokens=20),  # 4.5 kB: about 5 cuts a run
                 headers={"X-Conversation-Id": "c/tail"},
             )
         ).content
-    raw = await run_tail("c/tail", "--url", cutting.url, "--raw")
+    runs = {
+        "raw": ("c/tail", "--url", cutting.url, "--raw"),
+        "later": ("c/tail", "--url", cutting.url, "--raw", "--from", "1000"),
+        "text": ("c/tail", "--url", cutting.url),
+        "missing": ("nope", "--url", server.url),
+    }
+    done: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def tail(name: str) -> None:
+        done[name] = await run_tail(*runs[name])
+
+    # Independent processes: run together, their start-ups and reconnect pauses overlap.
+    async with trio.open_nursery() as nursery:
+        for name in runs:
+            nursery.start_soon(tail, name)
+    raw, later, text, missing = (done[name] for name in runs)
     assert raw.returncode == 0 and raw.stdout == full
     assert b"resuming from byte" in raw.stderr  # it was cut, and said so on stderr
-    later = await run_tail("c/tail", "--url", cutting.url, "--raw", "--from", "1000")
     assert later.stdout == full[1000:]
-    text = await run_tail("c/tail", "--url", cutting.url)
-    assert text.stdout.decode() == "".join(answer_tokens("tail me")[:60]) + "\n"
-    missing = await run_tail("nope", "--url", server.url)
+    assert text.stdout.decode() == "".join(answer_tokens("tail me")[:20]) + "\n"
     assert missing.returncode == 1 and b"Stream not found or expired" in missing.stderr
 
 

@@ -64,7 +64,7 @@ async def test_finalize_is_idempotent_and_refuses_later_appends() -> None:
     assert session.info().is_done is True
 
 
-async def test_cancelled_reader_ends_at_once() -> None:
+async def test_cancelled_reader_ends_at_once(autojump_clock: trio.testing.MockClock) -> None:
     session = StreamSession("c", max_bytes=1024)
     received: list[bytes] = []
     with trio.move_on_after(1) as scope:

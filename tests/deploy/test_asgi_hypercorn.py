@@ -15,9 +15,10 @@ from tests.deploy.processes import HYPERCORN, RUNNING, hypercorn_command, runnin
 from tests.helpers import chat_body, ends_with_done
 
 APP = "trio_streams.asgi:create_app()"
-#: Slow enough that the long stream is still being generated 10 s after it starts.
+#: Slow enough that the long stream (100,000 tokens) is still being generated when the
+#: SIGTERM comes; fast enough that the short one (10 tokens) is not waited for.
 ENV = {
-    "TRIO_STREAMS_DEMO_TPS": "20",
+    "TRIO_STREAMS_DEMO_TPS": "100",
     "TRIO_STREAMS_API_KEY": "k1",
     "TRIO_STREAMS_PROXY_HEADERS": "legacy",
 }

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.deploy.conftest import Tls
 from tests.deploy.processes import running, serve_command
 from tests.helpers import chat_body, ends_with_done
@@ -163,10 +163,8 @@ def test_explicit_options_win_over_the_file(tmp_path: Path) -> None:
     ],
 )
 def test_bad_listener_options_are_refused(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", *args], capture_output=True, text=True
-    )
-    assert result.returncode == 2
+    result = refused_serve(*args)
+    assert result.exit_code == 2
     assert message in result.stderr
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.helpers import chat_body
 from tests.redis_fixtures import RedisServer
 from trio_streams.settings import Settings
@@ -55,15 +56,10 @@ async def wait_until_answering(url: str, process: trio.Process) -> None:
                 await trio.sleep(0.1)
 
 
-async def test_memory_store_with_several_workers_is_refused() -> None:
-    result = await trio.run_process(
-        [sys.executable, "-m", "trio_streams", "serve", "--workers", "2", "--port", "0"],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    message = result.stderr.decode()
-    assert result.returncode == 2, message
+def test_memory_store_with_several_workers_is_refused() -> None:
+    result = refused_serve("--workers", "2", "--port", "0")
+    message = result.stderr
+    assert result.exit_code == 2, message
     assert "'--workers'" in message and "--store redis://" in message
 
 

@@ -8,6 +8,7 @@ the session's own bytes, read as OpenAI chunks from ``/v1/stream``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
 CHECK = Path(__file__).parents[1] / "js" / "ai-sdk"
+TPS = 150.0
 
 
 @pytest.fixture(scope="session")
@@ -31,20 +33,24 @@ def node_check() -> Path:
     """The check script with its pinned ``ai`` package installed (``npm ci``, once)."""
     npm = shutil.which("npm")
     assert npm is not None and shutil.which("node"), "Node.js and npm are needed for this test"
-    if not (CHECK / "node_modules" / "ai").is_dir():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CHECK, check=True
-        )
+    # Under pytest-xdist each worker has its own session: one installs, the others wait.
+    with (CHECK / "package.json").open() as package:
+        fcntl.flock(package, fcntl.LOCK_EX)
+        if not (CHECK / "node_modules" / "ai").is_dir():
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CHECK, check=True
+            )
     return CHECK / "chat.mjs"
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
-    # Slow enough that the SDK can act in the middle of an answer.
+    # Slow enough that the SDK can act in the middle of an answer: it stops after 20
+    # characters (about 4 tokens, polled every 5 ms), and the answer has 120 tokens (0.8 s).
     if request.param == "memory":
-        return await start_server(demo_tps=60.0)
+        return await start_server(demo_tps=TPS)
     redis = request.getfixturevalue("redis_server")
-    return await start_server(demo_tps=60.0, store=redis.url)
+    return await start_server(demo_tps=TPS, store=redis.url)
 
 
 async def run_chat(script: Path, server: RunningServer, chat_id: str, scenario: str) -> Any:

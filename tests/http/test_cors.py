@@ -6,13 +6,11 @@ here every header the server sends (or does not send) is checked, route by route
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import pytest
 import trio
 
+from tests.cli_refusals import refused_serve
 from tests.conftest import StartServer
 from tests.helpers import chat_body, chat_text, http_client
 from tests.test_cli import start_process
@@ -233,14 +231,9 @@ def test_origins_are_kept_as_browsers_send_them() -> None:
         assert check_origin(origin) == origin
 
 
-@pytest.mark.in_process(False)  # a real process, on the real clock
 def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_streams", "serve", "--cors-origin", "http://localhost:3000/"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
+    result = refused_serve("--cors-origin", "http://localhost:3000/")
+    assert result.exit_code == 2
     assert "--cors-origin" in result.stderr and "trailing slash" in result.stderr
 
 

@@ -7,6 +7,7 @@ import openai
 import pytest
 import trio
 
+from tests.conftest import StartServer
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
@@ -37,8 +38,13 @@ async def test_streaming_chat_through_the_sdk(server: RunningServer) -> None:
 
 
 async def test_sdk_client_that_stops_reading_leaves_a_resumable_stream(
-    server: RunningServer, client: httpx.AsyncClient
+    start_server: StartServer,
 ) -> None:
+    # 400 tokens at 500/s: the answer is still being written (0.8 s) when the SDK has
+    # read its three chunks and left, and the replay below waits less for its end.
+    server = await start_server(demo_tps=500)
+    client = httpx.AsyncClient(base_url=server.url, timeout=10)
+
     def read_three_chunks_then_close() -> str:
         stream = sdk(server).chat.completions.create(
             model="demo",
@@ -58,7 +64,8 @@ async def test_sdk_client_that_stops_reading_leaves_a_resumable_stream(
     partial_text = await trio.to_thread.run_sync(read_three_chunks_then_close)
     session = server.manager.get("sdk-2")
     assert session is not None and not session.is_done
-    replay = await client.get("/v1/stream/sdk-2")  # follows the live session to its end
+    async with client:
+        replay = await client.get("/v1/stream/sdk-2")  # follows the live session to its end
     assert session.is_done and not session.is_cancelled
     expected = "".join(answer_tokens("walk away")[:400])
     assert expected.startswith(partial_text) and partial_text

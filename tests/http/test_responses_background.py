@@ -49,12 +49,27 @@ class Setup:
         return self.sdk(self.other.url)
 
 
-@pytest.fixture(params=["demo-memory", "demo-redis", "upstream-memory", "upstream-redis"])
+#: The ``-redis`` cases start a Redis server (through ``getfixturevalue``, which
+#: tests/conftest.py cannot see): marked here, they stay out of the quick run.
+REDIS = pytest.mark.redis
+
+
+@pytest.fixture(
+    params=[
+        "demo-memory",
+        pytest.param("demo-redis", marks=REDIS),
+        "upstream-memory",
+        pytest.param("upstream-redis", marks=REDIS),
+    ]
+)
 async def setup(
     request: pytest.FixtureRequest, start_server: StartServer, nursery: trio.Nursery
 ) -> Setup:
     backend, store = request.param.split("-")
-    options: dict[str, Any] = {"demo_tps": 100.0}  # slow enough to cancel midway
+    # Only a test that cancels midway needs a slow demo model (``@pytest.mark.slow_demo``);
+    # the others read a whole answer, which at 100 tokens/s would take 4 s.
+    slow = request.node.get_closest_marker("slow_demo") is not None
+    options: dict[str, Any] = {"demo_tps": 100.0 if slow else 2000.0}
     if store == "redis":
         options["store"] = request.getfixturevalue("redis_server").url
     upstream: FakeUpstream | None = None
@@ -63,7 +78,7 @@ async def setup(
         stop = await upstream.start(nursery)
         request.addfinalizer(stop.set)
         upstream.script.events = llama_server_events(120)
-        upstream.script.interval = 0.0025
+        upstream.script.interval = 0.001
         options["upstreams"] = (upstream.url,)
     server = await start_server(**options)
     other = await start_server(**options) if store == "redis" else server
@@ -139,6 +154,7 @@ async def test_a_background_response_is_polled_until_completed(setup: Setup) -> 
     assert replay[0].type == "response.created" and replay[0].response.id == response_id
 
 
+@pytest.mark.slow_demo  # slow enough to cancel midway
 async def test_cancel_stops_the_producer_and_keeps_the_partial_output(setup: Setup) -> None:
     if setup.upstream is not None:
         setup.upstream.script.interval = 0.05  # long enough to be cancelled midway

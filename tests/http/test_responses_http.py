@@ -14,7 +14,7 @@ from tests.conftest import StartServer
 from tests.helpers import assert_error
 from tests.redis_fixtures import RedisServer
 from tests.responses_events import llama_server_events
-from tests.test_readme import DOCS, example, for_server, running_server
+from tests.test_readme import DOCS, example, for_server
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer, serve
 from trio_streams.settings import Settings
@@ -140,14 +140,13 @@ async def test_an_upstream_cut_midway_makes_a_failed_response_with_its_output(
     assert failed["output"][0]["content"][0]["text"] == " token0 token1 token2 token3 token4 token5"
 
 
-async def test_the_docs_example_runs(nursery: trio.Nursery, tmp_path: Path) -> None:
-    async with running_server(nursery, "--demo-tps", "500") as url:
-        code = for_server(example(DOCS / "responses.md", "responses"), url)
-        with trio.fail_after(60):
-            result = await trio.run_process(
-                [sys.executable, "-c", code], cwd=tmp_path, capture_stdout=True,
-                capture_stderr=True, check=False,
-            )  # fmt: skip
+async def test_the_docs_example_runs(examples_server: str, tmp_path: Path) -> None:
+    code = for_server(example(DOCS / "responses.md", "responses"), examples_server)
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_stdout=True,
+            capture_stderr=True, check=False,
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     rest, polled, cancelled = result.stdout.decode().splitlines()
     # Eight events were read before the cut: four of them were deltas.

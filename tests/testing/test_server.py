@@ -211,6 +211,7 @@ async def test_an_upstream_that_drops_mid_event_ends_the_stream_with_whole_event
 
 
 @pytest.mark.parametrize("streams_server", ["memory", "redis"], indirect=True)
+@pytest.mark.streams_settings(demo_tps=2000)  # real time: a whole answer in 0.13 s
 async def test_the_same_fixture_runs_on_the_redis_store_in_real_time(
     streams_server: StreamsServer, streams_http: httpx.AsyncClient
 ) -> None:
