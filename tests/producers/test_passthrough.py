@@ -8,6 +8,7 @@ trio-streams server with ``--upstream`` in front of it.
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
@@ -240,8 +241,10 @@ async def test_page_upstream_passes_the_root_through(
 
 
 async def test_an_upstream_cut_mid_body_is_a_cut_body_not_a_whole_one(
-    start_server: StartServer, upstream: FakeUpstream
+    start_server: StartServer, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The client sees the cut (a clean end would pass a partial body off as whole), and
+    the log says so once, as a warning, not as Hypercorn's "Error in ASGI Framework"."""
     upstream.script.events = numbered_events(10)
     upstream.script.drop_after = 3
     proxy = await start_proxy(start_server, upstream)
@@ -254,3 +257,5 @@ async def test_an_upstream_cut_mid_body_is_a_cut_body_not_a_whole_one(
                     received += chunk
         assert (await http.get("/props")).json() == PROPS  # the server carries on
     assert received == b"".join(numbered_events(10)[:3])
+    assert "upstream answer cut mid-body: RemoteProtocolError" in caplog.messages
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -8,10 +8,12 @@ call per message). What the body contains is decided elsewhere, by
 
 - :class:`EventStreamResponse` is a Quart ``Response`` like any other (hooks set its
   headers, Quart's test client reads it), which also keeps its chunk iterator;
-- :class:`StreamingConnection`, Quart-Trio's connection class with one difference: an
+- :class:`StreamingConnection`, Quart-Trio's connection class with two differences: an
   :class:`EventStreamResponse` is sent by :func:`send_chunks`, which hands each chunk to
   the ``send`` the access log was given (:data:`~trio_streams.http.access_log.UNCOUNTED`),
-  and reports the bytes to the access log's tally once, when the body ends.
+  and reports the bytes to the access log's tally once, when the body ends; and a body
+  that raises :class:`BodyCut` ends its response without the last message, which is how an
+  ASGI app cuts a connection on purpose.
 
 The messages Hypercorn receives are the same as through Quart, in the same order.
 """
@@ -19,7 +21,7 @@ The messages Hypercorn receives are the same as through Quart, in the same order
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any
 
 from quart import Response
@@ -29,6 +31,18 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from trio_streams.http.access_log import UNCOUNTED, Tally
 
 Send = Callable[[Any], Awaitable[None]]
+
+
+class BodyCut(Exception):
+    """Raised by a response body that cannot be completed once its status is sent.
+
+    A relayed body whose source broke off (an upstream cut mid-answer) must reach the
+    client as a cut: a clean end would pass a partial body off as whole. An ASGI app that
+    returns without the body's last message makes Hypercorn close the connection, which is
+    that cut; an exception escaping the app would do the same, but Hypercorn logs it as an
+    "Error in ASGI Framework" traceback, an alarm for what is an expected event, already
+    logged as a warning where it happens.
+    """
 
 
 class EventStreamResponse(Response):
@@ -45,7 +59,9 @@ class StreamingConnection(TrioASGIHTTPConnection):
 
     async def _send_response(self, send: Any, response: Any) -> None:
         if not isinstance(response, EventStreamResponse):
-            await super()._send_response(send, response)
+            # A cut body: without its last message, the response ends as a cut connection.
+            with suppress(BodyCut):
+                await super()._send_response(send, response)
             return
         await send(
             {

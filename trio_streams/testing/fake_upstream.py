@@ -44,10 +44,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class DropConnection(Exception):
-    """Raised inside the app: Hypercorn then closes the socket mid-response."""
-
-
 def chunk_event(index: int, text: str, ending: bytes = b"\n\n") -> bytes:
     payload = {
         "id": "chatcmpl-fake",
@@ -237,7 +233,7 @@ class FakeUpstream:
             if index and script.interval:
                 await trio.sleep(script.interval)
             if script.drop_after is not None and event_index >= script.drop_after:
-                raise DropConnection
+                return  # without the body's last message, Hypercorn closes the socket
             if script.stall_after is not None and event_index >= script.stall_after:
                 await trio.sleep_forever()
             await send({"type": "http.response.body", "body": piece, "more_body": True})

@@ -114,7 +114,6 @@ class _Exchange:
         self._body: bytes | None = body
         self._disconnected = trio.Event()
         self._to_client, self._from_app = trio.open_memory_channel[Message](buffer)
-        self._failed = False
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
         self._read_timeout = math.inf if read is None else float(read)
@@ -127,7 +126,6 @@ class _Exchange:
         except Exception:
             # Hypercorn logs it and closes the connection (or answers 500 before a head).
             logger.exception("the app failed answering %s %s", scope["method"], scope["path"])
-            self._failed = True
         finally:
             self._to_client.close()
 
@@ -197,11 +195,10 @@ class _Exchange:
             except _Interrupted:
                 continue
             except trio.EndOfChannel:
-                if self._failed:
-                    self._closed("cut")
-                    raise self._cut_error() from None
-                self._closed("complete")
-                return
+                # The app ended (or failed) before the body's last message: Hypercorn
+                # closes the connection, and the client sees an incomplete body.
+                self._closed("cut")
+                raise self._cut_error() from None
             if message["type"] != "http.response.body":
                 continue
             chunk = b"" if head else bytes(message.get("body", b""))

@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from trio_streams.http.errors import ApiError
 from trio_streams.http.routes.page import PageDir
 from trio_streams.http.routes.proxy import as_response
+from trio_streams.http.stream_transport import BodyCut
 from trio_streams.producers.upstream.client import UpstreamClient, response_headers
 from trio_streams.producers.upstream.relay import UpstreamRequest, gateway_error, reply_from
 
@@ -58,10 +59,9 @@ class UpstreamBody:
         try:
             return await self._chunks.__anext__()
         except httpx.TransportError as exc:
-            # The status is sent: cutting the connection is the only honest signal left
-            # (a clean end would pass a cut body off as whole).
+            # The status is sent: cutting the connection is the only honest signal left.
             logger.warning("upstream answer cut mid-body: %s", type(exc).__name__)
-            raise
+            raise BodyCut from exc
 
     async def aclose(self) -> None:
         await self._response.aclose()
