@@ -96,6 +96,33 @@ async def test_every_message_reaches_its_listener_in_order(redis_server: RedisSe
         subscriber.shutdown()
 
 
+async def test_a_burst_of_many_socket_reads_reaches_its_listeners_whole_and_in_order(
+    redis_server: RedisServer,
+) -> None:
+    """2,000 messages of 1 KiB published by one script arrive faster than one socket read
+    holds (64 KiB): gathered over several reads, each still reaches its channel's
+    listener once, in order."""
+    client = command_client(redis_server.url, connections=4, connect_timeout=2)
+    burst = "for i = 1, 2000 do redis.call('PUBLISH', 'ch' .. (i % 7), i .. ' ' .. ARGV[1]) end"
+    async with client, trio.open_nursery() as nursery:
+        subscriber = Subscriber(client)
+        nursery.start_soon(subscriber.run)
+        listeners = [Listener() for _ in range(7)]
+        for index, listener in enumerate(listeners):
+            subscriber.add(b"ch%d" % index, listener)
+        with trio.fail_after(10):
+            for listener in listeners:
+                await listener.wait_for(1, "subscribed")
+            await client.eval(burst, keys=[], args=["x" * 1024])
+            for index, listener in enumerate(listeners):
+                last = max(i for i in range(1, 2001) if i % 7 == index)
+                await listener.wait_for(1, b"%d %s" % (last, b"x" * 1024))
+        for index, listener in enumerate(listeners):
+            numbers = [int(event.split(b" ")[0]) for event in listener.events[1:]]
+            assert numbers == [i for i in range(1, 2001) if i % 7 == index]
+        subscriber.shutdown()
+
+
 # -- the keepalive's rule, on trio's clock -------------------------------------------------
 
 

@@ -23,8 +23,9 @@ connection itself:
   its own, then another queue): each message costs two trips through the scheduler, and
   an instance busy serving hundreds of streams fell seconds behind its followed logs
   with its CPU idle (p99 2.1 s at 300 followed sessions). Here each wake-up takes every
-  message already parsed (:func:`receive_push_batch`) and hands them all to their
-  listeners before waiting again.
+  message already parsed, and those that the next socket reads bring without delay
+  (:func:`receive_push_batch`), and hands them all to their listeners before waiting
+  again: a reader that fell behind gets its missed events in one write.
 - **A keepalive that replaces a silent connection.** A half-open TCP connection (a load
   balancer or NAT that dropped it without a reset) delivers nothing and reports no
   error. After :data:`PING_AFTER` seconds without a message the subscriber sends its own
@@ -54,33 +55,64 @@ logger = logging.getLogger("trio_streams")
 PING_AFTER = 15.0
 #: Seconds a ``PING`` may go unanswered before the connection is taken for dead.
 PONG_WITHIN = 10.0
+#: The most push messages gathered before they are handed on (a bound on the wait).
+MAX_BATCH = 8192
 
 
 class SilentConnectionError(RedisConnectionError):
     """The pub/sub connection did not answer a ``PING`` in time: it is replaced."""
 
 
-async def receive_push_batch(connection: BaseConnection) -> list[list[Any]]:
-    """Wait for the next push message on ``connection``, then take every other one
-    already parsed, without a scheduler pass per message.
+def push_buffer(connection: BaseConnection) -> MemoryObjectReceiveStream[list[Any]]:
+    """The push messages coredis has parsed on ``connection`` and not yet handed on.
 
-    This reads coredis's private ``BaseConnection._push_message_buffer_out`` (coredis
-    6.9: the anyio memory stream its reader task fills with every push message of a
-    socket read). The public ``connection.push_messages`` hands them on one per
-    ``await``, which is what made followers fall behind. The test
+    This is coredis's private ``BaseConnection._push_message_buffer_out`` (coredis 6.9:
+    the anyio memory stream its reader task fills with every push message of a socket
+    read), the one private access of this module. The public ``connection.push_messages``
+    hands them on one per ``await``, which is what made followers fall behind. The test
     ``tests/stores/test_redis_subscriber.py::test_coredis_still_buffers_push_messages_where_we_drain_them``
     fails if coredis renames or changes it.
     """
     buffer: MemoryObjectReceiveStream[list[Any]] = connection._push_message_buffer_out
+    return buffer
+
+
+def take_parsed(buffer: MemoryObjectReceiveStream[list[Any]], batch: list[list[Any]]) -> int:
+    """Move every message already in ``buffer`` to ``batch``, without waiting; how many."""
+    taken = 0
+    while True:
+        try:
+            batch.append(buffer.receive_nowait())
+        except anyio.WouldBlock:
+            return taken
+        taken += 1
+
+
+async def receive_push_batch(
+    connection: BaseConnection, *, most: int = MAX_BATCH
+) -> list[list[Any]]:
+    """Wait for the next push message on ``connection``, then gather every one that
+    follows it without delay: up to ``most``.
+
+    coredis's reader task parses one socket read (at most 64 KiB, some 150 messages) per
+    scheduler pass. When the connection has fallen behind, the kernel holds far more:
+    handing on 150 messages per pass then wakes 150 different readers each time, one
+    event each, and the instance never catches up. So while each pass brings more, let
+    the reader task read on (a checkpoint) before handing anything on: a reader behind
+    by ten events then gets all ten in one write. When nothing more came in a pass (twice,
+    as the pass may have run this task before the reader's), the batch goes out.
+    """
+    buffer = push_buffer(connection)
     try:
         batch = [await buffer.receive()]
-        while True:
-            try:
-                batch.append(buffer.receive_nowait())
-            except anyio.WouldBlock:
-                return batch
+        take_parsed(buffer, batch)
+        quiet = 0
+        while len(batch) < most and quiet < 2:
+            await trio.lowlevel.checkpoint()
+            quiet = 0 if take_parsed(buffer, batch) else quiet + 1
     except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
         raise RedisConnectionError("pub/sub connection lost") from exc
+    return batch
 
 
 async def keep_alive(
