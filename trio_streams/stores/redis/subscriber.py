@@ -55,8 +55,10 @@ logger = logging.getLogger("trio_streams")
 PING_AFTER = 15.0
 #: Seconds a ``PING`` may go unanswered before the connection is taken for dead.
 PONG_WITHIN = 10.0
-#: The most push messages gathered before they are handed on (a bound on the wait).
-MAX_BATCH = 8192
+#: The most scheduler passes a batch of push messages gathers for before it is handed
+#: on (each pass may bring one more socket read, 64 KiB): a bound on the wait when the
+#: messages never stop coming.
+GATHER_PASSES = 8
 
 
 class SilentConnectionError(RedisConnectionError):
@@ -89,10 +91,10 @@ def take_parsed(buffer: MemoryObjectReceiveStream[list[Any]], batch: list[list[A
 
 
 async def receive_push_batch(
-    connection: BaseConnection, *, most: int = MAX_BATCH
+    connection: BaseConnection, *, passes: int = GATHER_PASSES
 ) -> list[list[Any]]:
-    """Wait for the next push message on ``connection``, then gather every one that
-    follows it without delay: up to ``most``.
+    """Wait for the next push message on ``connection``, then gather those that follow
+    it without delay, for at most ``passes`` scheduler passes.
 
     coredis's reader task parses one socket read (at most 64 KiB, some 150 messages) per
     scheduler pass. When the connection has fallen behind, the kernel holds far more:
@@ -100,16 +102,19 @@ async def receive_push_batch(
     event each, and the instance never catches up. So while each pass brings more, let
     the reader task read on (a checkpoint) before handing anything on: a reader behind
     by ten events then gets all ten in one write. When nothing more came in a pass (twice,
-    as the pass may have run this task before the reader's), the batch goes out.
+    as the pass may have run this task before the reader's), or after ``passes`` of
+    them, the batch goes out.
     """
     buffer = push_buffer(connection)
     try:
         batch = [await buffer.receive()]
         take_parsed(buffer, batch)
         quiet = 0
-        while len(batch) < most and quiet < 2:
+        for _ in range(passes):
             await trio.lowlevel.checkpoint()
             quiet = 0 if take_parsed(buffer, batch) else quiet + 1
+            if quiet == 2:
+                break
     except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
         raise RedisConnectionError("pub/sub connection lost") from exc
     return batch
