@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.abc
 import pytest
 import trio
 
 from tests.redis_fixtures import RedisServer
 from trio_streams.stores.redis.pool import command_client
 from trio_streams.stores.redis.subscriber import (
+    LargeReads,
     SilentConnectionError,
     Subscriber,
     keep_alive,
+    read_in_large_pieces,
     receive_push_batch,
 )
 
@@ -59,6 +62,10 @@ async def test_coredis_still_buffers_push_messages_where_we_drain_them(
         pool = client.connection_pool
         connection = await pool.get_connection()
         try:
+            # coredis's reader task reads this stream: it now takes up to 1 MiB a read.
+            assert isinstance(connection.stream, anyio.abc.ByteStream)
+            read_in_large_pieces(connection)
+            assert isinstance(connection.stream, LargeReads)
             connection.send_command(b"SUBSCRIBE", b"log")
             for index in range(50):
                 # Each PUBLISH returns once Redis has sent the message on to the subscriber.
