@@ -58,7 +58,7 @@ PONG_WITHIN = 10.0
 #: The most bytes coredis's reader takes from the pub/sub socket at once.
 READ_BYTES = 1 << 20
 #: The most scheduler passes a batch of push messages gathers for before it is handed
-#: on (each pass may bring one more socket read, 64 KiB): a bound on the wait when the
+#: on (each pass may bring one more socket read): a bound on the wait when the
 #: messages never stop coming.
 GATHER_PASSES = 8
 
@@ -72,8 +72,9 @@ def push_buffer(connection: BaseConnection) -> MemoryObjectReceiveStream[list[An
 
     This is coredis's private ``BaseConnection._push_message_buffer_out`` (coredis 6.9:
     the anyio memory stream its reader task fills with every push message of a socket
-    read), the one private access of this module. The public ``connection.push_messages``
-    hands them on one per ``await``, which is what made followers fall behind. The test
+    read), one of the two places this module leans on coredis's inside (the other:
+    :func:`read_in_large_pieces`). The public ``connection.push_messages`` hands them on
+    one per ``await``, which is what made followers fall behind. The test
     ``tests/stores/test_redis_subscriber.py::test_coredis_still_buffers_push_messages_where_we_drain_them``
     fails if coredis renames or changes it.
     """
@@ -112,7 +113,10 @@ def read_in_large_pieces(connection: BaseConnection) -> None:
     with its processing limiter). On an instance busy writing to its clients a pass takes
     tens of milliseconds, and 64 KiB per pass is less than 300 followed sessions publish
     meanwhile: the pub/sub connection fell further behind with every pass, while the
-    instance's CPU stayed half idle.
+    instance's CPU stayed half idle. ``stream`` is a public attribute of coredis's
+    connection, but replacing it is not a documented use: the contract test in
+    ``tests/stores/test_redis_subscriber.py`` checks that it is still an anyio byte
+    stream.
     """
     stream = connection.stream
     if stream is not None and not isinstance(stream, LargeReads):
@@ -136,10 +140,10 @@ async def receive_push_batch(
     """Wait for the next push message on ``connection``, then gather those that follow
     it without delay, for at most ``passes`` scheduler passes.
 
-    coredis's reader task parses one socket read (at most 64 KiB, some 150 messages) per
-    scheduler pass. When the connection has fallen behind, the kernel holds far more:
-    handing on 150 messages per pass then wakes 150 different readers each time, one
-    event each, and the instance never catches up. So while each pass brings more, let
+    coredis's reader task parses one socket read per scheduler pass (64 KiB by default,
+    some 150 messages). When the connection has fallen behind, the kernel holds far
+    more: handing on 150 messages per pass then wakes 150 different readers each time,
+    one event each, and the instance never catches up. So while each pass brings more, let
     the reader task read on (a checkpoint) before handing anything on: a reader behind
     by ten events then gets all ten in one write. When nothing more came in a pass (twice,
     as the pass may have run this task before the reader's), or after ``passes`` of
