@@ -54,7 +54,7 @@ async def test_one_call_renews_every_producer_s_lease_and_stops_the_moved_on(
 async def test_renewals_keep_short_leases_alive_while_producers_run(
     redis_server: RedisServer,
 ) -> None:
-    """With a 0.3 s lease, renewed every 0.1 s by one task: no session of a live
+    """With a 0.6 s lease, renewed every 0.2 s by one task: no session of a live
     instance is taken for an orphan, however long it runs."""
     finish = trio.Event()
 
@@ -63,10 +63,10 @@ async def test_renewals_keep_short_leases_alive_while_producers_run(
         await finish.wait()
         await writer.write(b"data: end\n\n")
 
-    async with two_stores(redis_server, lease_seconds=0.3) as (a, b):
+    async with two_stores(redis_server, lease_seconds=0.6) as (a, b):
         for index in range(20):
             await a.start(f"c{index}", producer)
-        await trio.sleep(1.5)  # five lease periods
+        await trio.sleep(2.4)  # four lease periods
         # An expired lease would let this instance finalize them as orphans here.
         found = await b.lookup([f"c{index}" for index in range(20)])
         assert [info.is_done for info in found] == [False] * 20
