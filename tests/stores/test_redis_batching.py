@@ -14,6 +14,7 @@ import itertools
 from typing import Any
 
 import trio
+import trio.testing
 
 from tests.redis_fixtures import RedisServer
 from tests.stores.test_redis_store import command_calls, two_stores
@@ -207,6 +208,29 @@ async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
             # One script call per chunk: the entries are joined inside Redis.
             spent = delta(await calls_now(store), before)
             assert spent["evalsha"] == len(chunks) + 1  # and the OPEN
+
+
+async def test_a_replay_reads_its_next_chunk_while_the_reader_writes_this_one(
+    redis_server: RedisServer,
+) -> None:
+    """Between two chunks the reader is away writing to its client: by then the next
+    chunk is read (or being read) already, and no chunk is read twice."""
+    async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
+        everything = await token_sized_log(a, "long", 1400)  # 0.98 MiB: 4 chunks
+        before = await calls_now(b)
+        handle = await opened_on(b, "long")
+        follower = None
+        received = b""
+        async for chunk in handle.read(0):
+            received += chunk
+            # The client's write: every other task runs meanwhile.
+            await trio.testing.wait_all_tasks_blocked()
+            follower = follower or next(iter(b._reading._followers.values()))
+            if len(received) < len(everything):
+                assert follower.holds(len(received))
+        assert received == everything
+        spent = delta(await calls_now(b), before)
+        assert spent["evalsha"] == 4 + 1  # one read per chunk, and the OPEN
 
 
 async def test_readers_replaying_together_share_their_reads(redis_server: RedisServer) -> None:

@@ -35,7 +35,17 @@ REDIS_ERRORS = (
     anyio.BrokenResourceError,
 )
 ORPHAN_MESSAGE = "generation interrupted: the server instance producing it stopped"
-SCRIPTS = ("START", "APPEND", "APPEND_MANY", "FINALIZE", "STOP", "RENEW", "OPEN", "CHECK", "LOOKUP")
+SCRIPTS = (
+    "START",
+    "APPEND",
+    "APPEND_MANY",
+    "FINALIZE",
+    "STOP",
+    "RENEW_MANY",
+    "OPEN",
+    "CHECK",
+    "LOOKUP",
+)
 
 
 @contextmanager

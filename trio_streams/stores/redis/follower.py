@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import coredis
@@ -164,6 +165,19 @@ class LogFollower:
         finally:
             del self._fetching[offset]
             done.set()
+
+    def holds(self, offset: int) -> bool:
+        """Whether the bytes at ``offset`` are at hand: in the tail or a kept chunk, or
+        being read already."""
+        in_tail = bool(self._starts) and self._starts[0] <= offset
+        return in_tail or offset in self._chunks or offset in self._fetching
+
+    async def prefetch(self, offset: int) -> None:
+        """Read the backlog chunk at ``offset`` ahead of the reader that will ask for it
+        once it has written the one before: the Redis round trip then overlaps that write,
+        and a replay no longer waits for Redis and its client in turn."""
+        with suppress(OffsetLostError):  # the reader's own read reports it
+            await self.backlog(offset)
 
     async def _read_backlog(self, offset: int) -> bytes | None:
         """Bytes from ``offset`` read from Redis (the ``RANGE`` script: exactly

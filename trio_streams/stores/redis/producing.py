@@ -2,7 +2,8 @@
 
 Each runs under its own cancel scope (cancelled by DELETE or a replacement, here or via
 the control channel), writes with the id stamping and keep-alive of the in-memory store,
-keeps its lease alive, and finalizes the session in Redis on its way out, whatever ended
+has its lease kept alive (with every other producer's of the instance, by
+``control.py``), and finalizes the session in Redis on its way out, whatever ended
 it. Its bytes go to Redis through this instance's :class:`~.outbox.Flusher` (batched
 with every other session's) and, once Redis has them, into a local
 :class:`~trio_streams.core.session.StreamSession` that this instance's readers read.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -92,13 +92,8 @@ class RedisWriter:
 class Producing:
     """This instance's producers, by generation (unique to one session)."""
 
-    def __init__(
-        self,
-        commands: RedisCommands,
-        renew_lease: Callable[[LocalProducer], Awaitable[None]],
-    ) -> None:
+    def __init__(self, commands: RedisCommands) -> None:
         self._commands = commands
-        self._renew_lease = renew_lease
         self.flusher = Flusher(commands)
         self.running: dict[str, LocalProducer] = {}
         #: Set by shutdown: finalizing then waits at most 2 s for Redis.
@@ -135,7 +130,6 @@ class Producing:
         try:
             with local.cancel_scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._renew_lease, local)
                     if ping_interval:
                         nursery.start_soon(self.keep_alive, local, ping_interval)
                     await producer(RedisWriter(self, local))

@@ -9,7 +9,8 @@ from Redis at their offset, so they get what the others get.
 The readers of any other log on this instance share a follower (``follower.py``) that
 gets the log's entries pushed through the instance's one pub/sub connection
 (``subscriber.py``); there is no polling loop, and no connection per session. Older bytes
-than the follower keeps come from the ``RANGE`` script. After one lease period without
+than the follower keeps come from the ``RANGE`` script, in 256 KiB chunks, each read
+while the reader writes the one before. After one lease period without
 news a follower checks the lease and, if it expired while the session is live (the owner
 died), finalizes the session with an SSE error event.
 """
@@ -130,6 +131,7 @@ class Reading:
                         chunk = await follower.backlog(offset)
                         if chunk is None:
                             return  # Redis unreachable: the client resumes later
+                        self._read_ahead(follower, offset + len(chunk))
                     offset += len(chunk)
                     yield chunk
                     continue
@@ -144,6 +146,11 @@ class Reading:
                 # get a follower of its own, not one that is about to stop.
                 follower.cancel_scope.cancel()
                 self._forget(generation, follower)
+
+    def _read_ahead(self, follower: LogFollower, offset: int) -> None:
+        """A reader is replaying its backlog: read its next chunk while it writes this one."""
+        if self.nursery is not None and offset < follower.end and not follower.holds(offset):
+            self.nursery.start_soon(follower.prefetch, offset)
 
     def _follower(self, conversation_id: str, generation: str) -> LogFollower | None:
         """This instance's follower of a log generation, started on its first reader."""

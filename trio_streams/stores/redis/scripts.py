@@ -299,15 +299,24 @@ return {m[2], m[1], live}
 """
 )
 
-#: ARGV: prefix, stamp, cid, gen, lease_ms. Returns 1 if renewed, 0 if the session is no longer
-#: this live generation (its producer should stop).
-RENEW = (
+#: ARGV: prefix, stamp, lease_ms, then (cid, gen) for every producer of one instance.
+#: Renews each one's lease unless its session is no longer that live generation. Returns
+#: one 1 (renewed) or 0 (the session moved on: its producer stops) per pair, in order.
+RENEW_MANY = (
     _PRELUDE
     + r"""
-local m = redis.call('HMGET', meta_key(ARGV[3]), 'gen', 'done')
-if m[1] ~= ARGV[4] or m[2] ~= '0' then return 0 end
-redis.call('SET', lease_key(ARGV[3]), ARGV[4], 'PX', ARGV[5])
-return 1
+local out = {}
+for i = 4, #ARGV, 2 do
+  local cid, gen = ARGV[i], ARGV[i + 1]
+  local m = redis.call('HMGET', meta_key(cid), 'gen', 'done')
+  if m[1] == gen and m[2] == '0' then
+    redis.call('SET', lease_key(cid), gen, 'PX', ARGV[3])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
 """
 )
 

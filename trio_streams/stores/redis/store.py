@@ -137,9 +137,8 @@ class RedisStore:
             event_ids=event_ids,
             limits=limits,
         )
-        # The three sides. Producers renew their leases through the control side, which
-        # cancels producers by generation: the store ties that knot (``_renew_lease``).
-        self._producing = Producing(self.commands, self._renew_lease)
+        # The three sides. The control side renews the producers' leases and cancels them.
+        self._producing = Producing(self.commands)
         self._control = Control(self.commands, self.client, self.instance_id, self._producing)
         self._reading = Reading(self.commands, self.client)
         self._durable_streams = RedisDurableStore(
@@ -160,7 +159,7 @@ class RedisStore:
             await stack.enter_async_context(self.memory)
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             self._reading.nursery = self._nursery
-            self._nursery.start_soon(self._control.listen)
+            self._nursery.start_soon(self._control.run)
             self._nursery.start_soon(self._producing.flusher.run)
             self._nursery.start_soon(self._reading.subscriber.run)
             await stack.enter_async_context(self._durable_streams)
@@ -372,7 +371,3 @@ class RedisStore:
             for index in range(0, len(flat), 8)
             if text(flat[index + 5] or "") == (owner or "")
         ]
-
-    async def _renew_lease(self, local: LocalProducer) -> None:
-        """Run beside each producer (``Producing.run``) for as long as it produces."""
-        await self._control.renew_lease(local)
