@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
+from collections.abc import Iterable
 
 import trio
 
@@ -50,6 +48,7 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
+from trio_streams.core.lifetime import Chore, Lifetime
 
 #: Largest stream (its inherited bytes included) by default: as a session's log.
 DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
@@ -139,7 +138,7 @@ class _Stream:
         return self.read(position, end)
 
 
-class MemoryDurableStore:
+class MemoryDurableStore(Lifetime):
     """Durable Streams held in this process (the store of ``trio-streams serve``)."""
 
     def __init__(
@@ -150,6 +149,7 @@ class MemoryDurableStore:
         max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
+        super().__init__()
         self.max_stream_bytes = max_stream_bytes
         self.max_streams = max_streams
         self.max_total_bytes = max_total_bytes
@@ -157,43 +157,20 @@ class MemoryDurableStore:
         self._streams: dict[str, _Stream] = {}
         #: Bytes held by every stream's own log (soft-deleted ones included).
         self.total_bytes = 0
-        self._closed = False
-        self._gc_scope = trio.CancelScope()
-        self._exit_stack: AsyncExitStack | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            nursery.start_soon(self._collect_garbage_forever)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.shutdown()
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    def _chores(self) -> Iterable[Chore]:
+        return [(self.gc_interval, self.collect_garbage)]
 
     def shutdown(self) -> None:
-        self._closed = True
-        self._gc_scope.cancel()
+        """Refuse every operation and wake every waiting reader (to be told so)."""
+        super().shutdown()
         for stream in self._streams.values():
             stream.wake()
 
     def __len__(self) -> int:
         return len(self._streams)
-
-    async def _collect_garbage_forever(self) -> None:
-        with self._gc_scope:
-            while True:
-                await trio.sleep(self.gc_interval)
-                self.collect_garbage()
 
     def collect_garbage(self) -> int:
         """Free every expired stream (soft-delete those that forks still read through)."""
