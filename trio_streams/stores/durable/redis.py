@@ -415,8 +415,9 @@ class RedisDurableStore(Lifetime):
         incarnation: str | None = None  # the stream's, when this reader began
         while True:
             if not watch.is_subscribed:
-                await watch.ready()
+                await watch.park()  # until subscribed, or woken by a shutdown
                 self._check_open()
+                continue
             if not watch.synced:
                 async with watch.syncing:  # one HEAD for all the watch's readers
                     if not watch.synced:
