@@ -128,6 +128,9 @@ def test_a_fork_source_is_a_stream_path_below_the_mount() -> None:
     offset = {"Stream-Fork-Offset": "0000000000000000_0000000000000003"}
     source = fork_source({"Stream-Forked-From": "/v1/stream/x", **offset}, "/ds")
     assert source is not None and source.position == 3
+    # The path as it stands in the source's URL: percent-decoded, as routing decodes it.
+    source = fork_source({"Stream-Forked-From": "/ds/v1/stream/100%25/a%2Fb"}, "/ds")
+    assert source is not None and source.name == "100%/a/b"
     assert fork_source({}, "/ds") is None
     for headers in (
         {"Stream-Fork-Sub-Offset": "0"},  # without a source, even 0

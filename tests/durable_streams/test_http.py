@@ -115,6 +115,14 @@ async def test_a_text_catch_up_is_at_most_a_chunk_cut_between_characters(
     assert len(data) == 2 and "".join(data) == text
 
 
+async def test_a_fork_names_its_source_by_the_path_of_its_url(client: httpx.AsyncClient) -> None:
+    """``Stream-Forked-From`` is the source's path as in its URL, percent-encoding and all."""
+    assert (await client.put(STREAM + "100%25", headers=TEXT, content=b"ab")).status_code == 201
+    fork = await client.put(STREAM + "f", headers={"Stream-Forked-From": STREAM + "100%25"})
+    assert fork.status_code == 201, fork.text
+    assert (await client.get(STREAM + "f")).content == b"ab"
+
+
 async def test_a_long_poll_times_out_with_204_and_wakes_on_append(
     start_server: StartServer,
 ) -> None:
