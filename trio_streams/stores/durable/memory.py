@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from array import array
 from collections.abc import Iterable
 
 import trio
@@ -56,6 +57,12 @@ DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 DEFAULT_GC_INTERVAL = 60.0
+#: What the byte budget counts for an append beside its bytes (where it starts), and for
+#: a producer beside its id (its state): the budget bounds the memory a client can make
+#: the store hold, and a flood of one-byte appends, each from a new producer with a long
+#: id, holds far more than its bytes.
+APPEND_COST = 8
+PRODUCER_COST = 64
 
 
 class _Stream:
@@ -78,13 +85,15 @@ class _Stream:
         self.source = source
         self.base = base
         self.log = bytearray()
-        #: Where each append starts (absolute positions, ascending).
-        self.append_starts: list[int] = []
+        #: Where each append starts (absolute positions, ascending; 8 bytes each).
+        self.append_starts = array("q")
         self.closed = False
         self.closed_by: ProducerClaim | None = None
         self.deadline: float | None = None
         self.last_seq: str | None = None
         self.producers: dict[str, ProducerState] = {}
+        #: What the byte budget counts for this stream (:func:`cost`).
+        self.cost = 0
         self.ref_count = 0
         self.soft_deleted = False
         self.removed = False
@@ -155,7 +164,8 @@ class MemoryDurableStore(Lifetime):
         self.max_total_bytes = max_total_bytes
         self.gc_interval = gc_interval
         self._streams: dict[str, _Stream] = {}
-        #: Bytes held by every stream's own log (soft-deleted ones included).
+        #: What the byte budget counts (:func:`cost`) of every stream's own appends and
+        #: producers (soft-deleted streams included).
         self.total_bytes = 0
 
     # -- lifetime ------------------------------------------------------------------------
@@ -203,7 +213,7 @@ class MemoryDurableStore(Lifetime):
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(request.content_type, request.body, initial=True)
         self._check_size(len(data))
-        self._check_room(len(data), new_stream=True)
+        self._check_room(cost(data), new_stream=True)
         stream = _Stream(name, owner, request.content_type, request.expiry)
         self._write(stream, data)
         stream.closed = request.closed
@@ -252,7 +262,7 @@ class MemoryDurableStore(Lifetime):
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(content_type, request.body, initial=True)
         self._check_size(position + len(data))
-        self._check_room(len(data), new_stream=True)
+        self._check_room(cost(data), new_stream=True)
         fork = _Stream(name, owner, content_type, expiry, source=source, base=position)
         self._write(fork, data)
         fork.closed = request.closed
@@ -275,8 +285,11 @@ class MemoryDurableStore(Lifetime):
             closed_by=stream.closed_by,
             max_bytes=self.max_stream_bytes,
         )
-        self._check_room(len(plan.data))
-        self._write(stream, plan.data)
+        new_producer = None
+        if plan.producer_state is not None and plan.producer_state[0] not in stream.producers:
+            new_producer = plan.producer_state[0]
+        self._check_room(cost(plan.data, new_producer))
+        self._write(stream, plan.data, new_producer)
         if plan.producer_state is not None:
             producer_id, state = plan.producer_state
             stream.producers[producer_id] = state
@@ -366,9 +379,10 @@ class MemoryDurableStore(Lifetime):
                 f"The server's Durable Streams hold their limit of {self.max_total_bytes} bytes"
             )
 
-    def _write(self, stream: _Stream, data: bytes) -> None:
+    def _write(self, stream: _Stream, data: bytes, new_producer: str | None = None) -> None:
         stream.write(data)
-        self.total_bytes += len(data)
+        stream.cost += cost(data, new_producer)
+        self.total_bytes += cost(data, new_producer)
 
     def _deadline(self, expiry: Expiry) -> float | None:
         return deadline(expiry, now=trio.current_time(), now_unix=time.time())
@@ -420,7 +434,7 @@ class MemoryDurableStore(Lifetime):
         if self._streams.get(stream.name) is stream:
             del self._streams[stream.name]
         if not stream.removed:
-            self.total_bytes -= len(stream.log)
+            self.total_bytes -= stream.cost
         stream.removed = True
         stream.wake()
         source = stream.source
@@ -428,6 +442,15 @@ class MemoryDurableStore(Lifetime):
             source.ref_count -= 1
             if source.ref_count == 0 and source.soft_deleted and not source.removed:
                 self._remove(source)
+
+
+def cost(data: bytes, new_producer: str | None = None) -> int:
+    """What the byte budget counts for an append of ``data`` (by ``new_producer``, the
+    id of a producer the stream did not know)."""
+    total = len(data) + APPEND_COST if data else 0
+    if new_producer is not None:
+        total += len(new_producer) + PRODUCER_COST
+    return total
 
 
 def _has_expiry(expiry: Expiry) -> bool:
