@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
+import sys
 
 import pytest
 from hypothesis import given
@@ -126,6 +128,9 @@ def test_a_fork_source_is_a_stream_path_below_the_mount() -> None:
     offset = {"Stream-Fork-Offset": "0000000000000000_0000000000000003"}
     source = fork_source({"Stream-Forked-From": "/v1/stream/x", **offset}, "/ds")
     assert source is not None and source.position == 3
+    # The path as it stands in the source's URL: percent-decoded, as routing decodes it.
+    source = fork_source({"Stream-Forked-From": "/ds/v1/stream/100%25/a%2Fb"}, "/ds")
+    assert source is not None and source.name == "100%/a/b"
     assert fork_source({}, "/ds") is None
     for headers in (
         {"Stream-Fork-Sub-Offset": "0"},  # without a source, even 0
@@ -163,9 +168,18 @@ def test_json_messages_are_compact_and_separated() -> None:
     assert json_mode.frame(b'"\\udc00"') == b'"\\udc00",'  # a lone surrogate stays escaped
     assert json_mode.frame(b"[]", initial=True) == b""
     assert json_mode.as_array(b"1,[2,3],") == b"[1,[2,3]]" and json_mode.as_array(b"") == b"[]"
-    for bad in (b"[]", b"{", b"NaN", b"\xff", b"[" * 100_000):
+    for bad in (b"[]", b"{", b"NaN", b"\xff", b"[" * 100_000, b"1e999", b'[{"a": -1e400}]'):
         with pytest.raises(BadRequestError):
             json_mode.frame(bad)
+
+
+def test_json_nested_near_the_recursion_limit_is_framed_or_refused() -> None:
+    """Python's parser takes a nesting one level deeper than its writer can write back:
+    whatever the depth, the answer is the framed body or a ``400``, never a 500."""
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 200, limit + 20):
+        with contextlib.suppress(BadRequestError):
+            json_mode.frame(b"[" * depth + b"]" * depth)
 
 
 json_values = st.recursive(

@@ -14,6 +14,7 @@ from tests.conftest import StartServer
 from tests.helpers import chat_body
 from trio_streams.core.manager import SessionManager
 from trio_streams.http.app import create_app
+from trio_streams.http.durable_http import READ_CHUNK_BYTES
 from trio_streams.producers.demo import DemoModel
 from trio_streams.stores.memory import MemoryStore
 
@@ -90,6 +91,36 @@ async def test_the_stream_size_limit_and_the_body_limit_are_413s(
     huge = await http.post(STREAM + "s", headers=TEXT, content=b"x" * 65)
     assert huge.status_code == 413 and "--max-body-bytes" in huge.json()["error"]["message"]
     assert (await http.get(STREAM + "s")).content == b"12345678"
+
+
+async def test_a_text_catch_up_is_at_most_a_chunk_cut_between_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    """Like any non-JSON stream's, a text stream's catch-up read is at most 1 MiB; it
+    ends on a character boundary, so each answer decodes on its own, over SSE too."""
+    text = "a" + "é" * (700 * 1024)  # 2-byte characters across the 1 MiB mark
+    encoded = text.encode()
+    await client.put(STREAM + "t", headers=TEXT)
+    for start in range(0, len(encoded), 512 * 1024):
+        part = encoded[start : start + 512 * 1024]
+        assert (await client.post(STREAM + "t", headers=TEXT, content=part)).status_code == 204
+    first = await client.get(STREAM + "t", params={"offset": "-1"})
+    assert len(first.content) <= READ_CHUNK_BYTES and "Stream-Up-To-Date" not in first.headers
+    rest = await client.get(STREAM + "t", params={"offset": first.headers["Stream-Next-Offset"]})
+    assert rest.headers["Stream-Up-To-Date"] == "true"
+    assert first.content.decode() + rest.content.decode() == text
+    await client.post(STREAM + "t", headers={"Stream-Closed": "true"})
+    raw = (await client.get(STREAM + "t", params={"offset": "-1", "live": "sse"})).content
+    data = [payload for kind, payload in events(raw) if kind == "data"]
+    assert len(data) == 2 and "".join(data) == text
+
+
+async def test_a_fork_names_its_source_by_the_path_of_its_url(client: httpx.AsyncClient) -> None:
+    """``Stream-Forked-From`` is the source's path as in its URL, percent-encoding and all."""
+    assert (await client.put(STREAM + "100%25", headers=TEXT, content=b"ab")).status_code == 201
+    fork = await client.put(STREAM + "f", headers={"Stream-Forked-From": STREAM + "100%25"})
+    assert fork.status_code == 201, fork.text
+    assert (await client.get(STREAM + "f")).content == b"ab"
 
 
 async def test_a_long_poll_times_out_with_204_and_wakes_on_append(

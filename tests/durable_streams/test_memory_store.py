@@ -28,7 +28,7 @@ from trio_streams.core.durable.model import AppendRequest, CreateRequest, ForkRe
 from trio_streams.core.durable.producers import ProducerClaim
 from trio_streams.core.manager import SessionManager
 from trio_streams.stores.durable import durable_store_of
-from trio_streams.stores.durable.memory import MemoryDurableStore
+from trio_streams.stores.durable.memory import APPEND_COST, PRODUCER_COST, MemoryDurableStore
 from trio_streams.stores.durable.protocol import DurableStore, DurableStreamsUnsupportedError
 from trio_streams.stores.memory import MemoryStore
 from trio_streams.stores.redis.store import RedisStore
@@ -278,7 +278,8 @@ async def test_the_memory_session_store_carries_its_durable_streams() -> None:
 
 
 async def test_the_stream_count_and_byte_budget_refuse_with_429() -> None:
-    store = MemoryDurableStore(max_streams=2, max_total_bytes=10)
+    budget = 10 + 2 * APPEND_COST  # two appends of 5 bytes
+    store = MemoryDurableStore(max_streams=2, max_total_bytes=budget)
     await store.create("a", CreateRequest(TEXT, body=b"12345"))
     await store.fork("b", ForkRequest("a"))  # shares a's bytes: costs none of its own
     with pytest.raises(StoreFullError) as full:
@@ -287,9 +288,26 @@ async def test_the_stream_count_and_byte_budget_refuse_with_429() -> None:
     with pytest.raises(StoreFullError):
         await store.append("b", AppendRequest(b"123456", TEXT))
     await store.append("b", AppendRequest(b"12345", TEXT))
-    assert store.total_bytes == 10
+    assert store.total_bytes == budget
     await store.delete("a")  # soft-deleted: its bytes are still held for b
-    assert store.total_bytes == 10
+    assert store.total_bytes == budget
     await store.delete("b")  # the last fork: both go
     assert store.total_bytes == 0 and len(store) == 0
     await store.create("c", CreateRequest(TEXT, body=b"0123456789"))
+
+
+async def test_the_byte_budget_counts_what_the_store_keeps_per_append_and_producer() -> None:
+    """One-byte appends, each from a new producer with a long id, make the store keep far
+    more than their bytes: the budget counts it, so they meet the 429 long before
+    10,000 bytes were appended."""
+    store = MemoryDurableStore(max_total_bytes=10_000)
+    await store.create("s", CreateRequest(TEXT))
+    appended = 0
+    with pytest.raises(StoreFullError):
+        for index in range(10_000):
+            claim = ProducerClaim(f"{index:0200d}", 0, 0)
+            await store.append("s", AppendRequest(b"x", TEXT, producer=claim))
+            appended += 1
+    assert appended * (1 + APPEND_COST + 200 + PRODUCER_COST) <= store.total_bytes <= 10_000
+    await store.delete("s")
+    assert store.total_bytes == 0

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.redis_fixtures import RedisServer
-from trio_streams.core.durable.errors import StreamNotFoundError
+from trio_streams.core.durable.errors import ShuttingDownError, StreamNotFoundError
 from trio_streams.core.durable.headers import Expiry
 from trio_streams.core.durable.model import AppendRequest, CreateRequest, ForkRequest
 from trio_streams.stores.durable import durable_store_of
@@ -203,6 +203,31 @@ async def test_the_collector_goes_round_every_held_source_in_batches(
         assert list(await redis.zrange(f"{PREFIX}ds:held", 0, -1)) == [b"kept"]
         for index in range(5):
             assert await redis.exists([f"{PREFIX}ds:meta:p{index}"]) == 0
+
+
+async def test_shutdown_wakes_a_reader_still_waiting_for_its_subscription(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is down, so the reader's watch cannot subscribe: a shutdown still ends its
+    wait at once (``503``), as it does for readers of a subscribed watch, instead of
+    leaving it until its own time is up."""
+    async with AsyncExitStack() as stack:
+        a, _ = await two_instances(stack, redis_server)
+        await a.create("down", CreateRequest(TEXT, body=b"x"))
+        redis_server.stop()
+        outcome: list[object] = []
+
+        async def reader() -> None:
+            try:
+                outcome.append(await a.wait("down", 1, 20))
+            except ShuttingDownError:
+                outcome.append("shutting down")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.sleep(0.3)  # the reader waits for a subscription that cannot come
+            a.shutdown()
+        assert outcome == ["shutting down"]
 
 
 def test_the_redis_session_store_carries_its_durable_streams(redis_server: RedisServer) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import AsyncExitStack
-from types import TracebackType
 
 import trio
 
 from trio_streams.core.end_reasons import EndReason, Tombstone
 from trio_streams.core.keepalive import keep_alive
+from trio_streams.core.lifetime import Chore, Lifetime
 from trio_streams.core.limits import Capacity, ConversationOwnedError, Limits
 from trio_streams.core.producer import Producer, SessionWriter
 from trio_streams.core.redact import redact
@@ -49,7 +48,7 @@ def variant_prefixes(conversation_id: str) -> list[str]:
     return prefixes
 
 
-class SessionManager:
+class SessionManager(Lifetime):
     """All live and retained sessions of one process, keyed by conversation id."""
 
     def __init__(
@@ -62,6 +61,7 @@ class SessionManager:
         limits: Limits | None = None,
         event_ids: bool = True,
     ) -> None:
+        super().__init__()
         self.capacity = Capacity(Limits() if limits is None else limits, max_bytes, self)
         self.limits = self.capacity.limits
         self.stats = self.capacity.stats
@@ -78,32 +78,11 @@ class SessionManager:
         self._producing: set[StreamSession] = set()
         # Stopped or evicted ids -> why, for the TTL (trio clock time of the removal).
         self._tombstones: dict[str, tuple[Tombstone, float]] = {}
-        self._closed = False
-        # Cancels the garbage collector only. Not the root nursery's scope: that scope also
-        # encloses the body of ``async with manager`` (the HTTP server, in serve()), which
-        # must keep running until its readers have ended cleanly.
-        self._gc_scope = trio.CancelScope()
-        self._exit_stack: AsyncExitStack | None = None
-        self._nursery: trio.Nursery | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> SessionManager:
-        async with AsyncExitStack() as stack:
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
-            self._nursery.start_soon(self._collect_garbage_forever)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.shutdown()
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    def _chores(self) -> Iterable[Chore]:
+        return [(self.gc_interval, self.collect_garbage)]
 
     def shutdown(self) -> None:
         """Refuse new streams, cancel every producer, finalize every session. Idempotent.
@@ -111,15 +90,10 @@ class SessionManager:
         Readers end normally (their responses complete); the caller's own work inside
         ``async with manager`` is not cancelled.
         """
-        self._closed = True
-        self._gc_scope.cancel()
+        super().shutdown()
         for session in list(self._producing) + list(self._sessions.values()):
             session.cancel()
             session.finalize(EndReason.SHUTDOWN)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -306,12 +280,6 @@ class SessionManager:
                 variants.pop(cid, None)
                 if not variants:
                     del self._variants[prefix]
-
-    async def _collect_garbage_forever(self) -> None:
-        with self._gc_scope:
-            while True:
-                await trio.sleep(self.gc_interval)
-                self.collect_garbage()
 
     async def _run_producer(
         self, session: StreamSession, producer: Producer, ping_interval: float | None

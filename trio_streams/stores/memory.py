@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
 
 from trio_streams.core.end_reasons import check_pin
+from trio_streams.core.lifetime import Lifetime
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import Producer
 from trio_streams.core.session import SessionInfo, StreamSession
@@ -29,15 +28,15 @@ def as_store(sessions: SessionStore | SessionManager) -> tuple[SessionStore, Ses
     return sessions, sessions.manager
 
 
-class MemoryStore:
+class MemoryStore(Lifetime):
     """The in-process store: a :class:`SessionManager` seen through the store seam."""
 
     def __init__(
         self, manager: SessionManager, durable_streams: MemoryDurableStore | None = None
     ) -> None:
+        super().__init__()
         self._manager = manager
         self._durable_streams = MemoryDurableStore() if durable_streams is None else durable_streams
-        self._exit_stack: AsyncExitStack | None = None
 
     @property
     def manager(self) -> SessionManager:
@@ -48,21 +47,9 @@ class MemoryStore:
         """The generic Durable Streams served at ``/ds/v1/stream/…``."""
         return self._durable_streams
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.manager)
-            await stack.enter_async_context(self._durable_streams)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    async def _open(self, stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(self.manager)
+        await stack.enter_async_context(self._durable_streams)
 
     async def start(
         self,
@@ -129,5 +116,6 @@ class MemoryStore:
         return len(self.manager)
 
     def shutdown(self) -> None:
+        super().shutdown()
         self.manager.shutdown()
         self._durable_streams.shutdown()

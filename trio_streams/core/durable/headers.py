@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+from urllib.parse import unquote
 
 from trio_streams.core.durable.errors import BadRequestError
 from trio_streams.core.durable.offsets import InvalidOffsetError, parse_stream_offset
@@ -156,7 +157,7 @@ class ForkSource:
 
 def fork_source(headers: Headers, mount: str = "") -> ForkSource | None:
     """The source a PUT forks from: its path below the mount (``/v1/stream/<name>``),
-    with or without the mount itself (``/ds``)."""
+    with or without the mount itself (``/ds``), percent-encoded as in its URL."""
     raw = headers.get(STREAM_FORKED_FROM)
     raw_offset = headers.get(STREAM_FORK_OFFSET)
     raw_sub = headers.get(STREAM_FORK_SUB_OFFSET)
@@ -171,7 +172,7 @@ def fork_source(headers: Headers, mount: str = "") -> ForkSource | None:
         sub_offset = int(raw_sub.strip())
         if sub_offset > 0 and raw_offset is None:
             raise BadRequestError("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
-    path = raw.strip()
+    path = unquote(raw.strip())  # as in the source's URL: decoded, as routing decodes it
     if mount and path.startswith(mount + "/"):
         path = path[len(mount) :]
     if not path.startswith(STREAM_PREFIX) or len(path) == len(STREAM_PREFIX):

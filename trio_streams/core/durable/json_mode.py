@@ -12,6 +12,7 @@ an empty array is refused on POST and creates an empty stream on PUT.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from trio_streams.core.durable.errors import BadRequestError
@@ -29,6 +30,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``1e999``) is refused, as it
+    could not be written back as JSON."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def _compact(value: Any) -> bytes:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
@@ -44,18 +54,20 @@ def frame(body: bytes, *, initial: bool = False) -> bytes:
     for a body that is not JSON, or an empty array on append.
     """
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        value = json.loads(
+            body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite
+        )
+        if isinstance(value, list):
+            if not value:
+                if initial:
+                    return b""
+                raise BadRequestError("Empty JSON arrays cannot be appended")
+            return b"".join(_compact(item) + SEPARATOR for item in value)
+        return _compact(value) + SEPARATOR
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"Invalid JSON body: {exc}") from None
-    except RecursionError:
+    except RecursionError:  # parsing it, or writing it back one level deeper
         raise BadRequestError("Invalid JSON body: nested too deeply") from None
-    if isinstance(value, list):
-        if not value:
-            if initial:
-                return b""
-            raise BadRequestError("Empty JSON arrays cannot be appended")
-        return b"".join(_compact(item) + SEPARATOR for item in value)
-    return _compact(value) + SEPARATOR
 
 
 def as_array(data: bytes) -> bytes:

@@ -43,11 +43,11 @@ from trio_streams.http.durable_http import (
     Chunk,
     ReadQuery,
     control_event,
+    long_poll,
     read_query,
     read_response,
     sse_headers,
     tail_response,
-    timeout_response,
 )
 from trio_streams.http.errors import ApiError
 from trio_streams.http.routes.streams import GENERATION_HEADER
@@ -150,6 +150,22 @@ async def next_piece(handle: StreamHandle, position: int) -> Chunk | None:
     return Chunk(b"", position, position, True, True)
 
 
+class SessionSource(SessionOffsets):
+    """A session generation, opened at a position, as the shared long-poll reads it."""
+
+    def __init__(self, info: SessionInfo, handle: StreamHandle) -> None:
+        super().__init__(info.generation)
+        self.info = info
+        self.handle = handle
+
+    async def next_chunk(self, position: int, *, wait: bool) -> Chunk:
+        if not wait:
+            return await catch_up(self.handle, position, self.info)
+        piece = await next_piece(self.handle, position)
+        # A reader that ended without its generation's end: nothing new, not closed.
+        return piece or Chunk(b"", position, position, True, False)
+
+
 def register(app: QuartTrio, store: SessionStore, *, long_poll_timeout: float) -> None:
     """Add ``/ds/v1/session/…`` to ``app``."""
 
@@ -174,20 +190,11 @@ def register(app: QuartTrio, store: SessionStore, *, long_poll_timeout: float) -
         handle = await open_handle(store, conversation_id, info, position)
         if query.live == "sse":
             return session_events(query, offsets, handle, position, info)
-        first = await catch_up(handle, position, info)
+        source = SessionSource(info, handle)
+        first = await source.next_chunk(position, wait=False)
         if query.live is None:
             return read_response(conversation_id, query, offsets, first, live=False)
-        if first.data:
-            return read_response(conversation_id, query, offsets, first, live=True)
-        if first.closed:
-            return timeout_response(query, offsets, position, closed=True)
-        piece: Chunk | None = None
-        with trio.move_on_after(long_poll_timeout):
-            piece = await next_piece(handle, position)
-        if piece is None or not piece.data:
-            closed = piece is not None and piece.closed
-            return timeout_response(query, offsets, position, closed=closed)
-        return read_response(conversation_id, query, offsets, piece, live=True)
+        return await long_poll(conversation_id, query, source, first, long_poll_timeout)
 
 
 def head(info: SessionInfo, offsets: SessionOffsets) -> Response:

@@ -36,6 +36,7 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.offsets import ZERO_SEGMENT, format_offset
+from trio_streams.core.durable.sse import utf8_complete
 from trio_streams.core.errors import UNAVAILABLE
 from trio_streams.http import auth
 from trio_streams.http.durable_http import (
@@ -90,18 +91,30 @@ class StreamSource:
         self.content_type = meta.content_type
         self.owner = auth.current_owner()
         media = normalize_content_type(meta.content_type)
-        # A text stream's SSE data is decoded as UTF-8: never cut it inside a character.
-        text = media.startswith("text/") or is_json(media)
-        self.limit = None if text else READ_CHUNK_BYTES
+        # A JSON stream's read ends on a message boundary: its store reads it whole.
+        self.limit = None if is_json(media) else READ_CHUNK_BYTES
+        # A text stream's bytes are decoded as UTF-8 (SSE data, a client's text()): a
+        # read cut short ends on a character boundary.
+        self._text = media.startswith("text/")
 
     def offset(self, position: int) -> str:
         return format_offset(position)
 
+    async def read(self, position: int | None) -> Chunk:
+        """The bytes from ``position`` (``None``: the tail), at most a chunk of them."""
+        result = await self.store.read(self.name, position, limit=self.limit, owner=self.owner)
+        data, end, tail = result.data, result.end, result.meta.tail
+        if self._text and end < tail:
+            whole = utf8_complete(data)
+            if whole:  # (else one character longer than a chunk: sent as it is)
+                data, end = data[:whole], result.start + whole
+        up_to_date = end >= tail
+        return Chunk(data, result.start, end, up_to_date, result.meta.closed and up_to_date)
+
     async def next_chunk(self, position: int, *, wait: bool) -> Chunk:
         if wait:
             await self.store.wait(self.name, position, math.inf, owner=self.owner)
-        result = await self.store.read(self.name, position, limit=self.limit, owner=self.owner)
-        return Chunk(result.data, result.start, result.end, result.up_to_date, result.closed_at_end)
+        return await self.read(position)
 
 
 def register(app: QuartTrio, sessions: object, *, long_poll_timeout: float) -> None:
@@ -202,15 +215,11 @@ def register(app: QuartTrio, sessions: object, *, long_poll_timeout: float) -> N
                 raise BadRequestError("The offset is past the end of the stream")
             return sse_response(query, source, start)
         if query.offset.now:
-            result = await ds.read(name, None, owner=owner)
+            first = await source.read(None)
             if query.live is None:
-                return tail_response(query, source, result.end, result.meta.closed)
+                return tail_response(query, source, first.end, first.closed)
         else:
-            start = 0 if query.offset.start else query.offset.position
-            result = await ds.read(name, start, limit=source.limit, owner=owner)
-        first = Chunk(
-            result.data, result.start, result.end, result.up_to_date, result.closed_at_end
-        )
+            first = await source.read(0 if query.offset.start else query.offset.position)
         if query.live == "long-poll":
             return await long_poll(name, query, source, first, long_poll_timeout)
         return read_response(name, query, source, first, live=False)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import bisect
 import time
-from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
+from array import array
+from collections.abc import Iterable
 
 import trio
 
@@ -50,6 +49,7 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
+from trio_streams.core.lifetime import Chore, Lifetime
 
 #: Largest stream (its inherited bytes included) by default: as a session's log.
 DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
@@ -57,6 +57,12 @@ DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 DEFAULT_GC_INTERVAL = 60.0
+#: What the byte budget counts for an append beside its bytes (where it starts), and for
+#: a producer beside its id (its state): the budget bounds the memory a client can make
+#: the store hold, and a flood of one-byte appends, each from a new producer with a long
+#: id, holds far more than its bytes.
+APPEND_COST = 8
+PRODUCER_COST = 64
 
 
 class _Stream:
@@ -79,13 +85,15 @@ class _Stream:
         self.source = source
         self.base = base
         self.log = bytearray()
-        #: Where each append starts (absolute positions, ascending).
-        self.append_starts: list[int] = []
+        #: Where each append starts (absolute positions, ascending; 8 bytes each).
+        self.append_starts = array("q")
         self.closed = False
         self.closed_by: ProducerClaim | None = None
         self.deadline: float | None = None
         self.last_seq: str | None = None
         self.producers: dict[str, ProducerState] = {}
+        #: What the byte budget counts for this stream (:func:`cost`).
+        self.cost = 0
         self.ref_count = 0
         self.soft_deleted = False
         self.removed = False
@@ -139,7 +147,7 @@ class _Stream:
         return self.read(position, end)
 
 
-class MemoryDurableStore:
+class MemoryDurableStore(Lifetime):
     """Durable Streams held in this process (the store of ``trio-streams serve``)."""
 
     def __init__(
@@ -150,50 +158,29 @@ class MemoryDurableStore:
         max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
+        super().__init__()
         self.max_stream_bytes = max_stream_bytes
         self.max_streams = max_streams
         self.max_total_bytes = max_total_bytes
         self.gc_interval = gc_interval
         self._streams: dict[str, _Stream] = {}
-        #: Bytes held by every stream's own log (soft-deleted ones included).
+        #: What the byte budget counts (:func:`cost`) of every stream's own appends and
+        #: producers (soft-deleted streams included).
         self.total_bytes = 0
-        self._closed = False
-        self._gc_scope = trio.CancelScope()
-        self._exit_stack: AsyncExitStack | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            nursery.start_soon(self._collect_garbage_forever)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.shutdown()
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    def _chores(self) -> Iterable[Chore]:
+        return [(self.gc_interval, self.collect_garbage)]
 
     def shutdown(self) -> None:
-        self._closed = True
-        self._gc_scope.cancel()
+        """Refuse every operation and wake every waiting reader (to be told so)."""
+        super().shutdown()
         for stream in self._streams.values():
             stream.wake()
 
     def __len__(self) -> int:
         return len(self._streams)
-
-    async def _collect_garbage_forever(self) -> None:
-        with self._gc_scope:
-            while True:
-                await trio.sleep(self.gc_interval)
-                self.collect_garbage()
 
     def collect_garbage(self) -> int:
         """Free every expired stream (soft-delete those that forks still read through)."""
@@ -226,7 +213,7 @@ class MemoryDurableStore:
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(request.content_type, request.body, initial=True)
         self._check_size(len(data))
-        self._check_room(len(data), new_stream=True)
+        self._check_room(cost(data), new_stream=True)
         stream = _Stream(name, owner, request.content_type, request.expiry)
         self._write(stream, data)
         stream.closed = request.closed
@@ -275,7 +262,7 @@ class MemoryDurableStore:
             return CreateResult(created=False, meta=existing.meta())
         data = frame_body(content_type, request.body, initial=True)
         self._check_size(position + len(data))
-        self._check_room(len(data), new_stream=True)
+        self._check_room(cost(data), new_stream=True)
         fork = _Stream(name, owner, content_type, expiry, source=source, base=position)
         self._write(fork, data)
         fork.closed = request.closed
@@ -298,8 +285,11 @@ class MemoryDurableStore:
             closed_by=stream.closed_by,
             max_bytes=self.max_stream_bytes,
         )
-        self._check_room(len(plan.data))
-        self._write(stream, plan.data)
+        new_producer = None
+        if plan.producer_state is not None and plan.producer_state[0] not in stream.producers:
+            new_producer = plan.producer_state[0]
+        self._check_room(cost(plan.data, new_producer))
+        self._write(stream, plan.data, new_producer)
         if plan.producer_state is not None:
             producer_id, state = plan.producer_state
             stream.producers[producer_id] = state
@@ -389,9 +379,10 @@ class MemoryDurableStore:
                 f"The server's Durable Streams hold their limit of {self.max_total_bytes} bytes"
             )
 
-    def _write(self, stream: _Stream, data: bytes) -> None:
+    def _write(self, stream: _Stream, data: bytes, new_producer: str | None = None) -> None:
         stream.write(data)
-        self.total_bytes += len(data)
+        stream.cost += cost(data, new_producer)
+        self.total_bytes += cost(data, new_producer)
 
     def _deadline(self, expiry: Expiry) -> float | None:
         return deadline(expiry, now=trio.current_time(), now_unix=time.time())
@@ -443,7 +434,7 @@ class MemoryDurableStore:
         if self._streams.get(stream.name) is stream:
             del self._streams[stream.name]
         if not stream.removed:
-            self.total_bytes -= len(stream.log)
+            self.total_bytes -= stream.cost
         stream.removed = True
         stream.wake()
         source = stream.source
@@ -451,6 +442,15 @@ class MemoryDurableStore:
             source.ref_count -= 1
             if source.ref_count == 0 and source.soft_deleted and not source.removed:
                 self._remove(source)
+
+
+def cost(data: bytes, new_producer: str | None = None) -> int:
+    """What the byte budget counts for an append of ``data`` (by ``new_producer``, the
+    id of a producer the stream did not know)."""
+    total = len(data) + APPEND_COST if data else 0
+    if new_producer is not None:
+        total += len(new_producer) + PRODUCER_COST
+    return total
 
 
 def _has_expiry(expiry: Expiry) -> bool:

@@ -24,9 +24,8 @@ streams.
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Iterable
+from typing import Any
 
 import coredis
 import trio
@@ -55,6 +54,7 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
+from trio_streams.core.lifetime import Chore, Lifetime
 from trio_streams.stores.durable import redis_scripts
 from trio_streams.stores.durable.memory import DEFAULT_GC_INTERVAL, DEFAULT_MAX_STREAM_BYTES
 from trio_streams.stores.durable.redis_watch import Change, StreamWatch
@@ -125,7 +125,7 @@ def _framed(content_type: str, body: bytes) -> tuple[bytes, BadRequestError | No
         return b"", exc
 
 
-class RedisDurableStore:
+class RedisDurableStore(Lifetime):
     """Durable Streams in Redis, shared by every instance on it."""
 
     def __init__(
@@ -136,6 +136,7 @@ class RedisDurableStore:
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
+        super().__init__()
         self.max_stream_bytes = max_stream_bytes
         self.gc_interval = gc_interval
         #: Held sources one collector script run checks.
@@ -146,35 +147,18 @@ class RedisDurableStore:
         }
         #: stream name -> the watch its waiting readers on this instance share
         self._watches: dict[str, StreamWatch] = {}
-        self._closed = False
-        #: The collector's and the watch reaper's (cancelled by :meth:`shutdown`).
-        self._housekeeping = (trio.CancelScope(), trio.CancelScope())
-        self._exit_stack: AsyncExitStack | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            nursery.start_soon(self._collect_garbage_forever)
-            nursery.start_soon(self._unwatch_idle_forever)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.shutdown()
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    def _chores(self) -> Iterable[Chore]:
+        return [
+            (self.gc_interval, self._collect_garbage_or_warn),
+            (WATCH_LINGER, lambda: self.unwatch_idle(trio.current_time() - WATCH_LINGER)),
+        ]
 
     def shutdown(self) -> None:
-        self._closed = True
-        for scope in self._housekeeping:
-            scope.cancel()
+        """Refuse every operation and wake every waiting reader (to be told so)."""
+        super().shutdown()
         for watch in self._watches.values():
             watch.wake_all()
 
@@ -183,20 +167,11 @@ class RedisDurableStore:
         """Streams that readers on this instance wait on (one subscription each)."""
         return len(self._watches)
 
-    async def _collect_garbage_forever(self) -> None:
-        with self._housekeeping[0]:
-            while True:
-                await trio.sleep(self.gc_interval)
-                try:
-                    await self.collect_garbage()
-                except REDIS_ERRORS as exc:
-                    logger.warning("Durable Streams collector: Redis unreachable (%s)", exc)
-
-    async def _unwatch_idle_forever(self) -> None:
-        with self._housekeeping[1]:
-            while True:
-                await trio.sleep(WATCH_LINGER)
-                self.unwatch_idle(trio.current_time() - WATCH_LINGER)
+    async def _collect_garbage_or_warn(self) -> None:
+        try:
+            await self.collect_garbage()
+        except REDIS_ERRORS as exc:
+            logger.warning("Durable Streams collector: Redis unreachable (%s)", exc)
 
     def unwatch_idle(self, since: float) -> int:
         """Unsubscribe the watches no reader has waited on since ``since``."""
@@ -440,8 +415,9 @@ class RedisDurableStore:
         incarnation: str | None = None  # the stream's, when this reader began
         while True:
             if not watch.is_subscribed:
-                await watch.ready()
+                await watch.park()  # until subscribed, or woken by a shutdown
                 self._check_open()
+                continue
             if not watch.synced:
                 async with watch.syncing:  # one HEAD for all the watch's readers
                     if not watch.synced:

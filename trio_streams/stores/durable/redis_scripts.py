@@ -212,6 +212,52 @@ local function write(n, body)
 end
 
 local function new_incarnation() return fmt(redis.call('INCR', P .. 'ds:incarnations')) end
+
+-- A reply: ``status``, then what every answer says about the stream.
+local function answer(status, n, m)
+  local reply = describe(n, m)
+  table.insert(reply, 1, status)
+  return reply
+end
+
+-- A PUT of ``n`` whose stream would hold ``size`` bytes: the reply if it cannot create
+-- it (a stream is there: 'exists', for the caller to compare configurations, or a
+-- conflict; or the body is bad or too large), else nil, the leftovers of an earlier
+-- stream of that name cleared.
+local function refuse_put(n, bad, size, maxb)
+  local m, status = state(n, nil)
+  if m then
+    if status == 'gone' then return {'conflict_gone'} end
+    if m.owner ~= OWNER then return {'conflict_owner'} end
+    return answer('exists', n, m)
+  end
+  if bad then return {'bad_body'} end
+  if size > maxb then return {'too_large'} end
+  redis.call('DEL', unpack(keys_of(n)))
+  return nil
+end
+
+-- Create ``n`` (its log may hold a fork's inherited bytes already), ``config`` being
+-- the meta fields of its kind, expiring after ``ttl`` seconds or at ``exp_ms``; write
+-- ``body`` and announce it. Returns its meta.
+local function create_stream(n, config, ttl, exp_ms, body)
+  local dl = exp_ms
+  if ttl ~= '' then dl = fmt(NOW + tonumber(ttl) * 1000) end
+  redis.call('HSET', meta_key(n), 'owner', OWNER, 'ttl', ttl, 'dl', dl, 'seq', '',
+    'inc', new_incarnation(), 'gone', '0', 'cpid', '', 'cepoch', '', 'cseq', '', unpack(config))
+  write(n, body)
+  local m = load(n)
+  apply_expiry(n, m)
+  publish(n, m)
+  return m
+end
+"""
+
+#: The request's stream, live: ``m`` its meta (else the script answers 'missing' or
+#: 'gone').
+_LIVE = r"""
+local m, status = state(NAME, OWNER)
+if status ~= 'live' then return {status} end
 """
 
 #: PUT: create a stream, unless one exists (then it is described, and the caller decides
@@ -226,29 +272,11 @@ CREATE = (
 local ct, ctn, json, ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local exp, exp_ms, closed, body = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local bad, maxb = ARGV[12] == '1', tonumber(ARGV[13])
-local m, status = state(NAME, nil)
-if m then
-  if status == 'gone' then return {'conflict_gone'} end
-  if m.owner ~= OWNER then return {'conflict_owner'} end
-  local answer = describe(NAME, m)
-  table.insert(answer, 1, 'exists')
-  return answer
-end
-if bad then return {'bad_body'} end
-if string.len(body) > maxb then return {'too_large'} end
-redis.call('DEL', unpack(keys_of(NAME)))  -- leftovers of an earlier stream of this name
-local dl = ''
-if ttl ~= '' then dl = fmt(NOW + tonumber(ttl) * 1000) elseif exp_ms ~= '' then dl = exp_ms end
-redis.call('HSET', meta_key(NAME), 'owner', OWNER, 'ct', ct, 'ctn', ctn, 'json', json,
-  'ttl', ttl, 'exp', exp, 'dl', dl, 'closed', closed, 'seq', '', 'inc', new_incarnation(),
-  'gone', '0', 'parent', '', 'parent_inc', '', 'fork_pos', '', 'cpid', '', 'cepoch', '', 'cseq', '')
-write(NAME, body)
-m = load(NAME)
-apply_expiry(NAME, m)
-publish(NAME, m)
-local answer = describe(NAME, m)
-table.insert(answer, 1, 'created')
-return answer
+local refusal = refuse_put(NAME, bad, string.len(body), maxb)
+if refusal then return refusal end
+local m = create_stream(NAME, {'ct', ct, 'ctn', ctn, 'json', json, 'exp', exp, 'closed', closed,
+  'parent', '', 'parent_inc', '', 'fork_pos', ''}, ttl, exp_ms, body)
+return answer('created', NAME, m)
 """
 )
 
@@ -257,10 +285,9 @@ return answer
 #: append (0/1). Returns {'ok', meta…, json, append or false} or {'missing'|'gone'}.
 SOURCE = (
     _PRELUDE
+    + _LIVE
     + r"""
 local position, want = tonumber(ARGV[4]), ARGV[5] == '1'
-local m, status = state(NAME, OWNER)
-if status ~= 'live' then return {status} end
 local tail = tail_of(NAME)
 if position < 0 then position = tail end
 local append = false
@@ -272,11 +299,10 @@ if want and position <= tail then
     append = redis.call('GETRANGE', data_key(NAME), position, stop - 1)
   end
 end
-local answer = describe(NAME, m)
-table.insert(answer, 1, 'ok')
-table.insert(answer, m.json)
-table.insert(answer, append)
-return answer
+local reply = answer('ok', NAME, m)
+table.insert(reply, m.json)
+table.insert(reply, append)
+return reply
 """
 )
 
@@ -300,17 +326,8 @@ if inherit then
   ttl, exp, exp_ms = sm.ttl, sm.exp, ''
   if exp ~= '' then exp_ms = sm.dl end
 end
-local m, status = state(NAME, nil)
-if m then
-  if status == 'gone' then return {'conflict_gone'} end
-  if m.owner ~= OWNER then return {'conflict_owner'} end
-  local answer = describe(NAME, m)
-  table.insert(answer, 1, 'exists')
-  return answer
-end
-if bad then return {'bad_body'} end
-if position + string.len(body) > maxb then return {'too_large'} end
-redis.call('DEL', unpack(keys_of(NAME)))
+local refusal = refuse_put(NAME, bad, position + string.len(body), maxb)
+if refusal then return refusal end
 if position > 0 then
   redis.call('SET', data_key(NAME), redis.call('GETRANGE', data_key(source), 0, position - 1))
   local index = first_start(source, position)
@@ -319,22 +336,12 @@ if position > 0 then
     redis.call('SET', starts_key(NAME), starts)
   end
 end
-local dl = ''
-if ttl ~= '' then dl = fmt(NOW + tonumber(ttl) * 1000) elseif exp_ms ~= '' then dl = exp_ms end
-redis.call('HSET', meta_key(NAME), 'owner', OWNER, 'ct', ct, 'ctn', ctn, 'json', json,
-  'ttl', ttl, 'exp', exp, 'dl', dl, 'closed', closed, 'seq', '', 'inc', new_incarnation(),
-  'gone', '0', 'parent', source, 'parent_inc', sm.inc, 'fork_pos', fmt(position),
-  'cpid', '', 'cepoch', '', 'cseq', '')
-write(NAME, body)
-m = load(NAME)
-apply_expiry(NAME, m)
+local m = create_stream(NAME, {'ct', ct, 'ctn', ctn, 'json', json, 'exp', exp, 'closed', closed,
+  'parent', source, 'parent_inc', sm.inc, 'fork_pos', fmt(position)}, ttl, exp_ms, body)
 redis.call('SADD', forks_key(source), NAME)
 redis.call('ZADD', HELD, 'NX', 0, source)
 apply_expiry(source, sm)
-publish(NAME, m)
-local answer = describe(NAME, m)
-table.insert(answer, 1, 'created')
-return answer
+return answer('created', NAME, m)
 """
 )
 
@@ -358,13 +365,12 @@ return status
 #: id, epoch, seq} (the state it was refused on).
 APPEND = (
     _PRELUDE
+    + _LIVE
     + r"""
 local body, body_state, ctn, close = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
 local pid, epoch_text, seq_text = ARGV[8], ARGV[9], ARGV[10]
 local stream_seq, has_seq, maxb = ARGV[11], ARGV[12] == '1', tonumber(ARGV[13])
 local epoch, seq = tonumber(epoch_text), tonumber(seq_text)
-local m, status = state(NAME, OWNER)
-if status ~= 'live' then return {status} end
 local tail = tail_of(NAME)
 local has_data = body_state ~= 'none'
 
@@ -395,14 +401,13 @@ end
 
 -- A refusal: the state it was decided on, for plan_append to name the error.
 local function refuse()
-  local answer = describe(NAME, m)
-  table.insert(answer, 1, 'refused')
+  local reply = answer('refused', NAME, m)
   local pe, ps = '', ''
   if producer then pe, ps = fmt(producer[1]), fmt(producer[2]) end
   for _, value in ipairs({pe, ps, m.seq, m.cpid, m.cepoch, m.cseq}) do
-    table.insert(answer, value)
+    table.insert(reply, value)
   end
-  return answer
+  return reply
 end
 
 if m.closed == '1' then
@@ -464,10 +469,9 @@ return done(result, tail, closed, seq_text)
 #: Returns {'ok', start, bytes, meta…}, {'missing'|'gone'}, or {'beyond'}.
 READ = (
     _PRELUDE
+    + _LIVE
     + r"""
 local position, most = tonumber(ARGV[4]), tonumber(ARGV[5])
-local m, status = state(NAME, OWNER)
-if status ~= 'live' then return {status} end
 touch(NAME, m)
 local tail = tail_of(NAME)
 if position < 0 then position = tail end
@@ -476,11 +480,10 @@ local stop = tail
 if most >= 0 and m.json ~= '1' then stop = math.min(tail, position + most) end
 local bytes = ''
 if stop > position then bytes = redis.call('GETRANGE', data_key(NAME), position, stop - 1) end
-local answer = describe(NAME, m)
-table.insert(answer, 1, bytes)
-table.insert(answer, 1, fmt(position))
-table.insert(answer, 1, 'ok')
-return answer
+local reply = answer('ok', NAME, m)
+table.insert(reply, 2, fmt(position))
+table.insert(reply, 3, bytes)
+return reply
 """
 )
 
@@ -488,12 +491,9 @@ return answer
 #: ARGV: prefix, name, owner. Returns {'ok', meta…} or {'missing'|'gone'}.
 HEAD = (
     _PRELUDE
+    + _LIVE
     + r"""
-local m, status = state(NAME, OWNER)
-if status ~= 'live' then return {status} end
-local answer = describe(NAME, m)
-table.insert(answer, 1, 'ok')
-return answer
+return answer('ok', NAME, m)
 """
 )
 
@@ -501,9 +501,8 @@ return answer
 #: Returns {'deleted'} or {'missing'|'gone'}.
 DELETE = (
     _PRELUDE
+    + _LIVE
     + r"""
-local m, status = state(NAME, OWNER)
-if status ~= 'live' then return {status} end
 if live_forks(NAME, m.inc) > 0 then redis.call('ZADD', HELD, 'NX', 0, NAME) end
 retire(NAME, m)
 return {'deleted'}

@@ -85,8 +85,8 @@ class StreamWatch:
     def __init__(self, channel: bytes) -> None:
         self.channel = channel
         self.waiters = 0
-        #: Set while subscribed; replaced by an unset one when the connection drops.
-        self._subscribed = trio.Event()
+        #: Whether the channel is subscribed (until the connection drops).
+        self.is_subscribed = False
         #: Bumped by every acknowledgement of the subscription (the first, and after
         #: each reconnect): a reader that saw another value checks the stream again.
         self.subscriptions = 0
@@ -163,15 +163,9 @@ class StreamWatch:
         current = replace(meta, tail=known.tail, closed=known.closed)
         return ReadResult(data, position, stop, current)
 
-    async def ready(self) -> None:
-        """Wait until the channel is subscribed (a no-op while it is)."""
-        await self._subscribed.wait()
-
-    @property
-    def is_subscribed(self) -> bool:
-        return self._subscribed.is_set()
-
     async def park(self) -> None:
+        """Wait for news: a message, a (re)subscription, a lost connection, or
+        :meth:`wake_all` (a shutdown)."""
         await self._lot.park()
 
     def wake_all(self) -> None:
@@ -188,10 +182,9 @@ class StreamWatch:
 
     def subscribed(self) -> None:
         self.subscriptions += 1
-        self._subscribed.set()
+        self.is_subscribed = True
         self._lot.unpark_all()
 
     def disconnected(self) -> None:
-        if self._subscribed.is_set():
-            self._subscribed = trio.Event()
+        self.is_subscribed = False
         self._lot.unpark_all()

@@ -35,8 +35,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
 
 import coredis
 import trio
@@ -44,6 +42,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason, Tombstone, check_pin
 from trio_streams.core.event_ids import EventIdStamper
 from trio_streams.core.generations import event_id_prefix, new_generation
+from trio_streams.core.lifetime import Lifetime
 from trio_streams.core.limits import ConversationOwnedError, Limits
 from trio_streams.core.manager import (
     DEFAULT_GC_INTERVAL,
@@ -75,7 +74,7 @@ logger = logging.getLogger("trio_streams")
 DEFAULT_LEASE_SECONDS = 10.0
 
 
-class RedisStore:
+class RedisStore(Lifetime):
     """The shared store: every instance pointed at the same Redis serves every session."""
 
     def __init__(
@@ -101,6 +100,7 @@ class RedisStore:
         """
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        super().__init__()
         self.url = url
         self.max_bytes = max_bytes
         self.ttl = ttl
@@ -147,51 +147,35 @@ class RedisStore:
             max_stream_bytes=ds_max_stream_bytes,
             gc_interval=gc_interval,
         )
-        self._closed = False
-        self._nursery: trio.Nursery | None = None
-        self._exit_stack: AsyncExitStack | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.client)
-            await stack.enter_async_context(self.memory)
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
-            self._reading.nursery = self._nursery
-            self._nursery.start_soon(self._control.run)
-            self._nursery.start_soon(self._producing.flusher.run)
-            self._nursery.start_soon(self._reading.subscriber.run)
-            await stack.enter_async_context(self._durable_streams)
-            # Cancels published before we listen would be missed (the lease renewal
-            # catches those too, within a third of a lease): wait briefly, not forever,
-            # so that an instance can start while Redis is down.
-            with trio.move_on_after(2.0):
-                await self._control.listening.wait()
-            if not self._control.listening.is_set():
-                logger.warning("session store %s unreachable for now", without_password(self.url))
-            logger.info(
-                "sessions shared through %s as instance %s",
-                without_password(self.url),
-                self.instance_id[:8],
-            )
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.shutdown()
-        assert self._exit_stack is not None
-        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+    async def _open(self, stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(self.client)
+        await stack.enter_async_context(self.memory)
+        nursery = await self._open_nursery(stack)
+        self._reading.nursery = nursery
+        nursery.start_soon(self._control.run)
+        nursery.start_soon(self._producing.flusher.run)
+        nursery.start_soon(self._reading.subscriber.run)
+        await stack.enter_async_context(self._durable_streams)
+        # Cancels published before we listen would be missed (the lease renewal
+        # catches those too, within a third of a lease): wait briefly, not forever,
+        # so that an instance can start while Redis is down.
+        with trio.move_on_after(2.0):
+            await self._control.listening.wait()
+        if not self._control.listening.is_set():
+            logger.warning("session store %s unreachable for now", without_password(self.url))
+        logger.info(
+            "sessions shared through %s as instance %s",
+            without_password(self.url),
+            self.instance_id[:8],
+        )
 
     def shutdown(self) -> None:
         """Refuse new streams, cancel this instance's producers (each finalizes its
         session in Redis on its way out) and end this instance's readers. Idempotent."""
-        self._closed = True
+        super().shutdown()
         self.memory.shutdown()
         self._producing.cancel_all()
         self._reading.shutdown()
@@ -207,10 +191,6 @@ class RedisStore:
     def durable_streams(self) -> RedisDurableStore:
         """The generic Durable Streams served at ``/ds/v1/stream/…``, shared through Redis."""
         return self._durable_streams
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def local_session_count(self) -> int:
         """Producers running on this instance (sessions live in Redis, not here)."""
