@@ -120,12 +120,26 @@ async def test_a_replaced_generation_is_never_read_by_a_pinned_resume(
         assert response.status_code == 200 and response.content == new[offset:]
         assert response.headers["x-stream-generation"] == new_generation
 
+    # A Stop pinned to the old generation leaves the new one; pinned to it, stops it.
+    async def ids_found() -> list[str]:
+        found = await http.post("/v1/streams/lookup", json={"conversation_ids": ["c-regen"]})
+        return [info["generation"] for info in found.json()]
+
+    stale = await http.delete("/v1/stream/c-regen", params={"generation": old_generation})
+    assert stale.status_code == 204 and await ids_found() == [new_generation]
+    stop = await http.delete(
+        "/v1/stream", params={"conv_id": "c-regen", "generation": new_generation}
+    )
+    assert stop.status_code == 204 and await ids_found() == []
+
 
 async def test_bad_generations_and_event_ids_are_400(http: httpx.AsyncClient) -> None:
     await answer(http, "c-bad-gen", "x", 2)
     for params in ({"generation": "nope"}, {"generation": "A" * 16}):
         response = await http.get("/v1/stream/c-bad-gen", params=params)
         assert_error(response, 400, "Invalid 'generation'", "invalid_request_error")
+        stop = await http.delete("/v1/stream/c-bad-gen", params=params)
+        assert_error(stop, 400, "Invalid 'generation'", "invalid_request_error")
     for bad in ("abc-12", "0123456789abcdef-", "0123456789abcdef-x", "-5"):
         response = await http.get("/v1/stream/c-bad-gen", headers={"Last-Event-ID": bad})
         assert_error(response, 400, "Invalid 'Last-Event-ID'", "invalid_request_error")

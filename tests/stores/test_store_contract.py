@@ -364,6 +364,25 @@ async def test_every_reader_learns_why_its_stream_ended(make_store: MakeStore) -
         assert b": end " not in bodies["failed"]
 
 
+async def test_a_stop_pinned_to_a_replaced_generation_leaves_the_new_one(
+    make_store: MakeStore,
+) -> None:
+    """A Stop meant for the answer a client shows, arriving after another client started a
+    newer one: checked and stopped in one step, it stops nothing."""
+    async with make_store() as store:
+        old = await store.start("c1", Ticker(prefill=60))
+        ticker = Ticker(prefill=60)
+        new = await store.start("c1", ticker)
+        await ticker.started.wait()
+        assert await store.stop("c1", generation=old.generation) is False
+        [info] = await store.lookup(["c1"])
+        assert (info.generation, info.is_done) == (new.generation, False)
+        assert await store.stop("c1", generation=new.generation) is True
+        with trio.fail_after(1):
+            await ticker.cancelled.wait()
+        assert await store.lookup(["c1"]) == []
+
+
 async def test_a_pinned_resume_never_reads_another_generation(make_store: MakeStore) -> None:
     async with make_store() as store:
         old = await store.start("c1", Ticker(3))

@@ -83,9 +83,13 @@ class MemoryStore(Lifetime):
         session.check_offset(offset)
         return session
 
-    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+    async def stop(
+        self, conversation_id: str, *, owner: str | None = None, generation: str | None = None
+    ) -> bool:
         session = self.manager.get(conversation_id)
         if session is None or session.owner != owner:
+            return False
+        if generation is not None and session.generation != generation:
             return False
         return self.manager.stop(conversation_id)
 

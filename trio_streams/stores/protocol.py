@@ -109,8 +109,16 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
-        """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent."""
+    async def stop(
+        self, conversation_id: str, *, owner: str | None = None, generation: str | None = None
+    ) -> bool:
+        """DELETE: cancel the producer wherever it runs, evict and finalize. Idempotent.
+
+        With ``generation``, only if that is still the session's generation, checked and
+        stopped in one step: a Stop meant for the answer a client shows leaves alone a
+        newer one that another client (or tab) started meanwhile. ``False`` if nothing
+        was stopped (unknown, another owner's, or another generation).
+        """
         ...
 
     async def cancel(self, conversation_id: str, *, owner: str | None = None) -> bool:

@@ -147,14 +147,24 @@ def read_operation(parameters: list[dict[str, Any]], summary: str) -> dict[str, 
     }
 
 
+STOP_GENERATION_QUERY = {
+    **GENERATION_QUERY,
+    "description": "Stops the session only if this is still its generation (lookup's "
+    "'generation', or the X-Stream-Generation of the response that started it), checked "
+    "and stopped in one step: a newer generation started meanwhile is left alone, and "
+    "the answer is still a 204. Empty is the same as absent.",
+}
+
+
 def stop_operation(parameters: list[dict[str, Any]], summary: str) -> dict[str, Any]:
     return {
         "summary": summary,
-        "parameters": parameters,
+        "parameters": [*parameters, STOP_GENERATION_QUERY],
         "responses": {
             "204": {
                 "description": "Always, found or not: the producer is cancelled, the "
-                "session evicted and finalized, its readers end."
+                "session evicted and finalized, its readers end (with 'generation', only "
+                "if that is still the session's generation)."
             },
             **refs("400", "401", "404"),
         },

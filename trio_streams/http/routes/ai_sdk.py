@@ -125,12 +125,7 @@ def register(app: QuartTrio, store: SessionStore, start_chat: StartChatStream) -
             raise ApiError(400, "'activeStreamId' must be a string or null")
         if not isinstance(body.get("assistantMessage"), dict | None):
             raise ApiError(400, "'assistantMessage' must be a UI message object or null")
-        if pinned:
-            # The generation the client was showing (the X-Stream-Generation of its
-            # stream): a stop that arrives after a newer message started leaves it alone.
-            found = await store.lookup([conversation_id], owner=owner)
-            current = next((i for i in found if i.conversation_id == conversation_id), None)
-            if current is not None and current.generation != pinned:
-                return json_response({"success": True})
-        await store.stop(conversation_id, owner=owner)
+        # Pinned to the generation the client was showing (the X-Stream-Generation of its
+        # stream), a stop that arrives after a newer message started leaves that one alone.
+        await store.stop(conversation_id, owner=owner, generation=pinned or None)
         return json_response({"success": True})

@@ -129,7 +129,8 @@ def register(app: QuartTrio, store: SessionStore) -> None:
 
     async def stop(raw_id: str | None) -> Response:
         conversation_id = validation.conversation_id(raw_id)
-        await store.stop(conversation_id, owner=auth.current_owner())
+        generation = validation.generation(request.args.get("generation"))
+        await store.stop(conversation_id, owner=auth.current_owner(), generation=generation)
         return Response("", status=204)
 
     @app.get("/v1/stream")

@@ -275,9 +275,10 @@ return finalize(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(
 """
 )
 
-#: ARGV: prefix, stamp, cid, now, ttl, API key owner. DELETE: finalize if live, then evict,
-#: leaving a tombstone (reason, generation, API key) for the TTL.
-#: Returns {owner, gen, was_live} or {} if there was no session of that API key.
+#: ARGV: prefix, stamp, cid, now, ttl, API key owner, generation ('' for any). DELETE:
+#: finalize if live, then evict, leaving a tombstone (reason, generation, API key) for the
+#: TTL. Returns {owner, gen, was_live}, or {} if there was no session of that API key (or
+#: of that generation: checked in the same step, so a newer generation is left alone).
 STOP = (
     _PRELUDE
     + r"""
@@ -285,6 +286,7 @@ local cid = ARGV[3]
 local meta = meta_key(cid)
 local m = redis.call('HMGET', meta, 'gen', 'owner', 'done', 'key')
 if not m[1] or m[4] ~= ARGV[6] then return {} end  -- none, or another API key's
+if ARGV[7] ~= '' and m[1] ~= ARGV[7] then return {} end  -- pinned to another generation
 local live = '0'
 if m[3] == '0' then
   finalize(cid, m[1], ARGV[4], tonumber(ARGV[5]), '', 0, 'stopped')

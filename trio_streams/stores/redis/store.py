@@ -279,10 +279,17 @@ class RedisStore(Lifetime):
         local = self._producing.get(current)
         return RedisStream(self._reading, conversation_id, current, local)
 
-    async def stop(self, conversation_id: str, *, owner: str | None = None) -> bool:
+    async def stop(
+        self, conversation_id: str, *, owner: str | None = None, generation: str | None = None
+    ) -> bool:
         with unavailable():
             result = await self.commands.run(
-                "STOP", conversation_id, int(time.time()), self.commands.ttl_seconds, owner or ""
+                "STOP",
+                conversation_id,
+                int(time.time()),
+                self.commands.ttl_seconds,
+                owner or "",
+                generation or "",
             )
         if not result:
             return False
