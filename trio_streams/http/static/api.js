@@ -67,8 +67,13 @@ export function generationOf(response) {
   return response.headers.get("X-Stream-Generation");
 }
 
-export function stop(conversationId) {
-  return fetch(api(`v1/stream?conv_id=${encodeURIComponent(conversationId)}`), {
+/**
+ * Stop a conversation's stream. With `generation` (the answer the page shows), only if
+ * that is still the current one: a newer answer started from another tab is left alone.
+ */
+export function stop(conversationId, generation) {
+  const pin = generation ? `&generation=${encodeURIComponent(generation)}` : "";
+  return fetch(api(`v1/stream?conv_id=${encodeURIComponent(conversationId)}${pin}`), {
     method: "DELETE",
     headers: withKey(),
   });

@@ -378,7 +378,7 @@ async function sendStop(stopping) {
   renderList();
   for (let attempt = 0; attempt < 6; attempt += 1) {
     try {
-      const response = await api.stop(stopping.conversationId);
+      const response = await api.stop(stopping.conversationId, stopping.generation);
       if (response.ok) finish(stopping, "stopped", "Stopped: the model stopped generating.");
       return;
     } catch {
@@ -392,7 +392,8 @@ async function sendStop(stopping) {
 function removeConversation(conversationId) {
   const conversation = store.load(conversationId);
   if (conversation && (!conversation.finished || conversation.outcome === "stopping")) {
-    api.stop(conversationId).catch(() => {}); // the TTL ends it if this DELETE is lost
+    // The TTL ends it if this DELETE is lost.
+    api.stop(conversationId, conversation.generation).catch(() => {});
   }
   store.remove(conversationId);
   if (state && state.conversationId === conversationId) {
