@@ -9,6 +9,8 @@ or Hypercorn is the point keep the real server.
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -107,6 +109,19 @@ def in_process(request: pytest.FixtureRequest) -> bool:
     """Marked ``in_process`` (a test inside marks itself ``in_process(False)`` to opt out)."""
     marker = request.node.get_closest_marker("in_process")
     return marker is not None and marker.args[:1] != (False,)
+
+
+@pytest.fixture(scope="session")
+def serve_help() -> str:
+    """What the real ``trio-streams serve --help`` prints: run once, read by every test of it
+    (each start of the command costs about a second of CPU, for the same text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 @pytest.fixture(scope="session")
