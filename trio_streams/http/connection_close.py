@@ -14,6 +14,11 @@ Shielding the response's final ``send`` lets the close finish. Hypercorn already
 its socket writes, so this adds no wait that was not there. The wrapper is on every HTTP
 request (which connection is still kept alive at shutdown is only known then); on the
 streaming path it costs one call per chunk, about 0.2 µs.
+
+Not while the request's body is still arriving, unless the client asked for the close: an
+early answer (``413`` to a 10 MB upload) would then close a socket with unread bytes, and
+the client, still writing, gets a reset (``EPIPE``) instead of the answer. Left open, the
+client finishes its upload and reads the ``413``, as before.
 """
 
 from __future__ import annotations
@@ -38,11 +43,32 @@ class ShieldFinalSend:
             await self._app(scope, receive, send)
             return
 
+        body_received = closes(scope)
+
+        async def receive_noting_the_body() -> Message:
+            nonlocal body_received  # called once per body chunk, and for the disconnect
+            message: Message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_received = True
+            return message
+
         async def send_final_shielded(message: Message) -> None:
             if message.get("more_body", False) or message["type"] != "http.response.body":
                 await send(message)  # the streaming path: one test, then Hypercorn's send
-                return
-            with trio.CancelScope(shield=True):
-                await send(message)
+            elif not body_received:
+                await send(message)  # an early answer: see the module's docstring
+            else:
+                with trio.CancelScope(shield=True):
+                    await send(message)
 
-        await self._app(scope, receive, send_final_shielded)
+        await self._app(scope, receive_noting_the_body, send_final_shielded)
+
+
+def closes(scope: Any) -> bool:
+    """Whether the connection closes after this request's response (HTTP/1.0 or asked)."""
+    if scope.get("http_version") == "1.0":
+        return True
+    return any(
+        name.lower() == b"connection" and b"close" in value.lower()
+        for name, value in scope.get("headers", ())
+    )
