@@ -9,6 +9,8 @@ or Hypercorn is the point keep the real server.
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -35,12 +37,26 @@ pytest_plugins = ["tests.redis_fixtures", "pytester"]
 TEST_TPS = 200.0
 
 
+#: Modules whose tests take longest (real time, or another process's CPU), in that order:
+#: collected first, so ``pytest -n auto`` starts them at once on different workers instead
+#: of leaving one of them for the end of the run (xdist hands tests out in collection order).
+#: Whole modules move, so module fixtures are still set up once.
+LONGEST_FIRST = (
+    "tests/durable_streams/test_conformance.py",  # the Node conformance suite: about 45 s
+    "tests/http/test_fuzz_http.py",  # schemathesis
+    "tests/deploy/test_reconnect_storm.py",
+    "tests/client/test_client.py",
+    "tests/core/test_manager_stateful.py",
+)  # Not the soak: its 2 s TTL is real time, and beside schemathesis at the start a chaos
+# client of a loaded machine once stayed away longer (a resume got 404).
+
 #: Fixtures that start a Redis-protocol server: a test that uses one is marked ``redis``.
 REDIS_FIXTURES = {"redis_server", "persistent_redis_server", "streams_redis"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the Redis and browser tests, so ``-m "not browser and not redis"`` is the quick run.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the Redis and browser tests, so ``-m "not browser and not redis"`` is the quick run,
+    and put the :data:`LONGEST_FIRST` modules first.
 
     A test marked ``in_process`` runs on ``autojump_clock`` (``in_process(autojump=False)``:
     on the real clock). A test is ``redis`` if it uses a Redis server fixture or is
@@ -67,6 +83,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis)
         if item.path.name.startswith("test_browser"):
             item.add_marker(pytest.mark.browser)
+    root = config.rootpath
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its order, the others theirs
 
 
 def run_on_autojump_clock(
@@ -86,6 +109,19 @@ def in_process(request: pytest.FixtureRequest) -> bool:
     """Marked ``in_process`` (a test inside marks itself ``in_process(False)`` to opt out)."""
     marker = request.node.get_closest_marker("in_process")
     return marker is not None and marker.args[:1] != (False,)
+
+
+@pytest.fixture(scope="session")
+def serve_help() -> str:
+    """What the real ``trio-streams serve --help`` prints: run once, read by every test of it
+    (each start of the command costs about a second of CPU, for the same text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trio_streams", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 @pytest.fixture(scope="session")

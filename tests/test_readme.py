@@ -182,6 +182,25 @@ def test_readme_stays_short_and_starts_with_the_two_commands() -> None:
     assert "pip install --quiet -e '.[test]'" in ci and f"\n{tests[1]}\n" in ci
 
 
+def test_every_page_runs_the_suite_as_the_readme_does() -> None:
+    """A page that runs the suite (``pytest`` on no file) runs it with the README's options
+    (``-n auto``): a reader copying the command gets the run CI makes, not a serial one."""
+    readme = re.search(r"pip install -e '\.\[test\]' && (pytest.*)$", README.read_text(), re.M)
+    assert readme is not None
+    options = readme[1].removeprefix("pytest")
+    commands = [
+        line.split("#")[0].strip()
+        for page in PAGES
+        for match in _FENCE.finditer(page.read_text())
+        for line in match.group(2).splitlines()
+        if re.search(r"(^|&& )pytest\b", line)
+    ]
+    suite = [c for c in commands if not re.search(r"pytest .*\btests/", c)]
+    assert len(suite) >= 3, commands
+    for command in suite:
+        assert re.search(r"pytest" + re.escape(options) + r"( |$)", command), command
+
+
 @pytest.mark.parametrize("command", ["serve", "tail"])
 def test_every_option_is_in_the_configuration_page(command: str) -> None:
     """An option added to the CLI without a row in the table fails here."""

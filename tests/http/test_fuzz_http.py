@@ -16,6 +16,10 @@ import trio
 from tests.conftest import StartServer
 
 KEY = "fuzz-key-1"
+#: Random examples per operation in the fuzzing and stateful phases; the coverage phase
+#: (each operation's boundary and invalid values, about 840 requests) does not depend on
+#: it. 8 rather than 15: 1056 requests instead of 1240, about 5 s of CPU less.
+MAX_EXAMPLES = 8
 #: What a schema-valid request may be answered besides a 2xx, where no schema can tell a
 #: valid value from an unlucky one: a ``starting_after`` past the last event is a 400
 #: (OpenAI's answer), a ``generation`` that is not the session's is a 409 (replaced), a
@@ -34,7 +38,7 @@ async def test_schemathesis_finds_nothing(start_server: StartServer, tmp_path: P
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
         "--checks", "all",
-        "--max-examples", "15",
+        "--max-examples", str(MAX_EXAMPLES),
         "--seed", "8",
         "--request-timeout", "10",
         "--header", f"Authorization: Bearer {KEY}",

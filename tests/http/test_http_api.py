@@ -456,10 +456,6 @@ async def test_replacement_ends_the_old_stream_and_takes_the_id(
     assert replay.content == new_raw
 
 
-# On the real clock: under autojump_clock, core/keepalive.py's loop spins forever once the
-# clock lands exactly on a ping's deadline and ``now - last_append`` rounds below the
-# interval (here at once, with 0.001 s) -- a bug of the core, reported, not fixed here.
-@pytest.mark.in_process(autojump=False)
 async def test_keep_alive_while_idle_per_request(client: httpx.AsyncClient) -> None:
     # The demo model at 200 tokens/s never idles 5 s; a tiny per-request interval shows pings
     # are written into the log, so offsets stay identical for every reader.

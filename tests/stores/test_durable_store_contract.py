@@ -5,9 +5,10 @@ Each test gets two store instances, ``a`` and ``b``: for Redis, two
 servers behind a load balancer are); for memory, the same store twice. What one writes,
 the other reads, waits on, forks and deletes.
 
-Real time, short intervals: the Redis store waits on sockets, which trio's autojump
-clock would skip over (the memory store's timing is tested under the virtual clock in
-its own tests).
+Redis in real time, short intervals: the Redis store waits on sockets, which trio's
+autojump clock would skip over. Memory on the autojump clock: its expiry and GC run on
+trio's clock, so the same sleeps take no real time (and a ``sleep`` that lets a reader
+start waiting returns only once every task is blocked).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 import trio
 
+from tests.conftest import run_on_autojump_clock
 from tests.redis_fixtures import RedisServer
 from trio_streams.core.durable.errors import (
     BadRequestError,
@@ -55,7 +57,9 @@ class Pair:
     b: DurableStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(
+    params=[pytest.param("memory", marks=pytest.mark.trio(run=run_on_autojump_clock)), "redis"]
+)
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     async with AsyncExitStack() as stack:
         if request.param == "memory":
