@@ -14,7 +14,23 @@ import trio
 CHUNK = 16 * 1024
 
 
-class CuttingProxy:
+class LocalRelay:
+    """Listens on a free port of 127.0.0.1 and hands each connection to :meth:`_relay`."""
+
+    port = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await trio.serve_listeners(self._relay, listeners, handler_nursery=nursery)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        raise NotImplementedError
+
+
+class CuttingProxy(LocalRelay):
     """Relays to ``127.0.0.1:target_port``; cuts each connection after ``cut_at()`` bytes.
 
     ``cut_at`` is asked once per connection (``None``: never cut it). With ``trigger``,
@@ -36,20 +52,12 @@ class CuttingProxy:
         self.target_port = target_port
         self.cut_at = cut_at
         self.trigger = trigger
-        self.port = 0
         self.connections = 0
         self.cuts = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._relay, listeners, handler_nursery=nursery)
 
     async def _relay(self, client: trio.SocketStream) -> None:
         self.connections += 1

@@ -10,6 +10,7 @@ import anyio.abc
 import pytest
 import trio
 
+from tests.cutting_proxy import LocalRelay
 from tests.redis_fixtures import RedisServer
 from trio_streams.stores.redis.pool import command_client
 from trio_streams.stores.redis.subscriber import (
@@ -191,14 +192,13 @@ async def test_a_silent_connection_is_given_up_10_s_after_its_ping(
 # -- a real half-open connection ----------------------------------------------------------
 
 
-class FreezingProxy:
+class FreezingProxy(LocalRelay):
     """Relays 127.0.0.1:<port> to a Redis server. :meth:`freeze` makes every connection
     that has subscribed so far go silent both ways without closing, as a half-open TCP
     connection behind a load balancer does; new connections relay as before."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = 0
         #: Per connection: [subscribed, frozen]
         self._connections: list[list[bool]] = []
 
@@ -209,13 +209,6 @@ class FreezingProxy:
     def freeze(self) -> None:
         for state in self._connections:
             state[1] = state[0]
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._relay, listeners, handler_nursery=nursery)
 
     async def _relay(self, client: trio.SocketStream) -> None:
         upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
