@@ -177,10 +177,13 @@ class Producing:
 
     async def keep_alive(self, local: LocalProducer, interval: float) -> None:
         """Write ``: ping`` whenever the stream has been silent for ``interval`` seconds
-        (the same rule as the in-memory ``keepalive.keep_alive``), until ``data: [DONE]``."""
+        (the same rule as the in-memory ``keepalive.keep_alive``), until ``data: [DONE]``.
+
+        As there, the clock is compared with the deadline the sleep used, never
+        ``now - last >= interval``, which can round below ``interval`` and spin."""
         while True:
             await trio.sleep_until(local.last_append_clock + interval)
-            if trio.current_time() - local.last_append_clock >= interval:
+            if trio.current_time() >= local.last_append_clock + interval:
                 if ends_with_done(local.tail) or local.closed:
                     return
                 # Pings are comments: no id, as in memory (keepalive.py appends them raw).
