@@ -51,23 +51,10 @@ class Control:
         self._closed = True
         self._scope.cancel()
 
-    async def run(self) -> None:
-        """This instance's control side: its channel and its producers' lease renewals."""
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.renew_leases)
-                await self.listen()
-                nursery.cancel_scope.cancel()
-
-    async def renew_leases(self) -> None:
-        """Every third of a lease period, renew every local producer's lease at once, and
-        stop the producers whose session moved on."""
-        while True:
-            await trio.sleep(self._commands.lease_seconds / 3)
-            await self.renew_all()
-
     async def renew_all(self) -> None:
-        """One round of renewals: ``RENEW_MANY`` per :data:`RENEW_BATCH` producers."""
+        """One round of renewals, every third of a lease (a chore of the store's
+        :class:`~trio_streams.core.lifetime.Lifetime`): ``RENEW_MANY`` per
+        :data:`RENEW_BATCH` producers; those whose session moved on are stopped."""
         running = [
             local
             for local in self._producing.running.values()
@@ -103,20 +90,21 @@ class Control:
     async def listen(self) -> None:
         """Cancel the producers that other instances name on this instance's channel."""
         channel = control_channel(self.instance_id)
-        while True:
-            try:
-                async with self._client.pubsub(
-                    channels=[channel], ignore_subscribe_messages=True
-                ) as messages:
-                    self.listening.set()
-                    async for message in messages:
-                        generation, _, _ = text(message["data"]).partition(" ")
-                        self.cancel_local(generation)
-            except BaseException as exc:
-                # coredis's subscriber tasks may end with ClosedResourceError next to
-                # our Cancelled when shutdown cancels them: that is the end we asked for.
-                if self._closed:
-                    return
-                if not only(exc, REDIS_ERRORS):
-                    raise
-                await trio.sleep(0.5)
+        with self._scope:
+            while True:
+                try:
+                    async with self._client.pubsub(
+                        channels=[channel], ignore_subscribe_messages=True
+                    ) as messages:
+                        self.listening.set()
+                        async for message in messages:
+                            generation, _, _ = text(message["data"]).partition(" ")
+                            self.cancel_local(generation)
+                except BaseException as exc:
+                    # coredis's subscriber tasks may end with ClosedResourceError next to
+                    # our Cancelled when shutdown cancels them: that is the end we asked for.
+                    if self._closed:
+                        return
+                    if not only(exc, REDIS_ERRORS):
+                        raise
+                    await trio.sleep(0.5)

@@ -42,7 +42,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason, Tombstone, check_pin
 from trio_streams.core.event_ids import EventIdStamper
 from trio_streams.core.generations import event_id_prefix, new_generation
-from trio_streams.core.lifetime import Lifetime
+from trio_streams.core.lifetime import Chore, Lifetime
 from trio_streams.core.limits import ConversationOwnedError, Limits
 from trio_streams.core.manager import (
     DEFAULT_GC_INTERVAL,
@@ -155,7 +155,7 @@ class RedisStore(Lifetime):
         await stack.enter_async_context(self.memory)
         nursery = await self._open_nursery(stack)
         self._reading.nursery = nursery
-        nursery.start_soon(self._control.run)
+        nursery.start_soon(self._control.listen)
         nursery.start_soon(self._producing.flusher.run)
         nursery.start_soon(self._reading.subscriber.run)
         await stack.enter_async_context(self._durable_streams)
@@ -171,6 +171,10 @@ class RedisStore(Lifetime):
             without_password(self.url),
             self.instance_id[:8],
         )
+
+    def _chores(self) -> Iterable[Chore]:
+        """Every producer's lease renewed, one call per instance every third of a lease."""
+        return ((self.commands.lease_seconds / 3, self._control.renew_all),)
 
     def shutdown(self) -> None:
         """Refuse new streams, cancel this instance's producers (each finalizes its
