@@ -24,9 +24,11 @@ from trio_streams.core.durable.headers import (
     closed,
     expiry,
     fork_source,
+    MAX_TOKEN_LENGTH,
     producer_claim,
     rfc3339,
     stream_content_type,
+    stream_seq,
 )
 from trio_streams.core.durable.lifecycle import deadline, message_ends, slid, sub_offset_bytes
 from trio_streams.core.durable.model import AppendRequest, AppendStatus, StreamMeta
@@ -107,10 +109,21 @@ def test_producer_headers_come_all_together_as_safe_integers() -> None:
         {"Producer-Id": "", "Producer-Epoch": "0", "Producer-Seq": "0"},
         {"Producer-Id": "p", "Producer-Epoch": "1e3", "Producer-Seq": "0"},
         {"Producer-Id": "p", "Producer-Epoch": "0", "Producer-Seq": str(2**53)},
+        {"Producer-Id": "p" * (MAX_TOKEN_LENGTH + 1), "Producer-Epoch": "0", "Producer-Seq": "0"},
     ]
     for headers in bad:
         with pytest.raises(BadRequestError):
             producer_claim(headers)
+    longest = "p" * MAX_TOKEN_LENGTH
+    claim = producer_claim({"Producer-Id": longest, "Producer-Epoch": "0", "Producer-Seq": "0"})
+    assert claim == ProducerClaim(longest, 0, 0)
+
+
+def test_stream_seq_is_opaque_but_bounded() -> None:
+    assert stream_seq({}) is None
+    assert stream_seq({"Stream-Seq": "s" * MAX_TOKEN_LENGTH}) == "s" * MAX_TOKEN_LENGTH
+    with pytest.raises(BadRequestError, match="Stream-Seq"):
+        stream_seq({"Stream-Seq": "s" * (MAX_TOKEN_LENGTH + 1)})
 
 
 def test_content_types_and_closure() -> None:

@@ -32,6 +32,10 @@ PRODUCER_RECEIVED_SEQ = "Producer-Received-Seq"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: Producer epochs and sequences stay exact in JavaScript.
 MAX_SAFE_INTEGER = 2**53 - 1
+#: The longest ``Producer-Id`` and ``Stream-Seq``: both are stored with the stream (the
+#: producer's state, the last sequence) for as long as it lives, so a client must not be
+#: able to make each append cost kilobytes of bookkeeping.
+MAX_TOKEN_LENGTH = 256
 #: Where generic streams live below the mount (``/ds``): a fork names its source by it.
 STREAM_PREFIX = "/v1/stream/"
 
@@ -128,6 +132,7 @@ def producer_claim(headers: Headers) -> ProducerClaim | None:
     assert raw_id is not None and raw_epoch is not None and raw_seq is not None
     if raw_id == "":
         raise BadRequestError("Invalid Producer-Id: must not be empty")
+    _short(PRODUCER_ID, raw_id)
     return ProducerClaim(
         raw_id, _safe_integer(PRODUCER_EPOCH, raw_epoch), _safe_integer(PRODUCER_SEQ, raw_seq)
     )
@@ -141,7 +146,15 @@ def _safe_integer(name: str, raw: str) -> int:
 
 def stream_seq(headers: Headers) -> str | None:
     """``Stream-Seq``: an opaque string compared byte-wise (absent: ``None``)."""
-    return headers.get(STREAM_SEQ)
+    raw = headers.get(STREAM_SEQ)
+    if raw is not None:
+        _short(STREAM_SEQ, raw)
+    return raw
+
+
+def _short(name: str, raw: str) -> None:
+    if len(raw) > MAX_TOKEN_LENGTH:
+        raise BadRequestError(f"Invalid {name}: longer than {MAX_TOKEN_LENGTH} characters")
 
 
 @dataclass(frozen=True, slots=True)
