@@ -21,10 +21,10 @@ from trio_streams.core.durable.errors import (
     StreamTooLargeError,
 )
 from trio_streams.core.durable.headers import (
+    MAX_TOKEN_LENGTH,
     closed,
     expiry,
     fork_source,
-    MAX_TOKEN_LENGTH,
     producer_claim,
     rfc3339,
     stream_content_type,
