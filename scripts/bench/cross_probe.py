@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -75,6 +76,14 @@ async def idle_subscriber(redis_url: str, seconds: float) -> dict[str, float]:
     return {"p50_ms": late[len(late) // 2], "p99_ms": late[int(len(late) * 0.99)]}
 
 
+def busy_cores(before: Any, after: Any) -> float:
+    """How many of the machine's cores were busy between two ``psutil.cpu_times()``: with
+    every process on it counted, the scenario's and anyone else's."""
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    total = sum(after) - sum(before)
+    return float(psutil.cpu_count() * (1 - idle / total)) if total else 0.0
+
+
 def run_once(args: argparse.Namespace, redis: RedisServer, log: Any) -> None:
     a, a_info = start_server(redis.url, log)
     b, b_info = start_server(redis.url, log)
@@ -87,6 +96,7 @@ def run_once(args: argparse.Namespace, redis: RedisServer, log: Any) -> None:
                 stdout=subprocess.PIPE,
                 text=True,
             )
+        machine_before = psutil.cpu_times()
         load = subprocess.run(
             [
                 sys.executable, "bench_load.py", "fanout",
@@ -95,6 +105,7 @@ def run_once(args: argparse.Namespace, redis: RedisServer, log: Any) -> None:
                 "--warmup", str(args.warmup), "--window", str(args.window),
                 "--ramp-timeout", str(args.ramp_timeout),
                 "--producer-port", str(a_info["port"]), "--producer-pid", str(a_info["pid"]),
+                "--store-pid", str(redis.pid),
             ],
             cwd=SCRIPTS,
             capture_output=True,
@@ -102,12 +113,23 @@ def run_once(args: argparse.Namespace, redis: RedisServer, log: Any) -> None:
             check=True,
         )  # fmt: skip
         result = json.loads(load.stdout)
+        busy = busy_cores(machine_before, psutil.cpu_times())
+        window_cpu = (
+            result["producer_cpu_seconds"]
+            + result["server_cpu_seconds"]
+            + result["store_cpu_seconds"]
+            + result["load_cpu_fraction"] * args.window
+        )
         print(
             f"S={args.streams}: B delivered {result['events_per_s']:.0f} ev/s "
             f"(offered {result['offered_events_per_s']:.0f}), p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms; CPU over the {args.window:g} s window: "
-            f"A {result['producer_cpu_seconds']:.2f} s, B {result['server_cpu_seconds']:.2f} s; "
-            f"ramp {result['ramp_seconds']:.1f} s",
+            f"A {result['producer_cpu_seconds']:.2f} s, B {result['server_cpu_seconds']:.2f} s, "
+            f"Redis {result['store_cpu_seconds']:.2f} s, the load process "
+            f"{result['load_cpu_fraction'] * args.window:.2f} s; ramp {result['ramp_seconds']:.1f} s; "
+            f"cores the scenario kept busy in the window: {window_cpu / args.window:.2f}, "
+            f"the machine's over the whole run (ramp included, anyone's): {busy:.2f} "
+            f"of {psutil.cpu_count()}",
             flush=True,
         )
         if probe is not None:
