@@ -126,7 +126,8 @@ def run_once(args: argparse.Namespace, redis: RedisServer, log: Any) -> None:
             f"p99 {result['p99_ms']:.1f} ms; CPU over the {args.window:g} s window: "
             f"A {result['producer_cpu_seconds']:.2f} s, B {result['server_cpu_seconds']:.2f} s, "
             f"Redis {result['store_cpu_seconds']:.2f} s, the load process "
-            f"{result['load_cpu_fraction'] * args.window:.2f} s; ramp {result['ramp_seconds']:.1f} s; "
+            f"{result['load_cpu_fraction'] * args.window:.2f} s; "
+            f"ramp {result['ramp_seconds']:.1f} s; "
             f"cores the scenario kept busy in the window: {window_cpu / args.window:.2f}, "
             f"the machine's over the whole run (ramp included, anyone's): {busy:.2f} "
             f"of {psutil.cpu_count()}",
