@@ -14,7 +14,8 @@ from tests.cli_refusals import refused_serve
 from tests.conftest import StartServer
 from tests.helpers import chat_body, chat_text, http_client
 from tests.test_cli import start_process
-from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE, check_origin
+from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE
+from trio_streams.http.option_values import check_origin
 from trio_streams.testing.fake_upstream import FakeUpstream
 
 #: The API in-process (tests/conftest.py): these tests need no socket.
