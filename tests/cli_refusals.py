@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import pytest
 from click.testing import CliRunner, Result
 
-from trio_streams import cli
+from trio_streams import cli, server
 
 
 def refused_serve(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -24,6 +24,7 @@ def refused_serve(*args: str, env: dict[str, str] | None = None) -> Result:
         raise AssertionError(f"serve {' '.join(args)} was not refused: it started serving")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "serve_forever", served)
-        patch.setattr(cli, "serve_workers", served)
+        # serve imports these when it runs, so the module's own names are the ones to patch.
+        patch.setattr(server, "serve", served)
+        patch.setattr(server, "serve_workers", served)
         return CliRunner().invoke(cli.main, ["serve", *args], env=env, prog_name="trio-streams")

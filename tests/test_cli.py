@@ -12,7 +12,9 @@ import httpx
 import pytest
 import trio
 
-from tests.helpers import chat_body
+from tests.cli_options import serve_options
+from tests.conftest import StartServer
+from tests.helpers import chat_body, http_client
 from trio_streams.core.end_reasons import EndReason, end_event
 
 SERVING = re.compile(rb"serving on (http://\S+)")
@@ -85,26 +87,22 @@ async def test_signal_ends_every_reader_and_exits_0_within_5s(signum: signal.Sig
     assert "Traceback" not in log
 
 
-async def test_options_come_from_environment_variables() -> None:
-    server = await start_process(env={"TRIO_STREAMS_SESSION_MAX_BYTES": "700"})
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            await client.post(
-                "/v1/chat/completions",
-                json=chat_body(max_tokens=20),
-                headers={"X-Conversation-Id": "env"},
-            )
-            lookup = await client.post("/v1/streams/lookup", json={"conversation_ids": ["env"]})
-            info = lookup.json()
-            lost = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 701})
-            assert lost.status_code == 400
-            kept = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 700})
-            assert kept.status_code == 200 and len(kept.content) == 700
-    finally:
-        server.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
-            assert await server.process.wait() == 0
+@pytest.mark.in_process
+async def test_options_come_from_environment_variables(start_server: StartServer) -> None:
+    env = {"TRIO_STREAMS_SESSION_MAX_BYTES": "700"}
+    server = await start_server(**serve_options(env=env))
+    async with http_client(server, timeout=10) as client:
+        await client.post(
+            "/v1/chat/completions",
+            json=chat_body(max_tokens=20),
+            headers={"X-Conversation-Id": "env"},
+        )
+        lookup = await client.post("/v1/streams/lookup", json={"conversation_ids": ["env"]})
+        info = lookup.json()
+        lost = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 701})
+        assert lost.status_code == 400
+        kept = await client.get("/v1/stream/env", params={"from": info[0]["total_bytes"] - 700})
+        assert kept.status_code == 200 and len(kept.content) == 700
 
 
 def test_help_explains_every_option(serve_help: str) -> None:

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import click
 
-from trio_streams.http.auth import read_key_file
-from trio_streams.http.cors import check_origin
-from trio_streams.http.routes.page import INDEX, PAGE_CHOICES, UPSTREAM
+from trio_streams.http.option_values import (
+    INDEX,
+    PAGE_CHOICES,
+    UPSTREAM,
+    check_origin,
+    read_key_file,
+)
 from trio_streams.listener_options import listener_settings, option_group
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,

@@ -1,4 +1,9 @@
-"""The ``trio-streams`` command line."""
+"""The ``trio-streams`` command line.
+
+The web stack (Quart, Hypercorn: about half a second) is imported by ``serve`` when it runs,
+and the HTTP client by ``tail``: ``--help``, ``--version`` and a refused option start
+without them.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +19,8 @@ from click.core import ParameterSource
 
 from trio_streams.app_options import app_options, settings_from_options
 from trio_streams.client.streams_client import DEFAULT_URL
-from trio_streams.client.tail import stdout
-from trio_streams.client.tail import tail as tail_stream
 from trio_streams.core.generations import split_event_id
-from trio_streams.http.loop_guard import UpstreamLoopError
 from trio_streams.listener_options import LISTENER_OPTIONS, listener_options
-from trio_streams.server import ListenError, first_leaf, serve_workers
-from trio_streams.server import serve as serve_forever
 from trio_streams.settings import Settings
 from trio_streams.stores.url import MEMORY, check_store
 
@@ -61,6 +61,10 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
     """
     configure_logging(options["log_level"])
     settings = settings_from_options(ctx)
+    from trio_streams.http.loop_guard import UpstreamLoopError
+    from trio_streams.server import ListenError, first_leaf, serve_workers
+    from trio_streams.server import serve as serve_forever
+
     if settings.workers > 1:
         if check_store(settings.store) == MEMORY:
             raise click.BadParameter(
@@ -162,6 +166,9 @@ def tail(conversation_id: str, position: str, url: str, raw: bool, api_key: str 
     if parsed is None:
         raise click.BadParameter("expected a byte offset or an event id", param_hint="--from")
     generation, offset = parsed
+    from trio_streams.client.tail import stdout
+    from trio_streams.client.tail import tail as tail_stream
+
     status = trio.run(
         partial(
             tail_stream,

@@ -19,9 +19,8 @@ from trio_streams.core.manager import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_TTL,
 )
-from trio_streams.http.routes.durable_streams import DEFAULT_LONG_POLL_TIMEOUT
-from trio_streams.http.routes.streams import DEFAULT_MAX_LOOKUP_IDS
-from trio_streams.producers.upstream.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from trio_streams.http.option_values import DEFAULT_LONG_POLL_TIMEOUT, DEFAULT_MAX_LOOKUP_IDS
+from trio_streams.producers.upstream.routes import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 from trio_streams.stores.durable.memory import DEFAULT_MAX_STREAM_BYTES, DEFAULT_MAX_STREAMS
 from trio_streams.stores.durable.memory import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYTES_DS
 

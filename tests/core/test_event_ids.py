@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import itertools
 import re
-import signal
 
 import httpx
 import pytest
-import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 from httpx_sse._decoders import SSELineDecoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.cli_options import serve_options
 from tests.conftest import StartServer
 from tests.helpers import assert_error, chat_body, chat_text, ends_with_done, http_client
-from tests.test_cli import start_process
 from trio_streams.core.event_ids import EventIdStamper, id_line
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
@@ -304,17 +302,10 @@ async def test_event_ids_can_be_turned_off_for_byte_identical_streams(
 @pytest.mark.parametrize(
     ("args", "env"), [(("--no-event-ids",), {}), ((), {"TRIO_STREAMS_EVENT_IDS": "false"})]
 )
-@pytest.mark.in_process(False)  # a real process, on the real clock
 async def test_the_command_line_turns_event_ids_off(
-    args: tuple[str, ...], env: dict[str, str]
+    args: tuple[str, ...], env: dict[str, str], start_server: StartServer
 ) -> None:
-    server = await start_process(*args, env=env)
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            raw = await start_chat(client, "c-cli", "no ids", max_tokens=5)
-        assert b"\nid:" not in raw and ends_with_done(raw)
-    finally:
-        server.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
-            assert await server.process.wait() == 0
+    server = await start_server(**serve_options(*args, env=env))
+    async with http_client(server, timeout=10) as client:
+        raw = await start_chat(client, "c-cli", "no ids", max_tokens=5)
+    assert b"\nid:" not in raw and ends_with_done(raw)

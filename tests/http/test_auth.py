@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import StartServer
 from tests.helpers import assert_error, chat_body, http_client
-from trio_streams.http.auth import ApiKeys, read_key_file
+from trio_streams.http.auth import ApiKeys
+from trio_streams.http.option_values import read_key_file
 from trio_streams.server import RunningServer
 
 #: The API in-process (tests/conftest.py): these tests need no socket.

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import trio
 
+from tests.cli_options import serve_options
 from tests.cli_refusals import refused_serve
 from tests.conftest import StartServer
 from tests.helpers import chat_body, chat_text, http_client
-from tests.test_cli import start_process
-from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE, check_origin
+from trio_streams.http.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE
+from trio_streams.http.option_values import check_origin
 from trio_streams.testing.fake_upstream import FakeUpstream
 
 #: The API in-process (tests/conftest.py): these tests need no socket.
@@ -238,19 +238,14 @@ def test_the_cli_refuses_a_path_or_trailing_slash() -> None:
 
 
 @pytest.mark.in_process(False)  # a real process, on the real clock
-async def test_the_cli_takes_origins_from_the_environment() -> None:
-    server = await start_process(env={"TRIO_STREAMS_CORS_ORIGIN": f"{ALLOWED} {OTHER_ALLOWED}"})
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            answers = {
-                origin: await preflight(http, "/v1/streams/lookup", "POST", "content-type", origin)
-                for origin in (ALLOWED, OTHER_ALLOWED, REFUSED)
-            }
-    finally:
-        server.process.terminate()
-        with trio.fail_after(10):
-            await server.process.wait()
+async def test_the_cli_takes_origins_from_the_environment(start_server: StartServer) -> None:
+    env = {"TRIO_STREAMS_CORS_ORIGIN": f"{ALLOWED} {OTHER_ALLOWED}"}
+    server = await start_server(**serve_options(env=env))
+    async with http_client(server, timeout=10) as http:
+        answers = {
+            origin: await preflight(http, "/v1/streams/lookup", "POST", "content-type", origin)
+            for origin in (ALLOWED, OTHER_ALLOWED, REFUSED)
+        }
     assert answers[ALLOWED].headers["access-control-allow-origin"] == ALLOWED
     assert answers[OTHER_ALLOWED].headers["access-control-allow-origin"] == OTHER_ALLOWED
     assert cors_headers(answers[REFUSED]) == {}

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from trio_streams.core.errors import CONFLICT, RATE_LIMIT, SERVER_ERROR, UNAVAILABLE
 from trio_streams.core.limits import CapacityError, ConversationOwnedError
 from trio_streams.core.manager import ManagerClosedError, SessionManager
-from trio_streams.http import auth, cors, loop_guard, openapi
+from trio_streams.http import auth, cors, loop_guard, openapi, option_values
 from trio_streams.http.access_log import AccessLog
 from trio_streams.http.errors import ApiError, error_response, error_type_for_status, json_response
 from trio_streams.http.metrics import EXTENSION_KEY, Metrics
@@ -51,12 +51,12 @@ def create_app(
     *,
     max_body_bytes: int = 1024 * 1024,
     api_keys: Iterable[str] = (),
-    max_lookup_ids: int = streams.DEFAULT_MAX_LOOKUP_IDS,
+    max_lookup_ids: int = option_values.DEFAULT_MAX_LOOKUP_IDS,
     upstream: UpstreamClient | None = None,
     cors_origins: Iterable[str] = (),
-    page_choice: page.PageChoice = page.BUILTIN,
+    page_choice: option_values.PageChoice = option_values.BUILTIN,
     page_dir: str | Path | None = None,
-    ds_long_poll_timeout: float = durable_streams.DEFAULT_LONG_POLL_TIMEOUT,
+    ds_long_poll_timeout: float = option_values.DEFAULT_LONG_POLL_TIMEOUT,
 ) -> QuartTrio:
     """The app; with ``upstream`` the OpenAI routes proxy to model servers, not the demo.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -57,12 +56,6 @@ class ApiKeys:
             if hmac.compare_digest(digest, known):
                 matched = known
         return None if matched is None else OWNER_PREFIX + matched.hex()[:16]
-
-
-def read_key_file(path: str | Path) -> list[str]:
-    """Keys from a file, one per line; blank lines and ``#`` comments are skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def presented_key(headers: Headers) -> str | None:

@@ -24,11 +24,12 @@ with a policy kept here:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from quart import Request
 from quart_cors import cors
 from quart_trio import QuartTrio
+
+from trio_streams.http.option_values import check_origin
 
 #: Request headers a browser may send: ours, then those of the OpenAI JavaScript SDK
 #: (``X-Stainless-*`` on every request), so it works from a page too.
@@ -85,41 +86,6 @@ EXPOSE_HEADERS = (
 )
 #: Seconds a browser may cache a preflight answer (Chromium caps it at 7200).
 MAX_AGE = 600
-ANY_ORIGIN = "*"
-
-
-def check_origin(value: str) -> str:
-    """``value`` as an origin to allow (``scheme://host[:port]``), or :class:`ValueError`.
-
-    A browser's ``Origin`` header has no path and no trailing slash, and is compared as a
-    string: ``http://localhost:3000/`` would never match, so it is refused here rather than
-    failing silently in the browser. ``null`` (sandboxed frames, ``file:`` pages) is
-    refused: any page can make its origin ``null``.
-    """
-    origin = value.strip()
-    if origin == ANY_ORIGIN:
-        return origin
-    if origin.lower() == "null":
-        raise ValueError("'null' is not an origin to trust: any sandboxed page sends it")
-    parts = urlsplit(origin)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
-        or origin.endswith(("?", "#"))
-    ):
-        raise ValueError(
-            f"{value!r} is not an origin: give scheme://host[:port], "
-            "without a path or a trailing slash (e.g. http://localhost:3000), or '*'"
-        )
-    try:
-        parts.port  # noqa: B018 - raises for a port out of range
-    except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
-    return origin
 
 
 def is_preflight(request: Request) -> bool:

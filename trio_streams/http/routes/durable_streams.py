@@ -60,8 +60,6 @@ from trio_streams.stores.durable.protocol import DurableStore, DurableStreamsUns
 
 logger = logging.getLogger("trio_streams")
 
-#: Seconds a long-poll waits by default (``--ds-long-poll-timeout``).
-DEFAULT_LONG_POLL_TIMEOUT = 20.0
 STREAM_PATH = MOUNT + "/v1/stream/"
 MAX_NAME_LENGTH = 1024
 # Visible ASCII, as conversation ids: no whitespace or control characters in a name.

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from quart import Response, send_file
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 
-#: Which page ``/`` serves: ours, or the upstream's (passed through).
-PageChoice = Literal["builtin", "upstream"]
-BUILTIN: PageChoice = "builtin"
-UPSTREAM: PageChoice = "upstream"
-PAGE_CHOICES: tuple[PageChoice, ...] = (BUILTIN, UPSTREAM)
-INDEX = "index.html"
+from trio_streams.http.option_values import BUILTIN, INDEX, PageChoice
 
 
 @dataclass(frozen=True, slots=True)

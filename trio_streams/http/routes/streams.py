@@ -18,11 +18,11 @@ from trio_streams.core.errors import NOT_FOUND
 from trio_streams.core.session import OffsetBeyondEndError, OffsetLostError, StreamSession
 from trio_streams.http import auth, metrics, validation
 from trio_streams.http.errors import ApiError, json_response
+from trio_streams.http.option_values import DEFAULT_MAX_LOOKUP_IDS
 from trio_streams.http.stream_transport import EventStreamResponse
 from trio_streams.stores.protocol import SessionStore, StreamHandle
 from trio_streams.stores.reader import read_then_end
 
-DEFAULT_MAX_LOOKUP_IDS = 100
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: The header a reconnecting ``EventSource`` sends with the id of the last event it got.
 LAST_EVENT_ID = "Last-Event-ID"

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from trio_streams.producers.upstream.routes import Upstream, UpstreamRoutes
+from trio_streams.producers.upstream.routes import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    Upstream,
+    UpstreamRoutes,
+)
 
 #: RFC 9110 §7.6.1 hop-by-hop headers, plus those the HTTP client computes itself.
 HOP_BY_HOP = frozenset(
@@ -56,9 +61,6 @@ _DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {
     "access-control-expose-headers",
     "access-control-max-age",
 }
-
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True, slots=True)

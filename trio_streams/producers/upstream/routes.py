@@ -15,6 +15,12 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+#: Seconds to connect to an upstream, and between two reads of its answer, by default
+#: (``--upstream-connect-timeout``, ``--upstream-read-timeout``); here rather than beside the
+#: HTTP client so the command line parses them without importing httpx.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 600.0
+
 
 class UpstreamConfigError(ValueError):
     """An ``--upstream`` value that cannot be used; the message says why."""
