@@ -15,10 +15,13 @@ its socket writes, so this adds no wait that was not there. The wrapper is on ev
 request (which connection is still kept alive at shutdown is only known then); on the
 streaming path it costs one call per chunk, about 0.2 µs.
 
-Not while the request's body is still arriving, unless the client asked for the close: an
-early answer (``413`` to a 10 MB upload) would then close a socket with unread bytes, and
-the client, still writing, gets a reset (``EPIPE``) instead of the answer. Left open, the
-client finishes its upload and reads the ``413``, as before.
+An early answer (``413`` to a 10 MB upload) ends while the request's body is still
+arriving, and Hypercorn closes such a connection at once: closing a socket with unread
+bytes resets it, and the client, still writing, gets ``EPIPE`` and may lose the answer it
+has not read yet (Node's ``fetch`` says ``fetch failed``). So the final ``send`` of such an
+answer waits until the body has arrived (Quart-Trio reads it meanwhile and drops what is
+past the limit), at most :data:`UPLOAD_GRACE_SECONDS`: the client reads the whole answer,
+and the connection stays open for its next request.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from typing import Any
 import trio
 
 Message = MutableMapping[str, Any]
+#: How long an early answer waits for the rest of its request's body: a client still
+#: uploading after that is cut off (Hypercorn closes the connection).
+UPLOAD_GRACE_SECONDS = 10.0
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
@@ -43,32 +49,26 @@ class ShieldFinalSend:
             await self._app(scope, receive, send)
             return
 
-        body_received = closes(scope)
+        body_received = trio.Event()
 
         async def receive_noting_the_body() -> Message:
-            nonlocal body_received  # called once per body chunk, and for the disconnect
+            # Called once per body chunk, and for the disconnect.
             message: Message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                body_received = True
+            if not message.get("more_body", False):
+                body_received.set()
             return message
 
         async def send_final_shielded(message: Message) -> None:
             if message.get("more_body", False) or message["type"] != "http.response.body":
                 await send(message)  # the streaming path: one test, then Hypercorn's send
-            elif not body_received:
-                await send(message)  # an early answer: see the module's docstring
-            else:
+                return
+            try:
+                if not body_received.is_set():  # an early answer: see the module's docstring
+                    with trio.move_on_after(UPLOAD_GRACE_SECONDS):
+                        await body_received.wait()
+            finally:
                 with trio.CancelScope(shield=True):
                     await send(message)
 
         await self._app(scope, receive_noting_the_body, send_final_shielded)
 
-
-def closes(scope: Any) -> bool:
-    """Whether the connection closes after this request's response (HTTP/1.0 or asked)."""
-    if scope.get("http_version") == "1.0":
-        return True
-    return any(
-        name.lower() == b"connection" and b"close" in value.lower()
-        for name, value in scope.get("headers", ())
-    )
