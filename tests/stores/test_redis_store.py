@@ -374,6 +374,10 @@ async def test_trimmed_and_gapped_logs_read_the_same_from_segments_and_entries(
         assert lengths.get(first - 1, 0) <= dropped - (first - 1) * SEGMENT_BYTES
         assert [lengths[index] for index in range(first, last)] == [SEGMENT_BYTES] * (last - first)
         assert lengths[last] == len(everything) - last * SEGMENT_BYTES
+        # Written again at their exact size (APPEND alone leaves up to twice allocated).
+        for index in range(first, last + 1):
+            key = f"trio-streams:bytes:{info.generation}:{index}:capped"
+            assert await b.client.memory_usage(key) < lengths[index] + 4096
         for offset in (dropped, dropped + 1, first * SEGMENT_BYTES):
             handle = await b.open("capped", offset)
             assert handle is not None

@@ -17,8 +17,10 @@ strings of :data:`SEGMENT_BYTES` each (``bytes:<gen>:<n>:C`` holds the offsets f
 from __future__ import annotations
 
 PREFIX = "trio-streams:"
-#: The size of a log's byte segments, and so of a backlog read (see ``scripts.py``).
-SEGMENT_BYTES = 1 << 20
+#: The size of a log's byte segments, and so of a backlog read (see ``scripts.py``):
+#: 1 MiB less room for Redis's string header, which at exactly 1 MiB would take
+#: jemalloc's next size class (1.25 MiB).
+SEGMENT_BYTES = (1 << 20) - 64
 
 
 def meta_key(conversation_id: str) -> str:

@@ -67,6 +67,12 @@ end
 -- bytes contiguous from its first offset: after a gap the segment holding it stays
 -- unwritten, and its readers read the stream. Logs capped below a segment have none.
 local SEGMENT = @SEGMENT_BYTES@
+-- APPEND leaves a string up to twice its size allocated (Redis grows it ahead); a full
+-- segment, and the last one at finalize, is written again at its exact size.
+local function shrink(key)
+  local bytes = redis.call('GET', key)
+  if bytes then redis.call('SET', key, bytes) end
+end
 local function append_segments(cid, gen, start, data)
   local size = string.len(data)
   local pos = 1
@@ -81,6 +87,7 @@ local function append_segments(cid, gen, start, data)
       else
         redis.call('APPEND', key, string.sub(data, pos, pos + take - 1))
       end
+      if within + take == SEGMENT then shrink(key) end
     end
     pos = pos + take
     start = start + take
@@ -95,6 +102,7 @@ local function trim_segments(cid, gen, before, dropped)
 end
 
 local function expire_segments(cid, gen, dropped, total, ttl)
+  if total > 0 then shrink(segment_key(cid, gen, math.floor((total - 1) / SEGMENT))) end
   for index = math.floor(dropped / SEGMENT), math.floor((total - 1) / SEGMENT) do
     redis.call('EXPIRE', segment_key(cid, gen, index), ttl)
   end
