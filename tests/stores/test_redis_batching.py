@@ -21,6 +21,7 @@ from tests.stores.test_redis_store import command_calls, two_stores
 from tests.stores.test_store_contract import Ticker, read_all, ticks
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.session import MAX_READ_CHUNK
+from trio_streams.stores.redis.keys import SEGMENT_BYTES
 from trio_streams.stores.redis.outbox import OUTBOX_BYTES
 from trio_streams.stores.redis.store import RedisStore
 
@@ -175,11 +176,13 @@ async def token_sized_log(
     return TOKEN * count
 
 
-async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
+async def test_a_finished_backlog_comes_back_in_segments_else_in_reads_of_256_kib(
     redis_server: RedisServer,
 ) -> None:
-    """Every read from Redis but the last is exactly ``MAX_READ_CHUNK``, however many
-    entries it spans, from an entry's start or from inside one."""
+    """A backlog is one ``GETRANGE`` per byte segment (to the segment's end), from an
+    entry's start or from inside one. Without segments (a log written before they
+    existed), every read but the last is exactly ``MAX_READ_CHUNK``, one ``RANGE`` call
+    each, however many entries it spans."""
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
         everything = await token_sized_log(a, "long", 1400)  # 0.98 MiB in 1,400 entries
         # Finalized, the log is compacted: entries end at every multiple of the chunk
@@ -192,22 +195,31 @@ async def test_a_finished_backlog_comes_back_in_reads_of_256_kib(
         # Redis for long; its replay is cut the same way from the token-sized entries.
         longer = await token_sized_log(a, "longer", 1600, "e" * 32)  # 1.1 MiB
         assert await a.client.xlen("trio-streams:log:" + "e" * 32 + ":longer") == 1601
-        for store, name, offset in (
-            (b, "long", 0),
-            (b, "long", 12_345),
-            (a, "long", 0),
-            (b, "longer", 0),
-            (b, "longer", 12_345),
-        ):
-            expected = (everything if name == "long" else longer)[offset:]
-            before = await calls_now(store)
-            handle = await opened_on(store, name, offset)
-            chunks = [chunk async for chunk in handle.read(offset)]
-            assert b"".join(chunks) == expected
-            assert {len(chunk) for chunk in chunks[:-1]} == {MAX_READ_CHUNK}
-            # One script call per chunk: the entries are joined inside Redis.
-            spent = delta(await calls_now(store), before)
-            assert spent["evalsha"] == len(chunks) + 1  # and the OPEN
+        cases = ((b, "long", 0), (b, "long", 12_345), (a, "long", 0), (b, "longer", 0))
+        cases += ((b, "longer", 12_345),)
+        for segments in (True, False):
+            if not segments:
+                for key in await a.client.keys("trio-streams:bytes:*"):
+                    await a.client.delete([key])
+            for store, name, offset in cases:
+                expected = (everything if name == "long" else longer)[offset:]
+                before = await calls_now(store)
+                handle = await opened_on(store, name, offset)
+                chunks = [chunk async for chunk in handle.read(offset)]
+                assert b"".join(chunks) == expected
+                spent = delta(await calls_now(store), before)
+                # Each read tries the segment first.
+                assert spent["getrange"] == len(chunks)
+                if segments:
+                    ends = [*range(SEGMENT_BYTES, offset + len(expected), SEGMENT_BYTES)]
+                    assert [len(chunk) for chunk in chunks[:-1]] == [
+                        end - start for start, end in itertools.pairwise([offset, *ends])
+                    ]
+                    assert spent["evalsha"] == 1  # the OPEN only
+                else:
+                    assert {len(chunk) for chunk in chunks[:-1]} == {MAX_READ_CHUNK}
+                    # One script call per chunk: the entries are joined inside Redis.
+                    assert spent["evalsha"] == len(chunks) + 1  # and the OPEN
 
 
 async def test_a_replay_reads_its_next_chunk_while_the_reader_writes_this_one(
@@ -216,7 +228,7 @@ async def test_a_replay_reads_its_next_chunk_while_the_reader_writes_this_one(
     """Between two chunks the reader is away writing to its client: by then the next
     chunk is read (or being read) already, and no chunk is read twice."""
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
-        everything = await token_sized_log(a, "long", 1400)  # 0.98 MiB: 4 chunks
+        everything = await token_sized_log(a, "long", 3100)  # 2.06 MiB: 3 segments
         before = await calls_now(b)
         handle = await opened_on(b, "long")
         follower = None
@@ -230,14 +242,15 @@ async def test_a_replay_reads_its_next_chunk_while_the_reader_writes_this_one(
                 assert follower.holds(len(received))
         assert received == everything
         spent = delta(await calls_now(b), before)
-        assert spent["evalsha"] == 4 + 1  # one read per chunk, and the OPEN
+        assert spent["getrange"] == 3  # one read per segment
+        assert spent["evalsha"] == 1  # the OPEN
 
 
 async def test_readers_replaying_together_share_their_reads(redis_server: RedisServer) -> None:
     readers = 30
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
         everything = await token_sized_log(a, "long", 1600)
-        chunks = -(-len(everything) // MAX_READ_CHUNK)
+        chunks = -(-len(everything) // SEGMENT_BYTES)
         outputs: list[bytes] = []
 
         async def replay() -> None:
@@ -249,8 +262,9 @@ async def test_readers_replaying_together_share_their_reads(redis_server: RedisS
                 nursery.start_soon(replay)
         spent = delta(await calls_now(b), before)
         assert outputs == [everything] * readers
-        reads = spent["evalsha"] - readers  # each reader's OPEN; the rest read the log
-        assert reads <= 2 * chunks, spent  # not one replay per reader (30 x 5 reads)
+        assert spent["evalsha"] == readers, spent  # each reader's OPEN
+        reads = spent["getrange"]
+        assert reads <= 2 * chunks, spent  # not one replay per reader (30 x 2 reads)
         assert spent["xrevrange"] <= 2 and spent["subscribe"] <= 2, spent
 
 

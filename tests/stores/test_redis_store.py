@@ -15,9 +15,9 @@ from tests.redis_fixtures import RedisServer
 from tests.stores.test_store_contract import Ticker, read_all, ticks
 from trio_streams.core.end_reasons import EndReason, StreamGoneError
 from trio_streams.core.producer import StreamWriter
-from trio_streams.core.session import MAX_READ_CHUNK
 from trio_streams.stores.protocol import StoreUnavailableError
 from trio_streams.stores.redis.commands import ORPHAN_MESSAGE
+from trio_streams.stores.redis.keys import SEGMENT_BYTES
 from trio_streams.stores.redis.store import RedisStore
 
 
@@ -311,9 +311,10 @@ async def test_the_scripts_tolerate_a_retry_after_a_lost_reply(redis_server: Red
 async def test_a_long_backlog_comes_back_whole_in_bounded_chunks(
     redis_server: RedisServer,
 ) -> None:
-    """A replay longer than one backlog page (256 entries) and one read chunk (256 KiB),
-    from the start and from inside an entry, on another instance: the bytes exactly."""
-    events = [b"data: %05d %s\n\n" % (index, b"x" * 700) for index in range(1000)]
+    """A replay longer than one byte segment (1 MiB), from the start, from inside an
+    entry and from a segment's boundary, on another instance: the bytes exactly, in
+    chunks no larger than a segment."""
+    events = [b"data: %05d %s\n\n" % (index, b"x" * 700) for index in range(2000)]
     everything = b"".join(events)
 
     async def producer(writer: StreamWriter) -> None:
@@ -322,9 +323,62 @@ async def test_a_long_backlog_comes_back_whole_in_bounded_chunks(
 
     async with two_stores(redis_server, max_bytes=4 << 20) as (a, b):
         await read_all(await a.start("long", producer))
-        for offset in (0, 12_345):
+        for offset in (0, 12_345, SEGMENT_BYTES):
             handle = await b.open("long", offset)
             assert handle is not None
             chunks = [chunk async for chunk in handle.read(offset)]
             assert b"".join(chunks) == everything[offset:]
-            assert len(chunks) >= 2 and max(map(len, chunks)) <= MAX_READ_CHUNK + len(events[0])
+            # One GETRANGE per segment (the entries' 256 KiB reads would take more).
+            assert len(chunks) == (2 if offset < SEGMENT_BYTES else 1)
+            assert max(map(len, chunks)) <= SEGMENT_BYTES
+
+
+async def test_trimmed_and_gapped_logs_read_the_same_from_segments_and_entries(
+    redis_server: RedisServer,
+) -> None:
+    """A log capped at two segments: the segments wholly before its kept bytes are
+    deleted with the entries they repeat, an append larger than the cap leaves the
+    segment it starts inside unwritten (no zero padding read as bytes), and a reader on
+    another instance gets exactly the bytes kept, from the segments or, where there are
+    none, from the stream's entries."""
+    cap = 2 * SEGMENT_BYTES
+    small = [b"data: %05d %s\n\n" % (index, b"y" * 900) for index in range(3500)]
+    huge = b"data: " + b"z" * (cap + 1000) + b"\n\n"
+    tail = [b"data: after %d\n\n" % index for index in range(100)]
+    everything = b"".join(small) + huge + b"".join(tail)
+
+    async def producer(writer: StreamWriter) -> None:
+        for event in small:
+            await writer.write(event)
+        await writer.write(huge)
+        for event in tail:
+            await writer.write(event)
+
+    async with two_stores(redis_server, max_bytes=cap) as (a, b):
+        handle = await a.start("capped", producer)
+        # A reader at the very end returns once the session is finalized.
+        assert [chunk async for chunk in handle.read(len(everything))] == []
+        [info] = await b.lookup(["capped"])
+        assert info.is_done
+        assert info.total_bytes == len(everything)
+        dropped = len(everything) - cap
+        assert info.dropped_prefix == dropped
+        keys = await b.client.keys(f"trio-streams:bytes:{info.generation}:*")
+        lengths = {int(key.split(b":")[3]): int(await b.client.strlen(key)) for key in keys}
+        # Segments wholly before the kept bytes are gone; the one the huge append began
+        # inside keeps only what it had before the gap (never zero padding up to the kept
+        # bytes); every later one is whole from its start.
+        first = dropped // SEGMENT_BYTES + 1
+        last = len(everything) // SEGMENT_BYTES
+        assert set(lengths) - {first - 1} == set(range(first, last + 1))
+        assert lengths.get(first - 1, 0) <= dropped - (first - 1) * SEGMENT_BYTES
+        assert [lengths[index] for index in range(first, last)] == [SEGMENT_BYTES] * (last - first)
+        assert lengths[last] == len(everything) - last * SEGMENT_BYTES
+        # Written again at their exact size (APPEND alone leaves up to twice allocated).
+        for index in range(first, last + 1):
+            key = f"trio-streams:bytes:{info.generation}:{index}:capped"
+            assert await b.client.memory_usage(key) < lengths[index] + 4096
+        for offset in (dropped, dropped + 1, first * SEGMENT_BYTES):
+            handle = await b.open("capped", offset)
+            assert handle is not None
+            assert b"".join([chunk async for chunk in handle.read(offset)]) == everything[offset:]

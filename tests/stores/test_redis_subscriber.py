@@ -12,13 +12,11 @@ import trio
 
 from tests.cutting_proxy import LocalRelay
 from tests.redis_fixtures import RedisServer
-from trio_streams.stores.redis.pool import command_client
+from trio_streams.stores.redis.pool import LargeReads, command_client, read_in_large_pieces
 from trio_streams.stores.redis.subscriber import (
-    LargeReads,
     SilentConnectionError,
     Subscriber,
     keep_alive,
-    read_in_large_pieces,
     receive_push_batch,
 )
 
@@ -63,10 +61,12 @@ async def test_coredis_still_buffers_push_messages_where_we_drain_them(
         pool = client.connection_pool
         connection = await pool.get_connection()
         try:
-            # coredis's reader task reads this stream: it now takes up to 1 MiB a read.
-            assert isinstance(connection.stream, anyio.abc.ByteStream)
-            read_in_large_pieces(connection)
+            # coredis's reader task reads this stream: the pool has it take up to 1 MiB
+            # a read (on every connection it lends, this one included).
             assert isinstance(connection.stream, LargeReads)
+            assert isinstance(connection.stream.inner, anyio.abc.ByteStream)
+            read_in_large_pieces(connection)  # wrapped once only
+            assert isinstance(connection.stream.inner, anyio.abc.ByteStream)
             connection.send_command(b"SUBSCRIBE", b"log")
             for index in range(50):
                 # Each PUBLISH returns once Redis has sent the message on to the subscriber.

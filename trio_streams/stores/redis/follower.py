@@ -4,9 +4,9 @@ A thousand clients following one stream through one instance need one subscripti
 a thousand. The follower gets the log's new entries pushed through the instance's one
 pub/sub connection (``subscriber.py``), keeps them (the recent tail, bounded), and wakes
 its readers through a :class:`trio.lowlevel.ParkingLot`, as the in-memory session does;
-a reader that is behind the tail (a resume from an old offset) reads its backlog with the
-``RANGE`` script (the entries joined inside Redis, up to 256 KiB per reply) and then
-joins.
+a reader that is behind the tail (a resume from an old offset) reads its backlog from the
+log's byte segments (one ``GETRANGE`` to a segment's end, up to 1 MiB; else the
+``RANGE`` script, up to 256 KiB per reply) and then joins.
 
 The follower starts at the log's end as it is once subscribed (``XREVRANGE … COUNT 1``),
 so its tail covers every offset from there on. A message that does not continue its tail
@@ -31,6 +31,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.session import MAX_READ_CHUNK, OffsetLostError
 from trio_streams.stores.redis import scripts as redis_scripts
+from trio_streams.stores.redis.keys import SEGMENT_BYTES
 from trio_streams.stores.redis.subscriber import Subscriber
 
 #: Entries a backlog read takes from the stream at a time, until it holds
@@ -69,6 +70,7 @@ class LogFollower:
         client: coredis.Redis[bytes],
         subscriber: Subscriber,
         log: str,
+        segment: Callable[[int], str],
         *,
         block_ms: int,
         retry_for: float,
@@ -80,6 +82,7 @@ class LogFollower:
         self._range = client.register_script(redis_scripts.RANGE)
         self._subscriber = subscriber
         self.log = log
+        self._segment = segment
         self._channel = log.encode()
         self._block_ms = block_ms
         self._retry_for = retry_for
@@ -180,13 +183,24 @@ class LogFollower:
             await self.backlog(offset)
 
     async def _read_backlog(self, offset: int) -> bytes | None:
-        """Bytes from ``offset`` read from Redis (the ``RANGE`` script: exactly
+        """Bytes from ``offset`` read from Redis; ``None`` if unreachable.
+
+        The log's byte segment (``keys.segment_key``) serves it in one ``GETRANGE``, to the
+        segment's end (up to :data:`~.keys.SEGMENT_BYTES`). Where that segment has no such
+        bytes (trimmed, expired, after a gap, a log capped below a segment, or written
+        before segments existed), the ``RANGE`` script reads the stream: exactly
         :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply, less only at the
-        log's end); ``None`` if unreachable.
+        log's end.
 
         Raises :class:`OffsetLostError` if the entry holding ``offset`` was trimmed.
         """
+        index, within = divmod(offset, SEGMENT_BYTES)
         try:
+            chunk: bytes = await self._client.getrange(
+                self._segment(index), within, SEGMENT_BYTES - 1
+            )
+            if chunk:
+                return chunk
             reply: list[Any] = await self._range(
                 keys=[self.log], args=[offset, BACKLOG_PAGE, MAX_READ_CHUNK]
             )

@@ -8,13 +8,19 @@ the generation id clients see (``core/generations.py``: hex digits, never ``:``)
 ``log:<gen>:C`` is unambiguous even though ids may contain ``:``. A stopped session
 leaves a tombstone ``tomb:C`` (why, which generation, whose) for the TTL.
 Lookup needs no scan: each base id ``B`` has a sorted set ``variants:B`` of the
-``B::…`` ids, ordered by creation. The Lua scripts (``scripts.py``) build the
-same names from the same prefix.
+``B::…`` ids, ordered by creation. The bytes of a log are kept a second time as plain
+strings of :data:`SEGMENT_BYTES` each (``bytes:<gen>:<n>:C`` holds the offsets from
+``n * SEGMENT_BYTES`` on), which a replay reads with ``GETRANGE``. The Lua scripts
+(``scripts.py``) build the same names from the same prefix.
 """
 
 from __future__ import annotations
 
 PREFIX = "trio-streams:"
+#: The size of a log's byte segments, and so of a backlog read (see ``scripts.py``):
+#: 1 MiB less room for Redis's string header, which at exactly 1 MiB would take
+#: jemalloc's next size class (1.25 MiB).
+SEGMENT_BYTES = (1 << 20) - 64
 
 
 def meta_key(conversation_id: str) -> str:
@@ -23,6 +29,11 @@ def meta_key(conversation_id: str) -> str:
 
 def log_key(conversation_id: str, generation: str) -> str:
     return f"{PREFIX}log:{generation}:{conversation_id}"
+
+
+def segment_key(conversation_id: str, generation: str, index: int) -> str:
+    """The plain string holding a log's bytes from ``index * SEGMENT_BYTES`` on."""
+    return f"{PREFIX}bytes:{generation}:{index}:{conversation_id}"
 
 
 def lease_key(conversation_id: str) -> str:

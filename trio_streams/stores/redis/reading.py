@@ -9,8 +9,9 @@ from Redis at their offset, so they get what the others get.
 The readers of any other log on this instance share a follower (``follower.py``) that
 gets the log's entries pushed through the instance's one pub/sub connection
 (``subscriber.py``); there is no polling loop, and no connection per session. Older bytes
-than the follower keeps come from the ``RANGE`` script, in 256 KiB chunks, each read
-while the reader writes the one before. After one lease period without
+than the follower keeps come from the log's byte segments, one ``GETRANGE`` of up to
+1 MiB each (the ``RANGE`` script where there are none), each read while the reader
+writes the one before. After one lease period without
 news a follower checks the lease and, if it expired while the session is live (the owner
 died), finalizes the session with an SSE error event.
 """
@@ -26,7 +27,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason
 from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
 from trio_streams.stores.redis.follower import LogFollower
-from trio_streams.stores.redis.keys import log_key
+from trio_streams.stores.redis.keys import log_key, segment_key
 from trio_streams.stores.redis.producing import LocalProducer
 from trio_streams.stores.redis.subscriber import Subscriber
 
@@ -114,7 +115,7 @@ class Reading:
         ended: Callable[[EndReason | None], None],
     ) -> AsyncGenerator[bytes, None]:
         """Follow one log from ``offset``: the tail from this instance's shared follower
-        (pushed through pub/sub, never a poll), older bytes from the ``RANGE`` script.
+        (pushed through pub/sub, never a poll), older bytes from the log's segments.
         ``ended`` is told why the log ended (``None``: it did not, as far as we know)."""
         if offset < 0:
             raise ValueError("offset must be non-negative")
@@ -167,6 +168,7 @@ class Reading:
             self._client,
             self.subscriber,
             log_key(conversation_id, generation),
+            lambda index: segment_key(conversation_id, generation, index),
             block_ms=self._commands.lease_ms,
             retry_for=self._commands.lease_seconds,
             redis_errors=REDIS_ERRORS,

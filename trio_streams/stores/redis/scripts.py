@@ -14,6 +14,11 @@ wakes every blocked ``XREAD``. Its ``end`` value says why the log ended (``done`
 every instance can tell their clients. ``XTRIM MINID (D+1)-0`` removes exactly the entries
 that end at or before ``dropped_prefix = D``.
 
+A log whose cap is at least a segment (``keys.SEGMENT_BYTES``) also keeps its bytes in
+plain strings ``bytes:<gen>:<n>:C``, appended in the same step as the entries, deleted
+once wholly trimmed and given the log's expiry at finalize: a backlog read is one
+``GETRANGE``, where walking and joining entries in Lua cost 3 to 5 ms per 256 KiB.
+
 Every entry is also published on the pub/sub channel named like the log itself: ``d<E>
 <bytes>`` for data ending at ``E``, ``e<T> <reason>`` for the terminal marker. Instances
 that follow the log subscribe to it (``subscriber.py``) and get its bytes pushed, with no
@@ -29,12 +34,17 @@ not on a cluster.
 
 from __future__ import annotations
 
+from trio_streams.stores.redis.keys import SEGMENT_BYTES
+
 _PRELUDE = r"""
 local P = ARGV[1]
 -- Stamp the events this script writes itself (error events) with SSE ids.
 local STAMP = ARGV[2] == '1'
 local function meta_key(cid) return P .. 'meta:' .. cid end
 local function log_key(cid, gen) return P .. 'log:' .. gen .. ':' .. cid end
+local function segment_key(cid, gen, index)
+  return P .. 'bytes:' .. gen .. ':' .. string.format('%d', index) .. ':' .. cid
+end
 local function lease_key(cid) return P .. 'lease:' .. cid end
 local function variants_key(base) return P .. 'variants:' .. base end
 local function tomb_key(cid) return P .. 'tomb:' .. cid end
@@ -52,14 +62,63 @@ local function prefixes(cid)
   return out
 end
 
-local function append_bytes(meta, log, total, dropped, data, maxb)
+-- The log's bytes again as plain strings of SEGMENT bytes (keys.py), so that a backlog
+-- read is one GETRANGE: no entries to walk, join or convert. A segment only ever holds
+-- bytes contiguous from its first offset: after a gap the segment holding it stays
+-- unwritten, and its readers read the stream. Logs capped below a segment have none.
+local SEGMENT = @SEGMENT_BYTES@
+-- APPEND leaves a string up to twice its size allocated (Redis grows it ahead); a full
+-- segment, and the last one at finalize, is written again at its exact size.
+local function shrink(key)
+  local bytes = redis.call('GET', key)
+  if bytes then redis.call('SET', key, bytes) end
+end
+local function append_segments(cid, gen, start, data)
+  local size = string.len(data)
+  local pos = 1
+  while pos <= size do
+    local index = math.floor(start / SEGMENT)
+    local within = start - index * SEGMENT
+    local take = math.min(size - pos + 1, SEGMENT - within)
+    local key = segment_key(cid, gen, index)
+    if redis.call('STRLEN', key) == within then
+      if take == size then
+        redis.call('APPEND', key, data)
+      else
+        redis.call('APPEND', key, string.sub(data, pos, pos + take - 1))
+      end
+      if within + take == SEGMENT then shrink(key) end
+    end
+    pos = pos + take
+    start = start + take
+  end
+end
+
+-- Segments wholly before ``dropped`` go with the entries they repeat.
+local function trim_segments(cid, gen, before, dropped)
+  for index = math.floor(before / SEGMENT), math.floor(dropped / SEGMENT) - 1 do
+    redis.call('DEL', segment_key(cid, gen, index))
+  end
+end
+
+local function expire_segments(cid, gen, dropped, total, ttl)
+  if total > 0 then shrink(segment_key(cid, gen, math.floor((total - 1) / SEGMENT))) end
+  for index = math.floor(dropped / SEGMENT), math.floor((total - 1) / SEGMENT) do
+    redis.call('EXPIRE', segment_key(cid, gen, index), ttl)
+  end
+end
+
+local function append_bytes(meta, cid, gen, total, dropped, data, maxb)
+  local log = log_key(cid, gen)
   local size = string.len(data)
   total = total + size
   if size > maxb then data = string.sub(data, size - maxb + 1) end
   redis.call('XADD', log, fmt(total) .. '-0', 'd', data)
+  if maxb >= SEGMENT then append_segments(cid, gen, total - string.len(data), data) end
   -- Instances following this log get the bytes pushed (the log stays the truth).
   redis.call('PUBLISH', log, 'd' .. fmt(total) .. ' ' .. data)
   if total - dropped > maxb then
+    trim_segments(cid, gen, dropped, total - maxb)
     dropped = total - maxb
     redis.call('XTRIM', log, 'MINID', fmt(dropped + 1) .. '-0')
   end
@@ -159,7 +218,7 @@ local function finalize(cid, gen, now, ttl, error_event, maxb, reason)
   local dropped = tonumber(m[4])
   if error_event ~= '' then
     if STAMP then error_event = stamp_event(error_event, total, gen) end
-    total = append_bytes(meta, log, total, dropped, error_event, maxb)
+    total = append_bytes(meta, cid, gen, total, dropped, error_event, maxb)
     dropped = math.max(dropped, total - maxb)
   end
   compact(log, total - dropped)
@@ -168,6 +227,7 @@ local function finalize(cid, gen, now, ttl, error_event, maxb, reason)
   redis.call('HSET', meta, 'done', '1', 'completed_at', now)
   redis.call('EXPIRE', meta, ttl)
   redis.call('EXPIRE', log, ttl)
+  expire_segments(cid, gen, dropped, total, ttl)
   redis.call('DEL', lease_key(cid))
   expire_indexes(cid, ttl)
   return 1
@@ -180,7 +240,7 @@ local function finalize_if_orphaned(cid, gen, done, now, ttl, event, maxb)
   end
   return 0
 end
-"""
+""".replace("@SEGMENT_BYTES@", str(SEGMENT_BYTES))
 
 #: ARGV: prefix, stamp, cid, gen, owner instance, now, lease_ms, ttl, API key owner ('' for
 #: none). Returns {old_owner, old_gen} if a live session was replaced (its log got its
@@ -229,7 +289,7 @@ local m = redis.call('HMGET', meta, 'gen', 'done', 'total', 'dropped')
 if m[1] ~= gen or m[2] ~= '0' then return -1 end
 local total, expected = tonumber(m[3]), tonumber(ARGV[7])
 if total == expected + string.len(ARGV[5]) then return total end
-return append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), ARGV[5],
+return append_bytes(meta, cid, gen, total, tonumber(m[4]), ARGV[5],
                     tonumber(ARGV[6]))
 """
 )
@@ -255,7 +315,7 @@ for i = 4, #ARGV, 4 do
     if total == expected + string.len(data) then
       result = total
     elseif total == expected then
-      result = append_bytes(meta, log_key(cid, gen), total, tonumber(m[4]), data, maxb)
+      result = append_bytes(meta, cid, gen, total, tonumber(m[4]), data, maxb)
     end
   end
   out[#out + 1] = result

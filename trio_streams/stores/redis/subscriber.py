@@ -36,7 +36,7 @@ connection itself:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -55,8 +55,6 @@ logger = logging.getLogger("trio_streams")
 PING_AFTER = 15.0
 #: Seconds a ``PING`` may go unanswered before the connection is taken for dead.
 PONG_WITHIN = 10.0
-#: The most bytes coredis's reader takes from the pub/sub socket at once.
-READ_BYTES = 1 << 20
 #: The most scheduler passes a batch of push messages gathers for before it is handed
 #: on (each pass may bring one more socket read): a bound on the wait when the
 #: messages never stop coming.
@@ -73,54 +71,13 @@ def push_buffer(connection: BaseConnection) -> MemoryObjectReceiveStream[list[An
     This is coredis's private ``BaseConnection._push_message_buffer_out`` (coredis 6.9:
     the anyio memory stream its reader task fills with every push message of a socket
     read), one of the two places this module leans on coredis's inside (the other:
-    :func:`read_in_large_pieces`). The public ``connection.push_messages`` hands them on
+    :func:`~.pool.read_in_large_pieces`). The public ``connection.push_messages`` hands them on
     one per ``await``, which is what made followers fall behind. The test
     ``tests/stores/test_redis_subscriber.py::test_coredis_still_buffers_push_messages_where_we_drain_them``
     fails if coredis renames or changes it.
     """
     buffer: MemoryObjectReceiveStream[list[Any]] = connection._push_message_buffer_out
     return buffer
-
-
-class LargeReads(anyio.abc.ByteStream):
-    """A byte stream whose reads take up to :data:`READ_BYTES`, not anyio's default 64 KiB."""
-
-    def __init__(self, inner: anyio.abc.ByteStream) -> None:
-        self.inner = inner
-
-    async def receive(self, max_bytes: int = 0) -> bytes:
-        return await self.inner.receive(max(max_bytes, READ_BYTES))
-
-    async def send(self, item: bytes) -> None:
-        await self.inner.send(item)
-
-    async def send_eof(self) -> None:
-        await self.inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.inner.extra_attributes
-
-
-def read_in_large_pieces(connection: BaseConnection) -> None:
-    """Make coredis's reader task take everything the socket holds (up to
-    :data:`READ_BYTES`) at each read.
-
-    It reads ``connection.stream`` 64 KiB at a time, one read per scheduler pass (two,
-    with its processing limiter). On an instance busy writing to its clients a pass takes
-    tens of milliseconds, and 64 KiB per pass is less than 300 followed sessions publish
-    meanwhile: the pub/sub connection fell further behind with every pass, while the
-    instance's CPU stayed half idle. ``stream`` is a public attribute of coredis's
-    connection, but replacing it is not a documented use: the contract test in
-    ``tests/stores/test_redis_subscriber.py`` checks that it is still an anyio byte
-    stream.
-    """
-    stream = connection.stream
-    if stream is not None and not isinstance(stream, LargeReads):
-        connection.stream = LargeReads(stream)
 
 
 def take_parsed(buffer: MemoryObjectReceiveStream[list[Any]], batch: list[list[Any]]) -> int:
@@ -275,7 +232,7 @@ class Subscriber:
         pool = self._client.connection_pool
         connection: BaseConnection = await pool.get_connection()
         try:
-            read_in_large_pieces(connection)
+            # The pool's connections read up to 1 MiB at a time (``pool.read_in_large_pieces``).
             self._connection = connection
             self.connections_opened += 1
             self._heard_at = trio.current_time()
