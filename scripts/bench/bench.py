@@ -620,6 +620,17 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     entry["ratio"] >= 0.30,
                 )
             )
+    if "x1" in results.get("replay", {}).get("redis", {}):  # issue 13's: 20 % through Redis
+        for key in ("x1", f"x{results['plan']['replay_concurrency']}"):
+            entry = results["replay"]["redis"][key]
+            checks.append(
+                (
+                    f"replay through Redis ≥ 20% of raw loopback ({entry['readers']} reader(s))",
+                    f"{entry['trio_streams_mb_per_s']:.0f} vs {entry['raw_mb_per_s']:.0f} "
+                    f"MB/s ({entry['ratio']:.0%})",
+                    entry["ratio"] >= 0.20,
+                )
+            )
     if "memory" in results:
         heap = results["memory"]["tracemalloc"]["idle_session_overhead_bytes"]
         rss = results["memory"]["rss"]["idle_session_overhead_bytes"]
