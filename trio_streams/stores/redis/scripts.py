@@ -236,11 +236,11 @@ local function finalize(cid, gen, now, ttl, error_event, maxb, reason)
     dropped = math.max(dropped, total - maxb)
   end
   if segments_whole(cid, gen, dropped, total) then
-    -- The segments hold every kept byte: the entries' copy goes (one DEL, O(entries), no
-    -- string built), so a finished log costs its bytes once. The terminal marker stays
-    -- (its key, expiry and end reason are what readers look at) and says where the
-    -- segments' bytes start, for RANGE to serve them from there.
-    redis.call('DEL', log)
+    -- The segments hold every kept byte: the entries' copy goes (UNLINK: freed by a
+    -- background thread, no string built here), so a finished log costs its bytes once.
+    -- The terminal marker stays (its key, expiry and end reason are what readers look
+    -- at) and says where the segments' bytes start, for RANGE to serve them from there.
+    redis.call('UNLINK', log)
     redis.call('XADD', log, fmt(total) .. '-1', 'end', reason,
                'segments', fmt(math.floor(dropped / SEGMENT) * SEGMENT))
   else
