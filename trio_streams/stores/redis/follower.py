@@ -189,7 +189,8 @@ class LogFollower:
         The log's byte segment (``keys.segment_key``) serves it in one ``GETRANGE``, to the
         segment's end (up to :data:`~.keys.SEGMENT_BYTES`). Where that segment has no such
         bytes (trimmed, expired, after a gap, a log capped below a segment, or written
-        before segments existed), the ``RANGE`` script reads the stream: exactly
+        before segments existed), the ``RANGE`` script reads the stream (or, for a finished
+        log that kept its bytes in segments only, those segments): exactly
         :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply, less only at the
         log's end.
 

@@ -17,7 +17,10 @@ that end at or before ``dropped_prefix = D``.
 A log whose cap is at least a segment (``keys.SEGMENT_BYTES``) also keeps its bytes in
 plain strings ``bytes:<gen>:<n>:C``, appended in the same step as the entries, deleted
 once wholly trimmed and given the log's expiry at finalize: a backlog read is one
-``GETRANGE``, where walking and joining entries in Lua cost 3 to 5 ms per 256 KiB.
+``GETRANGE``, where walking and joining entries in Lua cost 3 to 5 ms per 256 KiB. A
+finalize that finds the segments holding every kept byte drops the entries, so that a
+finished log costs its bytes once: only the terminal marker stays, with a ``segments``
+field (the offset the segments hold bytes from), and ``RANGE`` reads the segments there.
 
 Every entry is also published on the pub/sub channel named like the log itself: ``d<E>
 <bytes>`` for data ending at ``E``, ``e<T> <reason>`` for the terminal marker. Instances
