@@ -70,7 +70,7 @@ class LogFollower:
         client: coredis.Redis[bytes],
         subscriber: Subscriber,
         log: str,
-        segment: Callable[[int], str],
+        segments: tuple[str, str],
         *,
         block_ms: int,
         retry_for: float,
@@ -82,7 +82,8 @@ class LogFollower:
         self._range = client.register_script(redis_scripts.RANGE)
         self._subscriber = subscriber
         self.log = log
-        self._segment = segment
+        #: A segment's name is ``head + str(index) + tail`` (``keys.segment_key_parts``).
+        self._segments = segments
         self._channel = log.encode()
         self._block_ms = block_ms
         self._retry_for = retry_for
@@ -188,7 +189,8 @@ class LogFollower:
         The log's byte segment (``keys.segment_key``) serves it in one ``GETRANGE``, to the
         segment's end (up to :data:`~.keys.SEGMENT_BYTES`). Where that segment has no such
         bytes (trimmed, expired, after a gap, a log capped below a segment, or written
-        before segments existed), the ``RANGE`` script reads the stream: exactly
+        before segments existed), the ``RANGE`` script reads the stream (or, for a finished
+        log that kept its bytes in segments only, those segments): exactly
         :data:`~trio_streams.core.session.MAX_READ_CHUNK` in one reply, less only at the
         log's end.
 
@@ -196,14 +198,13 @@ class LogFollower:
         """
         index, within = divmod(offset, SEGMENT_BYTES)
         try:
+            head, tail = self._segments
             chunk: bytes = await self._client.getrange(
-                self._segment(index), within, SEGMENT_BYTES - 1
+                f"{head}{index}{tail}", within, SEGMENT_BYTES - 1
             )
             if chunk:
                 return chunk
-            reply: list[Any] = await self._range(
-                keys=[self.log], args=[offset, BACKLOG_PAGE, MAX_READ_CHUNK]
-            )
+            reply = await self._read_range(offset)
         except self._redis_errors:
             return None
         start, chunk = int(reply[0]), reply[1]
@@ -212,6 +213,14 @@ class LogFollower:
             raise OffsetLostError(offset, first_start)
         assert isinstance(chunk, bytes)
         return chunk
+
+    async def _read_range(self, offset: int) -> list[Any]:
+        """The ``RANGE`` script's reply from ``offset``: from the stream's entries, or from
+        the segments of a finished log that kept its bytes only there."""
+        reply: list[Any] = await self._range(
+            keys=[self.log], args=[offset, BACKLOG_PAGE, MAX_READ_CHUNK, *self._segments]
+        )
+        return reply
 
     async def park(self) -> None:
         await self._lot.park()
@@ -324,9 +333,7 @@ class LogFollower:
             self.ready.set()
             return False
         while True:
-            reply: list[Any] = await self._range(
-                keys=[self.log], args=[self.end, BACKLOG_PAGE, MAX_READ_CHUNK]
-            )
+            reply = await self._read_range(self.end)
             start, data = int(reply[0]), reply[1]
             complete = len(reply) > 2
             if start >= 0:

@@ -33,7 +33,14 @@ def log_key(conversation_id: str, generation: str) -> str:
 
 def segment_key(conversation_id: str, generation: str, index: int) -> str:
     """The plain string holding a log's bytes from ``index * SEGMENT_BYTES`` on."""
-    return f"{PREFIX}bytes:{generation}:{index}:{conversation_id}"
+    head, tail = segment_key_parts(conversation_id, generation)
+    return f"{head}{index}{tail}"
+
+
+def segment_key_parts(conversation_id: str, generation: str) -> tuple[str, str]:
+    """What a log's segment names have before and after their index (the ``RANGE``
+    script builds them from these)."""
+    return f"{PREFIX}bytes:{generation}:", f":{conversation_id}"
 
 
 def lease_key(conversation_id: str) -> str:

@@ -27,7 +27,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason
 from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
 from trio_streams.stores.redis.follower import LogFollower
-from trio_streams.stores.redis.keys import log_key, segment_key
+from trio_streams.stores.redis.keys import log_key, segment_key_parts
 from trio_streams.stores.redis.producing import LocalProducer
 from trio_streams.stores.redis.subscriber import Subscriber
 
@@ -168,7 +168,7 @@ class Reading:
             self._client,
             self.subscriber,
             log_key(conversation_id, generation),
-            lambda index: segment_key(conversation_id, generation, index),
+            segment_key_parts(conversation_id, generation),
             block_ms=self._commands.lease_ms,
             retry_for=self._commands.lease_seconds,
             redis_errors=REDIS_ERRORS,

@@ -17,7 +17,10 @@ that end at or before ``dropped_prefix = D``.
 A log whose cap is at least a segment (``keys.SEGMENT_BYTES``) also keeps its bytes in
 plain strings ``bytes:<gen>:<n>:C``, appended in the same step as the entries, deleted
 once wholly trimmed and given the log's expiry at finalize: a backlog read is one
-``GETRANGE``, where walking and joining entries in Lua cost 3 to 5 ms per 256 KiB.
+``GETRANGE``, where walking and joining entries in Lua cost 3 to 5 ms per 256 KiB. A
+finalize that finds the segments holding every kept byte drops the entries, so that a
+finished log costs its bytes once: only the terminal marker stays, with a ``segments``
+field (the offset the segments hold bytes from), and ``RANGE`` reads the segments there.
 
 Every entry is also published on the pub/sub channel named like the log itself: ``d<E>
 <bytes>`` for data ending at ``E``, ``e<T> <reason>`` for the terminal marker. Instances
@@ -106,6 +109,20 @@ local function expire_segments(cid, gen, dropped, total, ttl)
   for index = math.floor(dropped / SEGMENT), math.floor((total - 1) / SEGMENT) do
     redis.call('EXPIRE', segment_key(cid, gen, index), ttl)
   end
+end
+
+-- Whether the segments hold every kept byte, from the one holding ``dropped`` on to
+-- ``total``: a log with a hole (an append larger than the cap), capped below a segment or
+-- older than segments has one short or missing. One STRLEN per segment.
+local function segments_whole(cid, gen, dropped, total)
+  if total <= dropped then return false end
+  local last = math.floor((total - 1) / SEGMENT)
+  for index = math.floor(dropped / SEGMENT), last do
+    local size = SEGMENT
+    if index == last then size = total - index * SEGMENT end
+    if redis.call('STRLEN', segment_key(cid, gen, index)) ~= size then return false end
+  end
+  return true
 end
 
 local function append_bytes(meta, cid, gen, total, dropped, data, maxb)
@@ -221,8 +238,18 @@ local function finalize(cid, gen, now, ttl, error_event, maxb, reason)
     total = append_bytes(meta, cid, gen, total, dropped, error_event, maxb)
     dropped = math.max(dropped, total - maxb)
   end
-  compact(log, total - dropped)
-  redis.call('XADD', log, fmt(total) .. '-1', 'end', reason)
+  if segments_whole(cid, gen, dropped, total) then
+    -- The segments hold every kept byte: the entries' copy goes (UNLINK: freed by a
+    -- background thread, no string built here), so a finished log costs its bytes once.
+    -- The terminal marker stays (its key, expiry and end reason are what readers look
+    -- at) and says where the segments' bytes start, for RANGE to serve them from there.
+    redis.call('UNLINK', log)
+    redis.call('XADD', log, fmt(total) .. '-1', 'end', reason,
+               'segments', fmt(math.floor(dropped / SEGMENT) * SEGMENT))
+  else
+    compact(log, total - dropped)
+    redis.call('XADD', log, fmt(total) .. '-1', 'end', reason)
+  end
   redis.call('PUBLISH', log, 'e' .. fmt(total) .. ' ' .. reason)
   redis.call('HSET', meta, 'done', '1', 'completed_at', now)
   redis.call('EXPIRE', meta, ttl)
@@ -463,13 +490,36 @@ return out
 #: (-1: none; above ARGV[1]: the bytes before it are gone), the bytes, and the end reason
 #: if it stopped at the terminal marker}``. Joining and cutting here, not in Python, is what makes a
 #: replay fast: one reply per chunk to parse instead of one per token, and no copy of it
-#: to slice. Read-only.
+#: to slice. A finished log whose segments hold its bytes has no data entries left (its
+#: terminal marker says from where the segments hold them): its bytes come from the
+#: segments, named ``ARGV[4] .. <n> .. ARGV[5]``, cut the same way. Read-only.
 RANGE = r"""
 local offset, page, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local SEGMENT = @SEGMENT_BYTES@
 -- One whole entry is returned as it is, not copied into a new string.
 local function joined(parts)
   if #parts == 1 then return parts[1] end
   return table.concat(parts)
+end
+-- The bytes from offset (from ``held`` if it is later: those before are gone) to the
+-- terminal marker at ``stop``, read from the segments.
+local function from_segments(stop, held, reason)
+  local first = math.max(offset, held)
+  local at, parts, size = first, {}, 0
+  while size < most and at < stop do
+    local index = math.floor(at / SEGMENT)
+    local within = at - index * SEGMENT
+    local take = math.min(most - size, stop - at, SEGMENT - within)
+    local key = ARGV[4] .. string.format('%d', index) .. ARGV[5]
+    local data = redis.call('GETRANGE', key, within, within + take - 1)
+    if data == '' then break end  -- expired meanwhile
+    parts[#parts + 1] = data
+    size = size + string.len(data)
+    at = at + string.len(data)
+  end
+  if size == 0 then return {-1, ''} end
+  if at == stop then return {first, joined(parts), reason} end
+  return {first, joined(parts)}
 end
 local parts = {}
 local first, last, size = -1, -1, 0
@@ -485,7 +535,11 @@ while size < most do
     local id = entry[1]
     local dash = string.find(id, '-', 1, true)
     if string.sub(id, dash + 1) ~= '0' then  -- the end, and why
-      return {first, joined(parts), entry[2][2]}
+      local fields = entry[2]
+      if fields[3] == 'segments' then
+        return from_segments(tonumber(string.sub(id, 1, dash - 1)), tonumber(fields[4]), fields[2])
+      end
+      return {first, joined(parts), fields[2]}
     end
     local data = entry[2][2]
     local stop = tonumber(string.sub(id, 1, dash - 1))
@@ -511,4 +565,4 @@ while size < most do
   end
 end
 return {first, joined(parts)}
-"""
+""".replace("@SEGMENT_BYTES@", str(SEGMENT_BYTES))
