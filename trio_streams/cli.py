@@ -18,7 +18,7 @@ import trio
 from click.core import ParameterSource
 
 from trio_streams.app_options import app_options, settings_from_options
-from trio_streams.client.streams_client import DEFAULT_URL
+from trio_streams.core.address import DEFAULT_URL
 from trio_streams.core.generations import split_event_id
 from trio_streams.listener_options import LISTENER_OPTIONS, listener_options
 from trio_streams.settings import Settings
