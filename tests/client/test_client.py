@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from tests.cli_options import Tailed, tail
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import chat_body, chat_text, ends_with_done
@@ -245,22 +246,25 @@ async def test_tail_prints_the_stream_and_resumes_across_cuts(
                 headers={"X-Conversation-Id": "c/tail"},
             )
         ).content
-    runs = {
-        "raw": ("c/tail", "--url", cutting.url, "--raw"),
-        "later": ("c/tail", "--url", cutting.url, "--raw", "--from", "1000"),
-        "text": ("c/tail", "--url", cutting.url),
-        "missing": ("nope", "--url", server.url),
-    }
-    done: dict[str, subprocess.CompletedProcess[bytes]] = {}
+    done: dict[str, Tailed] = {}
 
-    async def tail(name: str) -> None:
-        done[name] = await run_tail(*runs[name])
+    async def tail_process() -> None:
+        """One real ``trio-streams tail`` process: its exit status, stdout and stderr."""
+        result = await run_tail("c/tail", "--url", cutting.url, "--raw")
+        done["raw"] = Tailed(result.returncode, result.stdout, result.stderr)
 
-    # Independent processes: run together, their start-ups and reconnect pauses overlap.
+    async def tail_in_process(name: str, *args: str) -> None:
+        done[name] = await tail(*args)
+
+    # Run together: the process's start-up and the reconnect pauses overlap.
     async with trio.open_nursery() as nursery:
-        for name in runs:
-            nursery.start_soon(tail, name)
-    raw, later, text, missing = (done[name] for name in runs)
+        nursery.start_soon(tail_process)
+        nursery.start_soon(
+            tail_in_process, "later", "c/tail", "--url", cutting.url, "--raw", "--from", "1000"
+        )
+        nursery.start_soon(tail_in_process, "text", "c/tail", "--url", cutting.url)
+        nursery.start_soon(tail_in_process, "missing", "nope", "--url", server.url)
+    raw, later, text, missing = (done[name] for name in ("raw", "later", "text", "missing"))
     assert raw.returncode == 0 and raw.stdout == full
     assert b"resuming from byte" in raw.stderr  # it was cut, and said so on stderr
     assert later.stdout == full[1000:]
