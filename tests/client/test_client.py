@@ -16,12 +16,14 @@ from contextlib import aclosing
 import httpx
 import pytest
 import trio
+from click.testing import CliRunner
 
 from tests.cli_options import Tailed, tail
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import chat_body, chat_text, ends_with_done
 from tests.test_readme import readme_example
+from trio_streams import cli
 from trio_streams.client import (
     Backoff,
     OffsetLostError,
@@ -294,3 +296,9 @@ async def test_the_readme_client_example_runs(server: RunningServer) -> None:
     text, info = result.stdout.decode().rstrip("\n").rsplit("\n", 1)
     assert text == "".join(answer_tokens("hello")[:256])
     assert "conversation_id='my-chat-3'" in info and "is_done=True" in info
+
+
+def test_tail_refuses_a_position_that_is_neither_an_offset_nor_an_event_id() -> None:
+    result = CliRunner().invoke(cli.main, ["tail", "c", "--from", "soon"], prog_name="trio-streams")
+    assert result.exit_code == 2
+    assert "Invalid value for --from: expected a byte offset or an event id" in result.stderr
