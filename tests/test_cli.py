@@ -83,6 +83,7 @@ async def test_signal_ends_every_reader_and_exits_0_within_5s(signum: signal.Sig
             await server.process.wait()
     log = server.stderr.decode()
     assert "received " + signum.name in log and "stopped" in log
+    assert "shutting down: finalizing 1 session\n" in log  # one session, in good English
     assert "secret-conversation-id-123" not in log  # ids are never logged in full
     assert "Traceback" not in log
 

@@ -1,16 +1,16 @@
-"""``serve --page`` and ``--page-dir`` run as a user runs them: a real process."""
+"""``serve --page`` and ``--page-dir``: their options as the command parses them, in-process
+(tests/cli_options.py; tests/test_cli.py runs the command itself)."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
-import httpx
 import pytest
-import trio
 
+from tests.cli_options import serve_options
 from tests.cli_refusals import refused_serve
-from tests.test_cli import start_process
+from tests.conftest import StartServer
+from tests.helpers import http_client
 from trio_streams.testing.fake_upstream import PROPS, FakeUpstream
 
 
@@ -37,24 +37,15 @@ def test_a_bad_page_is_refused_before_serving(
     assert result.exit_code == 2 and message in result.stderr, result.stderr
 
 
+@pytest.mark.in_process(autojump=False)  # the page is read from disk in a thread: real time
 async def test_a_page_directory_in_front_of_an_upstream_from_the_environment(
-    nursery: trio.Nursery, tmp_path: Path
+    start_server: StartServer, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     (tmp_path / "index.html").write_text("<title>their page</title>")
-    upstream = FakeUpstream()
-    stop_upstream = await upstream.start(nursery)
-    server = await start_process(
-        env={"TRIO_STREAMS_UPSTREAM": upstream.url, "TRIO_STREAMS_PAGE_DIR": str(tmp_path)}
-    )
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            page = await client.get("/")
-            props = await client.get("/props")
-        assert page.text == "<title>their page</title>"
-        assert props.json() == PROPS
-    finally:
-        server.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
-            assert await server.process.wait() == 0
-        stop_upstream.set()
+    env = {"TRIO_STREAMS_UPSTREAM": upstream.url, "TRIO_STREAMS_PAGE_DIR": str(tmp_path)}
+    server = await start_server(**serve_options(env=env))
+    async with http_client(server, timeout=10) as client:
+        page = await client.get("/")
+        props = await client.get("/props")
+    assert page.text == "<title>their page</title>"
+    assert props.json() == PROPS

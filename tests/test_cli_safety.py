@@ -1,43 +1,41 @@
-"""The safety options of the command line, in a real process."""
+"""The safety options of the command line, as ``serve`` parses them (tests/cli_options.py),
+served in-process; and ``tail``'s API key."""
 
 from __future__ import annotations
 
 import io
-import signal
+import logging
 from pathlib import Path
 
 import httpx
-import trio
+import pytest
 
+from tests.cli_options import serve_options
 from tests.cli_refusals import refused_serve
 from tests.conftest import StartServer
-from tests.helpers import chat_body
-from tests.test_cli import start_process
+from tests.helpers import chat_body, http_client
 from trio_streams.client.tail import tail
 
 
-async def test_keys_from_file_and_environment_are_required(tmp_path: Path) -> None:
+@pytest.mark.in_process
+async def test_keys_from_file_and_environment_are_required(
+    start_server: StartServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_streams")
     key_file = tmp_path / "keys.txt"
     key_file.write_text("# ops\nfile-key-1\n")
-    server = await start_process(
+    options = serve_options(
         "--api-key-file", str(key_file), "--max-producers", "1",
         env={"TRIO_STREAMS_API_KEY": "env-key-1 env-key-2"},
     )  # fmt: skip
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            assert (await client.get("/v1/models")).status_code == 401
-            for key in ("file-key-1", "env-key-1", "env-key-2"):
-                headers = {"Authorization": f"Bearer {key}"}
-                assert (await client.get("/v1/models", headers=headers)).status_code == 200
-            assert (await client.get("/health")).status_code == 200
-    finally:
-        server.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(server.drain_stderr)
-                assert await server.process.wait() == 0
-    log = server.stderr.decode()
+    server = await start_server(**options)
+    async with http_client(server, timeout=10) as client:
+        assert (await client.get("/v1/models")).status_code == 401
+        for key in ("file-key-1", "env-key-1", "env-key-2"):
+            headers = {"Authorization": f"Bearer {key}"}
+            assert (await client.get("/v1/models", headers=headers)).status_code == 200
+        assert (await client.get("/health")).status_code == 200
+    log = caplog.text
     assert "API keys required: 3 configured" in log
     assert "file-key-1" not in log and "env-key" not in log
     assert '"status":401' in log  # the access log saw the refused request

@@ -1,50 +1,46 @@
-"""``trio-streams serve --upstream …`` run as a user runs it: a real process."""
+"""``trio-streams serve --upstream …``: its options as the command parses them, in-process.
+
+tests/cli_options.py makes the settings ``serve`` would serve with; tests/test_cli.py runs
+the command itself as a real process.
+"""
 
 from __future__ import annotations
 
-import signal
+import logging
 
-import httpx
-import trio
+import pytest
 
+from tests.cli_options import serve_options
 from tests.cli_refusals import refused_serve
-from tests.helpers import chat_body, without_event_ids
-from tests.test_cli import start_process
+from tests.conftest import StartServer
+from tests.helpers import chat_body, http_client, without_event_ids
 from trio_streams.testing.fake_upstream import FakeUpstream, numbered_events
 
 
+@pytest.mark.in_process
 async def test_serve_in_front_of_an_upstream_from_environment_variables(
-    nursery: trio.Nursery,
+    start_server: StartServer, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upstream = FakeUpstream()
-    stop_upstream = await upstream.start(nursery)
-    server = await start_process(
-        env={
-            "TRIO_STREAMS_UPSTREAM": f"named={upstream.url} {upstream.url}",
-            "TRIO_STREAMS_UPSTREAM_API_KEY": "sk-from-env named=sk-named",
-            "TRIO_STREAMS_UPSTREAM_READ_TIMEOUT": "30",
-        }
-    )
-    try:
-        url = await server.wait_for_url()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            response = await client.post(
-                "/v1/chat/completions", json=chat_body(), headers={"X-Conversation-Id": "cli"}
-            )
-            await client.post("/v1/chat/completions", json=chat_body(model="named"))
-            models = await client.get("/v1/models")  # asks both: one key each
-        assert without_event_ids(response.content) == b"".join(numbered_events(5))
-        sent = [request.header("authorization") for request in upstream.requests]
-        assert sent[:2] == ["Bearer sk-from-env", "Bearer sk-named"]
-        assert sorted(sent[2:]) == ["Bearer sk-from-env", "Bearer sk-named"]
-        assert [entry["id"] for entry in models.json()["data"]] == ["named", "fake-model"]
-    finally:
-        server.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
-            assert await server.process.wait() == 0
-        stop_upstream.set()
-    assert b"proxying to upstream named=" + upstream.url.encode() in server.stderr
-    assert b"sk-from-env" not in server.stderr and b"sk-named" not in server.stderr
+    caplog.set_level(logging.INFO, logger="trio_streams")
+    env = {
+        "TRIO_STREAMS_UPSTREAM": f"named={upstream.url} {upstream.url}",
+        "TRIO_STREAMS_UPSTREAM_API_KEY": "sk-from-env named=sk-named",
+        "TRIO_STREAMS_UPSTREAM_READ_TIMEOUT": "30",
+    }
+    server = await start_server(**serve_options(env=env))
+    async with http_client(server, timeout=10) as client:
+        response = await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"X-Conversation-Id": "cli"}
+        )
+        await client.post("/v1/chat/completions", json=chat_body(model="named"))
+        models = await client.get("/v1/models")  # asks both: one key each
+    assert without_event_ids(response.content) == b"".join(numbered_events(5))
+    sent = [request.header("authorization") for request in upstream.requests]
+    assert sent[:2] == ["Bearer sk-from-env", "Bearer sk-named"]
+    assert sorted(sent[2:]) == ["Bearer sk-from-env", "Bearer sk-named"]
+    assert [entry["id"] for entry in models.json()["data"]] == ["named", "fake-model"]
+    assert "proxying to upstream named=" + upstream.url in caplog.text
+    assert "sk-from-env" not in caplog.text and "sk-named" not in caplog.text
 
 
 def test_help_lists_the_upstream_options(serve_help: str) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import click
 import trio
 from click.core import ParameterSource
 
 from trio_streams.app_options import app_options, settings_from_options
-from trio_streams.client.streams_client import DEFAULT_URL
+from trio_streams.core.address import DEFAULT_URL
 from trio_streams.core.generations import split_event_id
 from trio_streams.listener_options import LISTENER_OPTIONS, listener_options
 from trio_streams.settings import Settings
@@ -162,24 +163,37 @@ def tail(conversation_id: str, position: str, url: str, raw: bool, api_key: str 
     Exits 0 when the answer is complete; 1 when the stream cannot be read or ended without
     its answer (stopped, replaced, evicted, failed), with the reason on stderr.
     """
+    from trio_streams.client.tail import stdout
+
+    reading = tail_reading(conversation_id, position, url, raw, api_key, stdout(), sys.stderr)
+    sys.exit(trio.run(reading))
+
+
+def tail_reading(
+    conversation_id: str,
+    position: str,
+    url: str,
+    raw: bool,
+    api_key: str | None,
+    out: BinaryIO,
+    err: TextIO,
+) -> Callable[[], Awaitable[int]]:
+    """What ``tail`` runs for its options (``--from`` checked here): the reading that
+    returns the exit status. The tests run it in-process, inside their own trio run."""
     parsed = split_event_id(position)
     if parsed is None:
         raise click.BadParameter("expected a byte offset or an event id", param_hint="--from")
     generation, offset = parsed
-    from trio_streams.client.tail import stdout
     from trio_streams.client.tail import tail as tail_stream
 
-    status = trio.run(
-        partial(
-            tail_stream,
-            url,
-            conversation_id,
-            int(offset),
-            generation=generation,
-            raw=raw,
-            out=stdout(),
-            err=sys.stderr,
-            api_key=api_key,
-        )
+    return partial(
+        tail_stream,
+        url,
+        conversation_id,
+        int(offset),
+        generation=generation,
+        raw=raw,
+        out=out,
+        err=err,
+        api_key=api_key,
     )
-    sys.exit(status)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
+from trio_streams.core.address import DEFAULT_HOST, DEFAULT_PORT
 from trio_streams.core.limits import (
     DEFAULT_MAX_PRODUCERS,
     DEFAULT_MAX_SESSIONS,
@@ -35,8 +36,8 @@ SETTINGS_VARIABLE = "TRIO_STREAMS_SETTINGS"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     #: Demo model pace, tokens per second.
     demo_tps: float = 20.0
     #: Demo model delay before the first token, standing in for prompt processing.

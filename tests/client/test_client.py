@@ -16,11 +16,14 @@ from contextlib import aclosing
 import httpx
 import pytest
 import trio
+from click.testing import CliRunner
 
+from tests.cli_options import Tailed, tail
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import chat_body, chat_text, ends_with_done
 from tests.test_readme import readme_example
+from trio_streams import cli
 from trio_streams.client import (
     Backoff,
     OffsetLostError,
@@ -245,22 +248,25 @@ async def test_tail_prints_the_stream_and_resumes_across_cuts(
                 headers={"X-Conversation-Id": "c/tail"},
             )
         ).content
-    runs = {
-        "raw": ("c/tail", "--url", cutting.url, "--raw"),
-        "later": ("c/tail", "--url", cutting.url, "--raw", "--from", "1000"),
-        "text": ("c/tail", "--url", cutting.url),
-        "missing": ("nope", "--url", server.url),
-    }
-    done: dict[str, subprocess.CompletedProcess[bytes]] = {}
+    done: dict[str, Tailed] = {}
 
-    async def tail(name: str) -> None:
-        done[name] = await run_tail(*runs[name])
+    async def tail_process() -> None:
+        """One real ``trio-streams tail`` process: its exit status, stdout and stderr."""
+        result = await run_tail("c/tail", "--url", cutting.url, "--raw")
+        done["raw"] = Tailed(result.returncode, result.stdout, result.stderr)
 
-    # Independent processes: run together, their start-ups and reconnect pauses overlap.
+    async def tail_in_process(name: str, *args: str) -> None:
+        done[name] = await tail(*args)
+
+    # Run together: the process's start-up and the reconnect pauses overlap.
     async with trio.open_nursery() as nursery:
-        for name in runs:
-            nursery.start_soon(tail, name)
-    raw, later, text, missing = (done[name] for name in runs)
+        nursery.start_soon(tail_process)
+        nursery.start_soon(
+            tail_in_process, "later", "c/tail", "--url", cutting.url, "--raw", "--from", "1000"
+        )
+        nursery.start_soon(tail_in_process, "text", "c/tail", "--url", cutting.url)
+        nursery.start_soon(tail_in_process, "missing", "nope", "--url", server.url)
+    raw, later, text, missing = (done[name] for name in ("raw", "later", "text", "missing"))
     assert raw.returncode == 0 and raw.stdout == full
     assert b"resuming from byte" in raw.stderr  # it was cut, and said so on stderr
     assert later.stdout == full[1000:]
@@ -290,3 +296,9 @@ async def test_the_readme_client_example_runs(server: RunningServer) -> None:
     text, info = result.stdout.decode().rstrip("\n").rsplit("\n", 1)
     assert text == "".join(answer_tokens("hello")[:256])
     assert "conversation_id='my-chat-3'" in info and "is_done=True" in info
+
+
+def test_tail_refuses_a_position_that_is_neither_an_offset_nor_an_event_id() -> None:
+    result = CliRunner().invoke(cli.main, ["tail", "c", "--from", "soon"], prog_name="trio-streams")
+    assert result.exit_code == 2
+    assert "Invalid value for --from: expected a byte offset or an event id" in result.stderr

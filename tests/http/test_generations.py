@@ -9,8 +9,6 @@ SDK (an exception it can tell apart), ``StreamsClient`` and ``tail`` (its exit c
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
@@ -19,6 +17,7 @@ import openai
 import pytest
 import trio
 
+from tests.cli_options import Printed, Tailed, tail
 from tests.conftest import StartServer
 from tests.helpers import (
     assert_error,
@@ -263,29 +262,19 @@ async def test_streams_client_raises_stopped_and_replaced_while_following(
         assert len({event_generation(event_id) for event_id in received}) == 1
 
 
-async def run_tail(*args: str) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(30):
-        return await trio.run_process(
-            [sys.executable, "-m", "trio_streams", "tail", *args],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-
-
 async def test_tail_exits_non_zero_with_the_reason(
     server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     old, _ = await answer(http, "c-tail", "first", 8)
     position = event_ids(old)[2]
-    complete = await run_tail("c-tail", "--url", server.url, "--raw", "--from", position)
+    complete = await tail("c-tail", "--url", server.url, "--raw", "--from", position)
     assert complete.returncode == 0 and complete.stdout == old[event_offset(position) :]
     await answer(http, "c-tail", "second", 8)
-    replaced = await run_tail("c-tail", "--url", server.url, "--from", position)
+    replaced = await tail("c-tail", "--url", server.url, "--from", position)
     assert replaced.returncode == 1 and b"Stream replaced" in replaced.stderr
     assert replaced.stdout.strip() == b""  # not a byte of the new answer
     await http.delete("/v1/stream/c-tail")
-    stopped = await run_tail("c-tail", "--url", server.url)
+    stopped = await tail("c-tail", "--url", server.url)
     assert stopped.returncode == 1 and b"Stream stopped" in stopped.stderr
 
 
@@ -302,27 +291,21 @@ async def test_tail_following_a_stream_stopped_elsewhere_exits_1(
     )
     async with started as response:
         assert response.status_code == 200
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trio_streams", "tail", "c-live-tail", "--url", server.url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        with trio.fail_after(30):
-            # It is following the answer: stop it once it has printed the answer's start
-            # (at 10 tokens/s a loaded machine can start tail before "this" is written).
-            printed = b""
-            while b"tail this" not in printed:
-                chunk = await process.stdout.receive_some()
-                assert chunk, printed
-                printed += chunk
-            await http.delete("/v1/stream/c-live-tail")
-            while chunk := await process.stdout.receive_some():
-                printed += chunk
-            errors = b""
-            while chunk := await process.stderr.receive_some():
-                errors += chunk
-            status = await process.wait()
+        out = Printed()
+        async with trio.open_nursery() as nursery:
+            tailed: list[Tailed] = []
+
+            async def follow() -> None:
+                tailed.append(await tail("c-live-tail", "--url", server.url, out=out))
+
+            nursery.start_soon(follow)
+            with trio.fail_after(30):
+                # It is following the answer: stop it once it has printed the answer's start.
+                while b"tail this" not in out.getvalue():
+                    await out.grown.wait()
+                await http.delete("/v1/stream/c-live-tail")
+    [ended] = tailed
+    printed, errors, status = ended.stdout, ended.stderr, ended.returncode
     await http.aclose()
     assert status == 1, (errors, printed[-300:])
     assert b"stream stopped" in errors.lower()

@@ -43,10 +43,23 @@ async def test_another_trio_streams_is_a_fine_upstream(start_server: StartServer
     assert response.status_code == 200, response.text
 
 
-async def test_itself_as_upstream_raises_before_serving(start_server: StartServer) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "http://127.0.0.1:{port}/v1",
+        "http://localhost:{port}/v1",  # another name for the same socket: not a string match
+        "named=http://127.0.0.1:{port}/v1",
+    ],
+)
+async def test_itself_as_upstream_raises_before_serving(
+    start_server: StartServer, spec: str
+) -> None:
     port = free_port()
-    with pytest.raises(UpstreamLoopError, match="is this server itself"):
-        await start_server(port=port, upstreams=(f"http://127.0.0.1:{port}/v1",))
+    upstream = spec.format(port=port)
+    url = upstream.partition("=")[2] or upstream
+    with pytest.raises(UpstreamLoopError) as refused:
+        await start_server(port=port, upstreams=(upstream,))
+    assert f"{url} is this server itself" in str(refused.value).replace("named=", "")
     with pytest.raises(httpx.ConnectError):  # and it no longer listens
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{port}/health")

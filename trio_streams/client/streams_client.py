@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
+from trio_streams.core.address import DEFAULT_URL
 from trio_streams.core.end_reasons import EndReason, parse_end_comment
 from trio_streams.core.sse_events import SSEEventSplitter
 from trio_streams.core.sse_split import Event, EventSplitter, parse_event
@@ -44,7 +45,6 @@ from trio_streams.core.sse_split import Event, EventSplitter, parse_event
 CONVERSATION_HEADER = "X-Conversation-Id"
 #: The response header naming the generation a stream response reads.
 GENERATION_HEADER = "X-Stream-Generation"
-DEFAULT_URL = "http://127.0.0.1:8080"
 #: A stalled connection is given up after this long without a byte; the server sends a
 #: keep-alive comment every 5 s of silence by default, so a healthy stream never waits so long.
 DEFAULT_READ_TIMEOUT = 30.0
