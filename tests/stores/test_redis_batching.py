@@ -316,3 +316,35 @@ async def test_a_producer_runs_ahead_of_a_stalled_redis_by_its_outbox_at_most(
         with trio.fail_after(10):
             rest = b"".join([chunk async for chunk in reader])
         assert first + rest == event * 300
+
+
+async def test_a_small_cap_bounds_the_outbox_so_no_flush_overtakes_a_reader(
+    redis_server: RedisServer,
+) -> None:
+    """With a log capped below two outboxes, a producer waits at half the cap: one flush
+    never appends more than the cap holds, so a reader that had caught up keeps up."""
+    cap, event = 4000, b"data: " + b"z" * 92 + b"\n\n"
+    written = 0
+
+    async def producer(writer: StreamWriter) -> None:
+        nonlocal written
+        for _ in range(300):
+            await writer.write(event)
+            written += 1
+
+    async with RedisStore(
+        redis_server.url, ping_interval=None, event_ids=False, lease_seconds=30, max_bytes=cap
+    ) as store:
+        handle = await store.start("c1", producer)
+        reader = handle.read(0)
+        first = await reader.__anext__()
+        redis_server.pause()
+        try:
+            await trio.sleep(0.5)  # the producer writes until its outbox is full, then waits
+            [local] = store._producing.running.values()
+            assert cap // 2 <= len(local.pending) < cap // 2 + len(event)
+        finally:
+            redis_server.resume()
+        with trio.fail_after(10):
+            rest = b"".join([chunk async for chunk in reader])  # no OffsetLostError
+        assert first + rest == event * 300

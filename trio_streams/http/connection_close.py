@@ -71,4 +71,3 @@ class ShieldFinalSend:
                     await send(message)
 
         await self._app(scope, receive_noting_the_body, send_final_shielded)
-

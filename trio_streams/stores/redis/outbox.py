@@ -31,7 +31,9 @@ from trio_streams.stores.redis.commands import REDIS_ERRORS, RedisCommands
 if TYPE_CHECKING:
     from trio_streams.stores.redis.producing import LocalProducer
 
-#: A producer waits while its session has this many bytes not yet in Redis...
+#: A producer waits while its session has this many bytes not yet in Redis (or half its
+#: log's cap, if less: one flush then never appends more than the cap holds, so a local
+#: reader that had caught up is never overtaken by a single batch)...
 OUTBOX_BYTES = 64 * 1024
 #: ...or while the whole instance has this many.
 PENDING_BYTES = 8 * 1024 * 1024
@@ -44,6 +46,7 @@ class Flusher:
 
     def __init__(self, commands: RedisCommands) -> None:
         self._commands = commands
+        self._outbox_bytes = max(1, min(OUTBOX_BYTES, commands.max_bytes // 2))
         #: Sessions with bytes waiting, in the order they got them (a fair queue).
         self._dirty: dict[LocalProducer, None] = {}
         self._work = trio.lowlevel.ParkingLot()
@@ -85,7 +88,7 @@ class Flusher:
             self._work.unpark()
 
     def full(self, local: LocalProducer) -> bool:
-        return len(local.pending) >= OUTBOX_BYTES or self.pending_bytes >= PENDING_BYTES
+        return len(local.pending) >= self._outbox_bytes or self.pending_bytes >= PENDING_BYTES
 
     async def room(self, local: LocalProducer) -> None:
         """Wait until ``local`` may queue more (or its session has moved on)."""
