@@ -283,39 +283,57 @@ async def test_readers_replaying_together_share_their_reads(redis_server: RedisS
         assert spent["xrevrange"] <= 2 and spent["subscribe"] <= 2, spent
 
 
-async def test_a_producer_runs_ahead_of_a_stalled_redis_by_its_outbox_at_most(
-    redis_server: RedisServer,
-) -> None:
-    event = b"data: " + b"y" * 1000 + b"\n\n"
-    written = 0
+class Repeating:
+    """A producer writing ``event`` 300 times as fast as the store lets it, counting."""
 
-    async def producer(writer: StreamWriter) -> None:
-        nonlocal written
+    def __init__(self, event: bytes) -> None:
+        self.event = event
+        self.written = 0
+
+    async def __call__(self, writer: StreamWriter) -> None:
         for _ in range(300):
-            await writer.write(event)
-            written += 1
+            await writer.write(self.event)
+            self.written += 1
 
+
+async def stall_redis_while_producing(
+    redis_server: RedisServer, producer: Repeating, **options: Any
+) -> tuple[bytes, int]:
+    """Start ``producer`` on a Redis store, read its first chunk, pause Redis for 0.8 s
+    (the producer writes until its outbox is full, then waits), then read the rest.
+    Returns what the reader got, and the outbox's size while Redis was paused."""
     async with RedisStore(
-        redis_server.url, ping_interval=None, event_ids=False, lease_seconds=30
+        redis_server.url, ping_interval=None, event_ids=False, lease_seconds=30, **options
     ) as store:
         handle = await store.start("c1", producer)
         reader = handle.read(0)
         first = await reader.__anext__()
         redis_server.pause()
         try:
-            await trio.sleep(0.5)  # the producer writes until its outbox is full, then waits
-            stalled_at = written
+            await trio.sleep(0.5)
+            stalled_at = producer.written
             await trio.sleep(0.3)
-            assert written == stalled_at < 300
+            assert producer.written == stalled_at < 300
             [local] = store._producing.running.values()
-            assert OUTBOX_BYTES <= len(local.pending) < OUTBOX_BYTES + len(event)
             # What it wrote ahead is not in anyone's hands: readers have what Redis has.
-            assert local.session.total_bytes + len(local.pending) == written * len(event)
+            assert local.session.total_bytes + len(local.pending) == stalled_at * len(
+                producer.event
+            )
+            queued = len(local.pending)
         finally:
             redis_server.resume()
         with trio.fail_after(10):
-            rest = b"".join([chunk async for chunk in reader])
-        assert first + rest == event * 300
+            rest = b"".join([chunk async for chunk in reader])  # no OffsetLostError
+    return first + rest, queued
+
+
+async def test_a_producer_runs_ahead_of_a_stalled_redis_by_its_outbox_at_most(
+    redis_server: RedisServer,
+) -> None:
+    producer = Repeating(b"data: " + b"y" * 1000 + b"\n\n")
+    read, queued = await stall_redis_while_producing(redis_server, producer)
+    assert OUTBOX_BYTES <= queued < OUTBOX_BYTES + len(producer.event)
+    assert read == producer.event * 300
 
 
 async def test_a_small_cap_bounds_the_outbox_so_no_flush_overtakes_a_reader(
@@ -323,28 +341,7 @@ async def test_a_small_cap_bounds_the_outbox_so_no_flush_overtakes_a_reader(
 ) -> None:
     """With a log capped below two outboxes, a producer waits at half the cap: one flush
     never appends more than the cap holds, so a reader that had caught up keeps up."""
-    cap, event = 4000, b"data: " + b"z" * 92 + b"\n\n"
-    written = 0
-
-    async def producer(writer: StreamWriter) -> None:
-        nonlocal written
-        for _ in range(300):
-            await writer.write(event)
-            written += 1
-
-    async with RedisStore(
-        redis_server.url, ping_interval=None, event_ids=False, lease_seconds=30, max_bytes=cap
-    ) as store:
-        handle = await store.start("c1", producer)
-        reader = handle.read(0)
-        first = await reader.__anext__()
-        redis_server.pause()
-        try:
-            await trio.sleep(0.5)  # the producer writes until its outbox is full, then waits
-            [local] = store._producing.running.values()
-            assert cap // 2 <= len(local.pending) < cap // 2 + len(event)
-        finally:
-            redis_server.resume()
-        with trio.fail_after(10):
-            rest = b"".join([chunk async for chunk in reader])  # no OffsetLostError
-        assert first + rest == event * 300
+    cap, producer = 4000, Repeating(b"data: " + b"z" * 92 + b"\n\n")
+    read, queued = await stall_redis_while_producing(redis_server, producer, max_bytes=cap)
+    assert cap // 2 <= queued < cap // 2 + len(producer.event)
+    assert read == producer.event * 300
