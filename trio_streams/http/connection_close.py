@@ -39,7 +39,9 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class ShieldFinalSend:
-    """Wraps an ASGI app; its final ``http.response.body`` is sent shielded from cancellation."""
+    """Wraps an ASGI app; its final ``http.response.body`` is sent shielded from
+    cancellation, and, for an answer sent before the request's body has all arrived, once
+    it has (at most :data:`UPLOAD_GRACE_SECONDS` later)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
