@@ -31,7 +31,7 @@ import trio
 from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.session import MAX_READ_CHUNK, OffsetLostError
 from trio_streams.stores.redis import scripts as redis_scripts
-from trio_streams.stores.redis.keys import SEGMENT_BYTES
+from trio_streams.stores.redis.keys import SEGMENT_BYTES, segment_name
 from trio_streams.stores.redis.subscriber import Subscriber
 
 #: Entries a backlog read takes from the stream at a time, until it holds
@@ -82,7 +82,7 @@ class LogFollower:
         self._range = client.register_script(redis_scripts.RANGE)
         self._subscriber = subscriber
         self.log = log
-        #: A segment's name is ``head + str(index) + tail`` (``keys.segment_key_parts``).
+        #: What its segments' names have around their index (``keys.segment_key_parts``).
         self._segments = segments
         self._channel = log.encode()
         self._block_ms = block_ms
@@ -198,9 +198,8 @@ class LogFollower:
         """
         index, within = divmod(offset, SEGMENT_BYTES)
         try:
-            head, tail = self._segments
             chunk: bytes = await self._client.getrange(
-                f"{head}{index}{tail}", within, SEGMENT_BYTES - 1
+                segment_name(self._segments, index), within, SEGMENT_BYTES - 1
             )
             if chunk:
                 return chunk

@@ -33,7 +33,12 @@ def log_key(conversation_id: str, generation: str) -> str:
 
 def segment_key(conversation_id: str, generation: str, index: int) -> str:
     """The plain string holding a log's bytes from ``index * SEGMENT_BYTES`` on."""
-    head, tail = segment_key_parts(conversation_id, generation)
+    return segment_name(segment_key_parts(conversation_id, generation), index)
+
+
+def segment_name(parts: tuple[str, str], index: int) -> str:
+    """A segment's key from its log's :func:`segment_key_parts` (what followers hold)."""
+    head, tail = parts
     return f"{head}{index}{tail}"
 
 
