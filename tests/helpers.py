@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import httpx
+import trio
 
 from trio_streams.core.end_reasons import split_end_event
 from trio_streams.testing.server import StreamsServer
@@ -99,3 +100,27 @@ def assert_error(response: httpx.Response, status: int, message: str, error_type
     assert error["code"] == status
     assert error["message"].startswith(message), error["message"]
     assert error["type"] == error_type
+
+
+async def read_http_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a ``content-length`` read off a raw ``stream``: its head
+    (status line and headers) and its body. Bytes past it stay in ``buffer`` for the next
+    one; EOF or a reset before it is complete fails the test."""
+    while b"\r\n\r\n" not in buffer:
+        data = await stream.receive_some(65536)
+        assert data, f"the connection closed before the answer's head: {bytes(buffer)!r}"
+        buffer += data
+    head, _, _ = bytes(buffer).partition(b"\r\n\r\n")
+    del buffer[: len(head) + 4]
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(buffer) < length:
+        data = await stream.receive_some(65536)
+        assert data, "the connection closed in the middle of the answer's body"
+        buffer += data
+    body = bytes(buffer[:length])
+    del buffer[:length]
+    return head, body

@@ -13,6 +13,7 @@ import trio.testing
 from hypercorn.trio import serve as hypercorn_serve
 
 from tests.conftest import StartServer
+from tests.helpers import read_http_response
 from trio_streams.core.manager import SessionManager
 from trio_streams.core.producer import StreamWriter
 from trio_streams.core.sse import DONE
@@ -141,28 +142,14 @@ async def test_an_early_answer_leaves_the_connection_usable(start_server: StartS
         "POST /v1/streams/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
     )
+    buffer = bytearray()
     async with await trio.open_tcp_stream(host, int(port)) as stream:
         with trio.fail_after(5):
             await stream.send_all(head.encode() + b"\r\n")
             await trio.sleep(0.05)
             await stream.send_all(body)
-            first = await read_response(stream)
+            first, _ = await read_http_response(stream, buffer)
             await stream.send_all(head.encode() + b"X-Api-Key: k\r\n\r\n" + body)
-            second = await read_response(stream)
+            second, second_body = await read_http_response(stream, buffer)
     assert first.startswith(b"HTTP/1.1 401")
-    assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"[]")
-
-
-async def read_response(stream: trio.SocketStream) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += await stream.receive_some()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    while len(rest) < length:
-        rest += await stream.receive_some()
-    return head + b"\r\n\r\n" + rest
+    assert second.startswith(b"HTTP/1.1 200") and second_body.endswith(b"[]")
