@@ -9,7 +9,7 @@ so no reader is ever left waiting.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -60,8 +60,15 @@ class SessionManager(Lifetime):
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         limits: Limits | None = None,
         event_ids: bool = True,
+        also_running: Callable[[], Iterable[StreamSession]] | None = None,
     ) -> None:
+        """``also_running``: the sessions of producers this process runs outside the
+        manager (the Redis store's shared sessions produced here). The limits count them
+        with the manager's own, so ``max_producers`` and the byte budget hold for the whole
+        process whichever store its sessions live in; the manager never cancels,
+        finalizes or evicts them."""
         super().__init__()
+        self._also_running = also_running
         self.capacity = Capacity(Limits() if limits is None else limits, max_bytes, self)
         self.limits = self.capacity.limits
         self.stats = self.capacity.stats
@@ -201,13 +208,13 @@ class SessionManager(Lifetime):
 
     @property
     def producer_count(self) -> int:
-        """Producers running now, anonymous ones included."""
-        return len(self._producing)
+        """Producers running now, anonymous ones and ``also_running`` ones included."""
+        return len(self.running())
 
     def sessions(self) -> list[StreamSession]:
         """Every session that holds memory: registered, running, or still being sent."""
         found = dict.fromkeys(self._sessions.values())
-        found.update(dict.fromkeys(self._producing))
+        found.update(dict.fromkeys(self.running()))
         found.update(dict.fromkeys(self.capacity.finished()))
         return list(found)
 
@@ -232,7 +239,11 @@ class SessionManager(Lifetime):
         return bool(cid) and self._sessions.get(cid) is session
 
     def running(self) -> set[StreamSession]:
-        return self._producing
+        """Sessions whose producer runs in this process: the manager's own, and
+        ``also_running``'s."""
+        if self._also_running is None:
+            return self._producing
+        return self._producing.union(self._also_running())
 
     def unregister(self, session: StreamSession, reason: EndReason | None = None) -> None:
         """Remove ``session`` from its id; with ``reason`` (an eviction) keep a tombstone."""

@@ -102,6 +102,13 @@ class Producing:
     def get(self, generation: str) -> LocalProducer | None:
         return self.running.get(generation)
 
+    def running_session(self, conversation_id: str) -> StreamSession | None:
+        """The local log of ``conversation_id``'s producer, if one still runs here."""
+        for local in self.running.values():
+            if local.conversation_id == conversation_id and not local.cancel_scope.cancel_called:
+                return local.session
+        return None
+
     def adopt(self, local: LocalProducer) -> None:
         """``local`` runs here from now on (the flusher stays until it has finalized)."""
         self.running[local.generation] = local

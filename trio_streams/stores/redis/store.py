@@ -128,7 +128,9 @@ class RedisStore(Lifetime):
             ttl=ttl,
             max_bytes=max_bytes,
         )
-        #: Plain streams (no conversation id) never leave this instance.
+        #: Plain streams (no conversation id) never leave this instance. Its limits
+        #: count the shared sessions produced here too (``also_running``): each keeps a
+        #: local log of up to ``max_bytes`` for this instance's readers, and runs a producer.
         self.memory = SessionManager(
             max_bytes=max_bytes,
             ttl=ttl,
@@ -136,7 +138,11 @@ class RedisStore(Lifetime):
             ping_interval=ping_interval,
             event_ids=event_ids,
             limits=limits,
+            also_running=self._local_sessions,
         )
+        #: Sessions admitted by the limits whose START is still on its way to Redis:
+        #: counted already, so that starts answered together cannot overshoot them.
+        self._starting: set[StreamSession] = set()
         # The three sides. The control side renews the producers' leases and cancels them.
         self._producing = Producing(self.commands)
         self._control = Control(self.commands, self.client, self.instance_id, self._producing)
@@ -200,6 +206,18 @@ class RedisStore(Lifetime):
         """Producers running on this instance (sessions live in Redis, not here)."""
         return len(self._producing.running)
 
+    def _local_sessions(self) -> list[StreamSession]:
+        """The local logs of the shared sessions produced here, starting ones included.
+
+        A producer stopped (DELETE, replaced) leaves the count at once, as a stopped
+        session does in memory, not after its finalize's round trip to Redis."""
+        producing = [
+            local.session
+            for local in self._producing.running.values()
+            if not local.cancel_scope.cancel_called
+        ]
+        return producing + list(self._starting)
+
     # -- the store seam ------------------------------------------------------------------
 
     async def start(
@@ -221,24 +239,33 @@ class RedisStore(Lifetime):
             StreamSession(conversation_id, self.max_bytes, generation),
             stamper=EventIdStamper(event_id_prefix(generation)) if self.event_ids else None,
         )
-        with unavailable():
-            replaced = await self.commands.run(
-                "START",
-                conversation_id,
-                local.generation,
-                self.instance_id,
-                int(time.time()),
-                self.commands.lease_ms,
-                self.commands.ttl_seconds,
-                owner or "",
-            )
-        if replaced and text(replaced[0]) == "owned":
-            raise ConversationOwnedError("the conversation id belongs to another API key")
-        if replaced:
-            old_owner, old_generation = (text(value) for value in replaced)
-            logger.info("replacing stream %s", redact(conversation_id))
-            await self._control.cancel_producer(old_owner, conversation_id, old_generation)
-        self._producing.adopt(local)
+        # This instance's limits (--max-producers, --max-total-bytes), as for the memory
+        # store; replacing a session produced here frees its producer and reservation.
+        self.memory.capacity.admit(
+            self._producing.running_session(conversation_id), registered=False
+        )
+        self._starting.add(local.session)
+        try:
+            with unavailable():
+                replaced = await self.commands.run(
+                    "START",
+                    conversation_id,
+                    local.generation,
+                    self.instance_id,
+                    int(time.time()),
+                    self.commands.lease_ms,
+                    self.commands.ttl_seconds,
+                    owner or "",
+                )
+            if replaced and text(replaced[0]) == "owned":
+                raise ConversationOwnedError("the conversation id belongs to another API key")
+            if replaced:
+                old_owner, old_generation = (text(value) for value in replaced)
+                logger.info("replacing stream %s", redact(conversation_id))
+                await self._control.cancel_producer(old_owner, conversation_id, old_generation)
+            self._producing.adopt(local)
+        finally:
+            self._starting.discard(local.session)
         if self._closed:
             # Shutdown began while Redis answered: still run the task, so that the
             # session is finalized, but cancelled from the start like every other.
