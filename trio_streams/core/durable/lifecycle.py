@@ -38,45 +38,30 @@ def is_expired(current: float | None, *, now: float) -> bool:
     return current is not None and now >= current
 
 
-def same_config(
-    meta: StreamMeta,
-    *,
-    content_type: str,
-    expiry: Expiry,
-    closed: bool,
-    forked_from: str | None = None,
-    fork_position: int | None = None,
-) -> bool:
-    """Whether a repeated PUT asks for the stream that exists (``200``) or not (``409``)."""
-    return (
-        normalize_content_type(meta.content_type) == normalize_content_type(content_type)
-        and meta.ttl_seconds == expiry.ttl_seconds
-        and meta.expires_at == expiry.expires_at
-        and meta.closed == closed
-        and meta.forked_from == forked_from
-        and meta.fork_position == fork_position
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """What a PUT asks a stream to be: a repeated PUT of an existing stream must ask for
+    the same (``200``), else it is a ``409``."""
+
+    content_type: str
+    expiry: Expiry
+    closed: bool
+    forked_from: str | None = None
+    fork_position: int | None = None
+
+
+def check_same_config(meta: StreamMeta, wanted: StreamConfig) -> None:
+    """Nothing if the stream that exists (``meta``) is the one ``wanted``; else the
+    ``409`` every store answers."""
+    same = (
+        normalize_content_type(meta.content_type) == normalize_content_type(wanted.content_type)
+        and meta.ttl_seconds == wanted.expiry.ttl_seconds
+        and meta.expires_at == wanted.expiry.expires_at
+        and meta.closed == wanted.closed
+        and meta.forked_from == wanted.forked_from
+        and meta.fork_position == wanted.fork_position
     )
-
-
-def check_same_config(
-    meta: StreamMeta,
-    *,
-    content_type: str,
-    expiry: Expiry,
-    closed: bool,
-    forked_from: str | None = None,
-    fork_position: int | None = None,
-) -> None:
-    """A repeated PUT of an existing stream: nothing if it asks for that very stream,
-    else the ``409`` every store answers (:func:`same_config` decides)."""
-    if not same_config(
-        meta,
-        content_type=content_type,
-        expiry=expiry,
-        closed=closed,
-        forked_from=forked_from,
-        fork_position=fork_position,
-    ):
+    if not same:
         raise ConflictError("A stream exists at this URL with another configuration")
 
 
@@ -90,6 +75,12 @@ class ForkPlan:
     expiry: Expiry
     #: No expiry was asked for: the fork has its source's (``expiry`` is it).
     inherits_expiry: bool
+    source: str
+    closed: bool
+
+    @property
+    def config(self) -> StreamConfig:
+        return StreamConfig(self.content_type, self.expiry, self.closed, self.source, self.position)
 
 
 def plan_fork(
@@ -121,7 +112,7 @@ def plan_fork(
         expiry = source_expiry
     else:
         expiry = Expiry(ttl_seconds=source.ttl_seconds, expires_at=source.expires_at)
-    return ForkPlan(content_type, position, expiry, inherits)
+    return ForkPlan(content_type, position, expiry, inherits, request.source, request.closed)
 
 
 def sub_offset_bytes(append: bytes | None, sub_offset: int, content_type: str) -> int:

@@ -31,6 +31,7 @@ from trio_streams.core.durable.errors import (
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
 from trio_streams.core.durable.lifecycle import (
+    StreamConfig,
     check_same_config,
     deadline,
     is_expired,
@@ -200,13 +201,8 @@ class MemoryDurableStore(DurableStoreBase):
         self._check_open()
         existing = self._existing(name, owner)
         if existing is not None:
-            check_same_config(
-                existing.meta(),
-                content_type=request.content_type,
-                expiry=request.expiry,
-                closed=request.closed,
-            )
-            return self._confirmed(existing)
+            config = StreamConfig(request.content_type, request.expiry, request.closed)
+            return self._confirmed(existing, config)
         stream = _Stream(name, owner, request.content_type, request.expiry)
         return self._add(stream, request.body, closed=request.closed)
 
@@ -227,15 +223,7 @@ class MemoryDurableStore(DurableStoreBase):
         plan = plan_fork(request, source.meta(), source.append_at, source_expiry=source.expiry)
         existing = self._existing(name, owner)
         if existing is not None:
-            check_same_config(
-                existing.meta(),
-                content_type=plan.content_type,
-                expiry=plan.expiry,
-                closed=request.closed,
-                forked_from=source.name,
-                fork_position=plan.position,
-            )
-            return self._confirmed(existing)
+            return self._confirmed(existing, plan.config)
         fork = _Stream(
             name, owner, plan.content_type, plan.expiry, source=source, base=plan.position
         )
@@ -323,8 +311,9 @@ class MemoryDurableStore(DurableStoreBase):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _confirmed(self, existing: _Stream) -> CreateResult:
-        """A repeated PUT of the stream as it is: an access, answered ``200``."""
+    def _confirmed(self, existing: _Stream, wanted: StreamConfig) -> CreateResult:
+        """A repeated PUT: of the stream as it is, an access answered ``200``."""
+        check_same_config(existing.meta(), wanted)
         self._touch(existing)
         return CreateResult(created=False, meta=existing.meta())
 

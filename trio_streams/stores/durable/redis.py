@@ -40,7 +40,7 @@ from trio_streams.core.durable.errors import (
     StreamNotFoundError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
-from trio_streams.core.durable.lifecycle import check_same_config, plan_fork
+from trio_streams.core.durable.lifecycle import StreamConfig, check_same_config, plan_fork
 from trio_streams.core.durable.model import (
     AppendRequest,
     AppendResult,
@@ -206,19 +206,10 @@ class RedisDurableStore(DurableStoreBase):
     async def create(
         self, name: str, request: CreateRequest, *, owner: str | None = None
     ) -> CreateResult:
-        stream, invalid = self._new_stream(
-            request.content_type, request.expiry, request.closed, request.body
-        )
+        config = StreamConfig(request.content_type, request.expiry, request.closed)
+        stream, invalid = self._new_stream(config, request.body)
         reply = await self._run("CREATE", name, owner, *stream)
-        return await self._created(
-            name,
-            reply,
-            invalid,
-            owner,
-            content_type=request.content_type,
-            expiry=request.expiry,
-            closed=request.closed,
-        )
+        return await self._created(name, reply, invalid, owner, config)
 
     async def fork(
         self, name: str, request: ForkRequest, *, owner: str | None = None
@@ -240,9 +231,7 @@ class RedisDurableStore(DurableStoreBase):
             append = reply[10]  # the append at the fork point, as the script found it
             # plan_fork calls it before the loop goes on: ``append`` is this round's.
             plan = plan_fork(request, source, lambda _position: append)  # noqa: B023
-            stream, invalid = self._new_stream(
-                plan.content_type, plan.expiry, request.closed, request.body
-            )
+            stream, invalid = self._new_stream(plan.config, request.body)
             reply = await self._run(
                 "FORK",
                 name,
@@ -260,17 +249,7 @@ class RedisDurableStore(DurableStoreBase):
                 raise StreamNotFoundError("The stream to fork from does not exist")
             if status == "source_gone":
                 raise ConflictError("The stream to fork from was deleted")
-            return await self._created(
-                name,
-                reply,
-                invalid,
-                owner,
-                content_type=plan.content_type,
-                expiry=plan.expiry,
-                closed=request.closed,
-                forked_from=request.source,
-                fork_position=plan.position,
-            )
+            return await self._created(name, reply, invalid, owner, plan.config)
         raise ConflictError("The stream to fork from keeps changing")
 
     async def append(
@@ -432,19 +411,19 @@ class RedisDurableStore(DurableStoreBase):
     # -- internals -------------------------------------------------------------------------
 
     def _new_stream(
-        self, content_type: str, expiry: Expiry, closed: bool, body: bytes
+        self, config: StreamConfig, body: bytes
     ) -> tuple[list[str | int | bytes], BadRequestError | None]:
         """The arguments that describe a stream to create, as the ``CREATE`` and ``FORK``
         scripts both take them, and the reason its body cannot be its first bytes (if so:
         answered only if the stream is to be created)."""
-        data, invalid = _framed(content_type, body)
-        normalized = normalize_content_type(content_type)
+        data, invalid = _framed(config.content_type, body)
+        normalized = normalize_content_type(config.content_type)
         stream: list[str | int | bytes] = [
-            content_type,
+            config.content_type,
             normalized,
             _flag(json_mode.is_json(normalized)),
-            *_expiry_fields(expiry),
-            _flag(closed),
+            *_expiry_fields(config.expiry),
+            _flag(config.closed),
             data,
             _flag(invalid is not None),
             self.max_stream_bytes,
@@ -471,12 +450,7 @@ class RedisDurableStore(DurableStoreBase):
         reply: list[Any],
         invalid: BadRequestError | None,
         owner: str | None,
-        *,
-        content_type: str,
-        expiry: Expiry,
-        closed: bool,
-        forked_from: str | None = None,
-        fork_position: int | None = None,
+        wanted: StreamConfig,
     ) -> CreateResult:
         status = text(reply[0])
         if status == "conflict_gone":
@@ -491,14 +465,7 @@ class RedisDurableStore(DurableStoreBase):
         meta, _ = _meta(name, reply[1:9])
         if status == "created":
             return CreateResult(created=True, meta=meta)
-        check_same_config(
-            meta,
-            content_type=content_type,
-            expiry=expiry,
-            closed=closed,
-            forked_from=forked_from,
-            fork_position=fork_position,
-        )
+        check_same_config(meta, wanted)
         await self._run("TOUCH", name, owner)
         return CreateResult(created=False, meta=meta)
 
