@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from trio_streams.server import RunningServer
 
 SUITE = Path(__file__).parents[1] / "js" / "durable-streams"
@@ -48,13 +48,9 @@ def vitest() -> Path:
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     """A real server with the suite's needs: CORS on (one test sends a preflight); for
     ``redis``, on a private Redis-protocol server of the test kit (marked ``redis``)."""
-    options: dict[str, Any] = {
-        "cors_origins": ("*",),
-        "ds_long_poll_timeout": LONG_POLL_TIMEOUT,
-    }
-    if request.param != "memory":
-        options["store"] = request.getfixturevalue("redis_server").url
-    return await start_server(**options)
+    return await start_on_store(
+        request, start_server, cors_origins=("*",), ds_long_poll_timeout=LONG_POLL_TIMEOUT
+    )
 
 
 def failures(report: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ SDK (an exception it can tell apart), ``StreamsClient`` and ``tail`` (its exit c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 import httpx
@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from tests.cli_options import Printed, Tailed, tail
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from tests.helpers import (
     assert_error,
     chat_body,
@@ -42,16 +42,7 @@ FAST_RETRY = Backoff(first=0.001, maximum=0.01, attempts=5)
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     """A server slow enough (100 tokens/s) to act while an answer is generated."""
-    if request.param == "memory":
-        return await start_server(demo_tps=100)
-    redis = request.getfixturevalue("redis_server")
-    return await start_server(store=redis.url, demo_tps=100)
-
-
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
+    return await start_on_store(request, start_server, demo_tps=100)
 
 
 async def answer(
