@@ -25,6 +25,7 @@ from tests.helpers import (
     chat_text,
     event_generation,
     event_offset,
+    openai_sdk,
     split_end,
 )
 from trio_streams.client import (
@@ -179,10 +180,6 @@ async def test_a_raw_sse_reader_learns_stopped_and_replaced(http: httpx.AsyncCli
     assert {event_generation(i) for i in event_ids(raw)} != {event_generation(event_ids(new[0])[0])}
 
 
-def sdk(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
 @pytest.mark.parametrize("ending", ["stopped", "replaced", "shutdown"])
 async def test_the_openai_sdk_raises_an_error_it_can_tell_apart(
     server: RunningServer, ending: str
@@ -197,7 +194,7 @@ async def test_the_openai_sdk_raises_an_error_it_can_tell_apart(
                 server.store.shutdown()  # what serve() does when it is told to stop
 
     def read() -> tuple[str, openai.APIError]:
-        stream = sdk(server).chat.completions.create(
+        stream = openai_sdk(server.url).chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "end me"}],
             stream=True,

@@ -25,6 +25,7 @@ from tests.helpers import (
     event_generation,
     event_offset,
     http_client,
+    openai_sdk,
     split_end,
     sse_data,
     without_event_ids,
@@ -513,7 +514,7 @@ async def test_the_openai_sdk_raises_the_mid_stream_error_after_the_text(
     upstream.script.drop_after = 3
 
     def run() -> tuple[str, openai.APIError | None]:
-        sdk = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        sdk = openai_sdk(proxy.url)
         text = ""
         try:
             for chunk in sdk.chat.completions.create(
