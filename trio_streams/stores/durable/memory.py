@@ -24,10 +24,7 @@ from trio_streams.core.durable import json_mode
 from trio_streams.core.durable.appends import frame_body, plan_append
 from trio_streams.core.durable.errors import (
     BadRequestError,
-    ConflictError,
     StoreFullError,
-    StreamGoneError,
-    StreamNotFoundError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
 from trio_streams.core.durable.lifecycle import (
@@ -49,7 +46,12 @@ from trio_streams.core.durable.model import (
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
 from trio_streams.core.lifetime import Chore
-from trio_streams.stores.durable.base import DurableStoreBase
+from trio_streams.stores.durable.base import (
+    DurableStoreBase,
+    missing,
+    name_taken,
+    source_missing,
+)
 
 #: Largest stream (its inherited bytes included) by default: as a session's log.
 DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
@@ -217,9 +219,9 @@ class MemoryDurableStore(DurableStoreBase):
             self._expire(source)
             source = None if source.removed else source
         if source is None:
-            raise StreamNotFoundError("The stream to fork from does not exist")
+            raise source_missing(gone=False)
         if source.soft_deleted:
-            raise ConflictError("The stream to fork from was deleted")
+            raise source_missing(gone=True)
         plan = plan_fork(request, source.meta(), source.append_at, source_expiry=source.expiry)
         existing = self._existing(name, owner)
         if existing is not None:
@@ -366,22 +368,22 @@ class MemoryDurableStore(DurableStoreBase):
             if stream.removed:
                 return None
         if stream.soft_deleted:
-            raise ConflictError("A deleted stream's URL cannot be reused while forks read it")
+            raise name_taken(by_deleted=True)
         if stream.owner != owner:
-            raise ConflictError("The stream belongs to another API key")
+            raise name_taken(by_deleted=False)
         return stream
 
     def _live(self, name: str, owner: str | None) -> _Stream:
         """The stream, readable and writable; else ``404`` or ``410``."""
         stream = self._streams.get(name)
         if stream is None or stream.owner != owner:
-            raise StreamNotFoundError("Stream not found")
+            raise missing(gone=False)
         if not stream.soft_deleted and self._has_expired(stream):
             self._expire(stream)
         if stream.removed:
-            raise StreamNotFoundError("Stream not found")
+            raise missing(gone=False)
         if stream.soft_deleted:
-            raise StreamGoneError("Stream was deleted")
+            raise missing(gone=True)
         return stream
 
     def _expire(self, stream: _Stream) -> None:

@@ -36,8 +36,6 @@ from trio_streams.core.durable.errors import (
     BadRequestError,
     ConflictError,
     DurableStreamError,
-    StreamGoneError,
-    StreamNotFoundError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
 from trio_streams.core.durable.lifecycle import StreamConfig, check_same_config, plan_fork
@@ -54,7 +52,12 @@ from trio_streams.core.durable.model import (
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
 from trio_streams.core.lifetime import Chore
 from trio_streams.stores.durable import redis_scripts
-from trio_streams.stores.durable.base import DurableStoreBase
+from trio_streams.stores.durable.base import (
+    DurableStoreBase,
+    missing,
+    name_taken,
+    source_missing,
+)
 from trio_streams.stores.durable.memory import DEFAULT_GC_INTERVAL, DEFAULT_MAX_STREAM_BYTES
 from trio_streams.stores.durable.redis_watch import Change, StreamWatch
 from trio_streams.stores.protocol import StoreUnavailableError
@@ -102,9 +105,8 @@ def _meta(name: str, values: list[Any]) -> tuple[StreamMeta, str]:
 
 
 def _missing_or_gone(status: str) -> DurableStreamError:
-    if status == "gone":
-        return StreamGoneError("Stream was deleted")
-    return StreamNotFoundError("Stream not found")
+    """A script's ``missing`` or ``gone``, answered as the memory store does."""
+    return missing(gone=status == "gone")
 
 
 def _expiry_fields(expiry: Expiry) -> tuple[str, str, str]:
@@ -223,10 +225,8 @@ class RedisDurableStore(DurableStoreBase):
                 _flag(request.sub_offset > 0),
             )
             status = text(reply[0])
-            if status == "missing":
-                raise StreamNotFoundError("The stream to fork from does not exist")
-            if status == "gone":
-                raise ConflictError("The stream to fork from was deleted")
+            if status in ("missing", "gone"):
+                raise source_missing(gone=status == "gone")
             source, source_inc = _meta(request.source, reply[1:9])
             append = reply[10]  # the append at the fork point, as the script found it
             # plan_fork calls it before the loop goes on: ``append`` is this round's.
@@ -245,10 +245,8 @@ class RedisDurableStore(DurableStoreBase):
             status = text(reply[0])
             if status == "source_changed":
                 continue  # deleted and created again between the two steps: look again
-            if status == "source_missing":
-                raise StreamNotFoundError("The stream to fork from does not exist")
-            if status == "source_gone":
-                raise ConflictError("The stream to fork from was deleted")
+            if status in ("source_missing", "source_gone"):
+                raise source_missing(gone=status == "source_gone")
             return await self._created(name, reply, invalid, owner, plan.config)
         raise ConflictError("The stream to fork from keeps changing")
 
@@ -453,10 +451,8 @@ class RedisDurableStore(DurableStoreBase):
         wanted: StreamConfig,
     ) -> CreateResult:
         status = text(reply[0])
-        if status == "conflict_gone":
-            raise ConflictError("A deleted stream's URL cannot be reused while forks read it")
-        if status == "conflict_owner":
-            raise ConflictError("The stream belongs to another API key")
+        if status in ("conflict_gone", "conflict_owner"):
+            raise name_taken(by_deleted=status == "conflict_gone")
         if status == "bad_body":
             assert invalid is not None
             raise invalid
