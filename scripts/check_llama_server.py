@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -143,9 +143,15 @@ def main(llama_server: str, model: str) -> None:
         print(f"invalid request -> {bad.status_code} {bad.text}; sessions left: {left}")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(main: Callable[[str, str], None], doc: str) -> None:
+    """The command line of these checks (this one and the Responses one): the
+    llama-server binary and a GGUF model, handed to ``main``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--llama-server", required=True, help="path of the llama-server binary")
     parser.add_argument("--model", required=True, help="path of a GGUF model")
     arguments = parser.parse_args()
     main(arguments.llama_server, arguments.model)
+
+
+if __name__ == "__main__":
+    run(main, __doc__)

@@ -12,12 +12,11 @@ Usage: ``python scripts/check_llama_server_responses.py --llama-server PATH --mo
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import openai
-from check_llama_server import llama_behind_trio_streams, seconds_until_slots_idle
+from check_llama_server import llama_behind_trio_streams, run, seconds_until_slots_idle
 
 
 def check(condition: bool, message: str) -> None:
@@ -85,8 +84,4 @@ def main(llama_server: str, model: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--llama-server", required=True, help="path of the llama-server binary")
-    parser.add_argument("--model", required=True, help="path of a GGUF model")
-    arguments = parser.parse_args()
-    main(arguments.llama_server, arguments.model)
+    run(main, __doc__)

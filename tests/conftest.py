@@ -29,6 +29,18 @@ from trio_streams.testing.transport import HostRouter
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
+
+async def start_on_store(
+    request: pytest.FixtureRequest, start_server: StartServer, **options: Any
+) -> RunningServer:
+    """A server with ``options`` on the store a ``params=["memory", "redis"]`` fixture's
+    ``request.param`` names: ``redis`` is a private Redis-protocol server of the test kit
+    (the test is marked ``redis``)."""
+    if request.param != "memory":
+        options["store"] = request.getfixturevalue("redis_server").url
+    return await start_server(**options)
+
+
 #: A real Redis-protocol server, for the Redis-store tests; pytester runs the test kit's
 #: documented examples (tests/testing).
 pytest_plugins = ["tests.redis_fixtures", "pytester"]
@@ -173,6 +185,13 @@ async def start_server(
 @pytest.fixture
 async def server(start_server: StartServer) -> RunningServer:
     return await start_server()
+
+
+@pytest.fixture
+async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``server`` over its socket (never the in-process transport)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import httpx
+import openai
 import trio
 
 from trio_streams.core.end_reasons import split_end_event
@@ -21,6 +22,12 @@ def http_client(server: Any, **options: Any) -> httpx.AsyncClient:
     if isinstance(server, StreamsServer):
         return server.http(**options)
     return httpx.AsyncClient(base_url=server.url, **options)
+
+
+def openai_sdk(url: str) -> openai.OpenAI:
+    """The OpenAI SDK's client of the server at ``url`` (its ``/v1``), as an application
+    would make it but without retries: a test sees each answer as the server gave it."""
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
 
 
 def chat_body(prompt: str = "tell me about streams", **extra: Any) -> dict[str, Any]:

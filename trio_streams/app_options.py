@@ -19,7 +19,7 @@ from trio_streams.http.option_values import (
     check_origin,
     read_key_file,
 )
-from trio_streams.listener_options import listener_settings, option_group
+from trio_streams.listener_options import env_option, listener_settings, option_group
 from trio_streams.producers.upstream.routes import (
     UpstreamConfigError,
     UpstreamRoutes,
@@ -71,271 +71,211 @@ def _cors_origins(
 
 
 _OPTIONS = [
-    click.option(
+    env_option(
         "--host",
         default=_DEFAULTS.host,
-        envvar="TRIO_STREAMS_HOST",
-        show_envvar=True,
         help="Address to listen on.",
     ),
-    click.option(
+    env_option(
         "--port",
         default=_DEFAULTS.port,
         type=click.IntRange(0, 65535),
-        envvar="TRIO_STREAMS_PORT",
-        show_envvar=True,
         help="TCP port to listen on (0 picks a free one).",
     ),
-    click.option(
+    env_option(
         "--demo-tps",
         default=_DEFAULTS.demo_tps,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_DEMO_TPS",
-        show_envvar=True,
         help="Tokens per second of the built-in demo model.",
     ),
-    click.option(
+    env_option(
         "--demo-prefill",
         default=_DEFAULTS.demo_prefill,
         type=float,
         callback=_non_negative,
-        envvar="TRIO_STREAMS_DEMO_PREFILL",
-        show_envvar=True,
         help="Seconds the demo model waits before its first token, like prompt processing.",
     ),
-    click.option(
+    env_option(
         "--session-max-bytes",
         default=_DEFAULTS.session_max_bytes,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_SESSION_MAX_BYTES",
-        show_envvar=True,
         help="Bytes one session keeps; older bytes are dropped beyond this cap.",
     ),
-    click.option(
+    env_option(
         "--session-ttl",
         default=_DEFAULTS.session_ttl,
         type=float,
         callback=_non_negative,
-        envvar="TRIO_STREAMS_SESSION_TTL",
-        show_envvar=True,
         help="Seconds a finished session stays readable before it expires.",
     ),
-    click.option(
+    env_option(
         "--gc-interval",
         default=_DEFAULTS.gc_interval,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_GC_INTERVAL",
-        show_envvar=True,
         help="Seconds between sweeps that evict expired sessions.",
     ),
-    click.option(
+    env_option(
         "--ping-interval",
         default=_DEFAULTS.ping_interval,
         type=float,
         callback=_non_negative,
-        envvar="TRIO_STREAMS_PING_INTERVAL",
-        show_envvar=True,
         help="Seconds of silence before a ': ping' keep-alive comment (0 disables).",
     ),
-    click.option(
+    env_option(
         "--max-body-bytes",
         default=_DEFAULTS.max_body_bytes,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_MAX_BODY_BYTES",
-        show_envvar=True,
         help="Largest request body accepted.",
     ),
-    click.option(
+    env_option(
         "--ds-max-stream-bytes",
         default=_DEFAULTS.ds_max_stream_bytes,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_DS_MAX_STREAM_BYTES",
-        show_envvar=True,
         help="Largest Durable Stream (/ds) in bytes; an append past it gets 413.",
     ),
-    click.option(
+    env_option(
         "--ds-max-streams",
         default=_DEFAULTS.ds_max_streams,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_DS_MAX_STREAMS",
-        show_envvar=True,
         help="Durable Streams (/ds) held at once; a create past it gets 429 (memory store).",
     ),
-    click.option(
+    env_option(
         "--ds-max-total-bytes",
         default=_DEFAULTS.ds_max_total_bytes,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_DS_MAX_TOTAL_BYTES",
-        show_envvar=True,
         help="Bytes all Durable Streams (/ds) together may hold; 429 past it (memory store).",
     ),
-    click.option(
+    env_option(
         "--ds-long-poll-timeout",
         default=_DEFAULTS.ds_long_poll_timeout,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_DS_LONG_POLL_TIMEOUT",
-        show_envvar=True,
         help="Seconds a Durable Streams long-poll (/ds) waits for data before its 204.",
     ),
-    click.option(
+    env_option(
         "--store",
         default=_DEFAULTS.store,
         callback=_store,
-        envvar="TRIO_STREAMS_STORE",
-        show_envvar=True,
         help="Where sessions live: 'memory', or redis://HOST:PORT/DB to share them with "
         "every instance using that Redis or Valkey.",
     ),
-    click.option(
+    env_option(
         "--store-lease",
         default=_DEFAULTS.store_lease,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_STORE_LEASE",
-        show_envvar=True,
         help="Redis store: seconds after which a dead instance's live sessions are "
         "finalized with an error event.",
     ),
-    click.option(
+    env_option(
         "--store-follower-connections",
         default=_DEFAULTS.store_follower_connections,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_STORE_FOLLOWER_CONNECTIONS",
-        show_envvar=True,
         help="Deprecated, no effect: the Redis store now follows every session on one pub/sub "
         "connection (at most 8 Redis connections per instance).",
     ),
-    click.option(
+    env_option(
         "--api-key",
         "api_keys",
         multiple=True,
-        envvar="TRIO_STREAMS_API_KEY",
-        show_envvar=True,
         help="Require this API key (repeatable; the variable may hold several, space-separated).",
     ),
-    click.option(
+    env_option(
         "--api-key-file",
         type=click.Path(exists=True, dir_okay=False),
         default=None,
-        envvar="TRIO_STREAMS_API_KEY_FILE",
-        show_envvar=True,
         help="Require the API keys in this file, one per line ('#' comments allowed).",
     ),
-    click.option(
+    env_option(
         "--max-total-bytes",
         default=_DEFAULTS.max_total_bytes,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_MAX_TOTAL_BYTES",
-        show_envvar=True,
         help="Byte budget of all sessions together (a running one counts as its full cap).",
     ),
-    click.option(
+    env_option(
         "--max-sessions",
         default=_DEFAULTS.max_sessions,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_MAX_SESSIONS",
-        show_envvar=True,
         help="Sessions held at once, running and finished.",
     ),
-    click.option(
+    env_option(
         "--max-producers",
         default=_DEFAULTS.max_producers,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_MAX_PRODUCERS",
-        show_envvar=True,
         help="Streams generating at once.",
     ),
-    click.option(
+    env_option(
         "--max-lookup-ids",
         default=_DEFAULTS.max_lookup_ids,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_MAX_LOOKUP_IDS",
-        show_envvar=True,
         help="Conversation ids one lookup request may name.",
     ),
-    click.option(
+    env_option(
         "--upstream",
         "upstreams",
         multiple=True,
         callback=_upstreams,
-        envvar="TRIO_STREAMS_UPSTREAM",
-        show_envvar=True,
         metavar="[NAME=]URL",
         help="Base URL of an OpenAI-compatible model server (e.g. http://127.0.0.1:8000/v1) to "
         "proxy instead of the demo model (never this server itself). Repeatable: NAME=URL serves "
         "requests whose 'model' is NAME, a plain URL the rest. The environment variable takes "
         "space-separated values.",
     ),
-    click.option(
+    env_option(
         "--upstream-api-key",
         "upstream_api_keys",
         multiple=True,
-        envvar="TRIO_STREAMS_UPSTREAM_API_KEY",
-        show_envvar=True,
         show_default=False,
         metavar="[NAME=]KEY",
         help="Bearer key sent to the upstreams in place of the client's Authorization header. "
         "Repeatable: NAME=KEY for the upstream named NAME (--upstream NAME=URL), a plain KEY for "
         "the others. The environment variable takes space-separated values.",
     ),
-    click.option(
+    env_option(
         "--upstream-connect-timeout",
         default=_DEFAULTS.upstream_connect_timeout,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_UPSTREAM_CONNECT_TIMEOUT",
-        show_envvar=True,
         help="Seconds to connect to an upstream before answering 504.",
     ),
-    click.option(
+    env_option(
         "--upstream-read-timeout",
         default=_DEFAULTS.upstream_read_timeout,
         type=float,
         callback=_positive,
-        envvar="TRIO_STREAMS_UPSTREAM_READ_TIMEOUT",
-        show_envvar=True,
         help="Seconds an upstream may stay silent (prompt processing included) before the "
         "request fails (504, or an error event once streaming).",
     ),
-    click.option(
+    env_option(
         "--cors-origin",
         "cors_origins",
         multiple=True,
         callback=_cors_origins,
-        envvar="TRIO_STREAMS_CORS_ORIGIN",
-        show_envvar=True,
         metavar="ORIGIN",
         help="Let pages from this origin (scheme://host[:port], e.g. http://localhost:3000) call "
         "the API across origins (CORS). Repeatable; the variable takes space-separated values. "
         "None by default; '*' allows any origin, for servers whose every route needs an API key.",
     ),
-    click.option(
+    env_option(
         "--page",
         default=_DEFAULTS.page,
         type=click.Choice(PAGE_CHOICES),
-        envvar="TRIO_STREAMS_PAGE",
-        show_envvar=True,
         help="What / serves: 'builtin', trio-streams' chat page, or 'upstream', the --upstream "
         "server's own page (llama-server's WebUI) passed through, with trio-streams' sessions "
         "behind it.",
     ),
-    click.option(
+    env_option(
         "--page-dir",
         default=None,
         type=click.Path(exists=True, file_okay=False),
-        envvar="TRIO_STREAMS_PAGE_DIR",
-        show_envvar=True,
         help="Serve a built web page's static files from this directory at / instead "
         "(e.g. llama.cpp's WebUI build); it must hold an index.html, and its files are public.",
     ),
-    click.option(
+    env_option(
         "--event-ids/--no-event-ids",
         default=_DEFAULTS.event_ids,
-        envvar="TRIO_STREAMS_EVENT_IDS",
-        show_envvar=True,
         help="Stamp every SSE event with 'id: <byte offset after it>' (EventSource resume).",
     ),
 ]

@@ -21,7 +21,7 @@ from click.core import ParameterSource
 from trio_streams.app_options import app_options, settings_from_options
 from trio_streams.core.address import DEFAULT_URL
 from trio_streams.core.generations import split_event_id
-from trio_streams.listener_options import LISTENER_OPTIONS, listener_options
+from trio_streams.listener_options import LISTENER_OPTIONS, env_option, listener_options
 from trio_streams.settings import Settings
 from trio_streams.stores.url import MEMORY, check_store
 
@@ -46,12 +46,10 @@ def main() -> None:
 @main.command()
 @app_options
 @listener_options
-@click.option(
+@env_option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    envvar="TRIO_STREAMS_LOG_LEVEL",
-    show_envvar=True,
     help="Log verbosity (stderr).",
 )
 @click.pass_context

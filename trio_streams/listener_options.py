@@ -25,86 +25,80 @@ LISTENER_OPTIONS = (
 )  # fmt: skip
 
 
+def env_option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """A ``serve`` option that its environment variable can set too, shown in ``--help``:
+    ``--session-ttl`` is ``TRIO_STREAMS_SESSION_TTL`` (of ``--a/--no-a``, the first name's).
+
+    One rule for every ``serve`` option, so a new one cannot get a variable named
+    otherwise (the README's table lists them all).
+    """
+    name = decls[0].split("/")[0].removeprefix("--")
+    envvar = "TRIO_STREAMS_" + name.upper().replace("-", "_")
+    return click.option(*decls, envvar=envvar, show_envvar=True, **attrs)
+
+
 _OPTIONS = [
-    click.option(
+    env_option(
         "--bind",
         multiple=True,
-        envvar="TRIO_STREAMS_BIND",
-        show_envvar=True,
         metavar="ADDRESS",
         help="Listen on HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable; replaces "
         "--host/--port). The environment variable takes space-separated values.",
     ),
-    click.option(
+    env_option(
         "--config",
         "hypercorn_config",
         default=None,
         type=click.Path(exists=True, dir_okay=False),
-        envvar="TRIO_STREAMS_CONFIG",
-        show_envvar=True,
         help="Hypercorn's own TOML config file, for anything Hypercorn can set; the options "
         "given here (or by their variables) win over it.",
     ),
-    click.option(
+    env_option(
         "--certfile",
         default=None,
         type=click.Path(exists=True, dir_okay=False),
-        envvar="TRIO_STREAMS_CERTFILE",
-        show_envvar=True,
         help="TLS certificate chain (PEM): serve HTTPS, and HTTP/2 to clients that offer it.",
     ),
-    click.option(
+    env_option(
         "--keyfile",
         default=None,
         type=click.Path(exists=True, dir_okay=False),
-        envvar="TRIO_STREAMS_KEYFILE",
-        show_envvar=True,
         help="TLS private key (PEM) of --certfile.",
     ),
-    click.option(
+    env_option(
         "--backlog",
         default=DEFAULT_BACKLOG,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_BACKLOG",
-        show_envvar=True,
         help="Connections the kernel queues before they are accepted: room for every client "
         "reconnecting at once after a restart (capped by net.core.somaxconn).",
     ),
-    click.option(
+    env_option(
         "--graceful-timeout",
         default=3.0,
         type=click.FloatRange(min=0),
-        envvar="TRIO_STREAMS_GRACEFUL_TIMEOUT",
-        show_envvar=True,
         help="Seconds shutdown waits for responses still being sent (every session is "
         "finalized first, so streams end at once).",
     ),
-    click.option(
+    env_option(
         "--workers",
         default=1,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_WORKERS",
-        show_envvar=True,
         help="Worker processes (Hypercorn's, each on trio) sharing the listening sockets. Above "
         "1 it needs --store redis://...: processes share no memory, so only a shared store "
         "lets any of them resume a session another started.",
     ),
-    click.option(
+    env_option(
         "--proxy-headers",
         default=None,
         type=click.Choice(["legacy", "modern"]),
-        envvar="TRIO_STREAMS_PROXY_HEADERS",
-        show_envvar=True,
         help="Behind a reverse proxy: take the client address (and scheme, host) from "
         "X-Forwarded-For/-Proto/-Host (legacy) or Forwarded (modern). Only behind a proxy that "
         "sets them: a client could otherwise claim any address.",
     ),
-    click.option(
+    env_option(
         "--trusted-hops",
         default=1,
         type=click.IntRange(min=1),
-        envvar="TRIO_STREAMS_TRUSTED_HOPS",
-        show_envvar=True,
         help="With --proxy-headers: how many proxies in front of this server add to those headers.",
     ),
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from trio_streams.server import RunningServer
 
 SUITE = Path(__file__).parents[1] / "js" / "durable-streams"
@@ -59,14 +59,13 @@ async def server(
     server of the test kit (marked ``redis``)."""
     config = tmp_path / "hypercorn.toml"
     config.write_text(HYPERCORN_CONFIG)
-    options: dict[str, Any] = {
-        "cors_origins": ("*",),
-        "ds_long_poll_timeout": LONG_POLL_TIMEOUT,
-        "hypercorn_config": str(config),
-    }
-    if request.param != "memory":
-        options["store"] = request.getfixturevalue("redis_server").url
-    return await start_server(**options)
+    return await start_on_store(
+        request,
+        start_server,
+        cors_origins=("*",),
+        ds_long_poll_timeout=LONG_POLL_TIMEOUT,
+        hypercorn_config=str(config),
+    )
 
 
 def failures(report: dict[str, Any]) -> list[str]:

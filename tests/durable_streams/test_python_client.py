@@ -14,7 +14,7 @@ import pytest
 import trio
 from durable_streams import stream
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from trio_streams.server import RunningServer
 
 CONVERSATION = "ds-client/chat"
@@ -25,10 +25,7 @@ FIRST_EVENTS = 3
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     # Slow enough that the first reads happen while the answer is still being written.
-    if request.param == "memory":
-        return await start_server(demo_tps=40.0)
-    redis = request.getfixturevalue("redis_server")
-    return await start_server(demo_tps=40.0, store=redis.url)
+    return await start_on_store(request, start_server, demo_tps=40.0)
 
 
 def read_live(url: str) -> tuple[bytes, str, bool]:

@@ -23,12 +23,19 @@ def stream_url(server_url: str, name: str) -> str:
     return f"{server_url}/ds/v1/stream/{name}"
 
 
+async def on_two_instances(
+    start_server: StartServer, redis: RedisServer, name: str
+) -> tuple[str, str]:
+    """Stream ``name``'s URL on each of two new servers that share ``redis``."""
+    a = await start_server(store=redis.url)
+    b = await start_server(store=redis.url)
+    return stream_url(a.url, name), stream_url(b.url, name)
+
+
 async def test_a_stream_written_through_one_instance_is_read_live_through_the_other(
     start_server: StartServer, redis_server: RedisServer
 ) -> None:
-    a = await start_server(store=redis_server.url)
-    b = await start_server(store=redis_server.url)
-    on_a, on_b = stream_url(a.url, "chat/1"), stream_url(b.url, "chat/1")
+    on_a, on_b = await on_two_instances(start_server, redis_server, "chat/1")
     async with httpx.AsyncClient(timeout=30) as http:
         created = await http.put(on_a, headers=TEXT, content=b"hello")
         assert created.status_code == 201
@@ -146,9 +153,7 @@ async def test_redis_down_is_a_503_in_the_project_s_shape_and_back_up_serves_aga
 async def test_an_sse_reader_rides_out_a_redis_restart(
     start_server: StartServer, persistent_redis_server: RedisServer
 ) -> None:
-    a = await start_server(store=persistent_redis_server.url)
-    b = await start_server(store=persistent_redis_server.url)
-    on_a, on_b = stream_url(a.url, "restart"), stream_url(b.url, "restart")
+    on_a, on_b = await on_two_instances(start_server, persistent_redis_server, "restart")
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.put(on_a, headers=TEXT, content=b"before ")).status_code == 201
         data: list[str] = []

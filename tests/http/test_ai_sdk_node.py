@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from tests.helpers import chat_text
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
@@ -47,10 +47,7 @@ def node_check() -> Path:
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     # Slow enough that the SDK can act in the middle of an answer: it stops after 20
     # characters (about 4 tokens, polled every 5 ms), and the answer has 120 tokens (0.8 s).
-    if request.param == "memory":
-        return await start_server(demo_tps=TPS)
-    redis = request.getfixturevalue("redis_server")
-    return await start_server(demo_tps=TPS, store=redis.url)
+    return await start_on_store(request, start_server, demo_tps=TPS)
 
 
 async def run_chat(script: Path, server: RunningServer, chat_id: str, scenario: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.helpers import assert_error, chat_body, http_client
+from tests.helpers import assert_error, chat_body, http_client, openai_sdk
 from trio_streams.http.openapi import document
 from trio_streams.server import RunningServer
 
@@ -95,7 +95,7 @@ async def test_a_malformed_request_hears_what_is_malformed_before_the_model(
 @pytest.mark.in_process(False)  # the SDK (httpx2) talks to a real socket
 async def test_the_openai_sdk_raises_not_found_with_openais_code(server: RunningServer) -> None:
     def ask() -> openai.NotFoundError:
-        sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        sdk = openai_sdk(server.url)
         try:
             sdk.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True

@@ -9,7 +9,7 @@ SDK (an exception it can tell apart), ``StreamsClient`` and ``tail`` (its exit c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 import httpx
@@ -18,13 +18,14 @@ import pytest
 import trio
 
 from tests.cli_options import Printed, Tailed, tail
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from tests.helpers import (
     assert_error,
     chat_body,
     chat_text,
     event_generation,
     event_offset,
+    openai_sdk,
     split_end,
 )
 from trio_streams.client import (
@@ -42,16 +43,7 @@ FAST_RETRY = Backoff(first=0.001, maximum=0.01, attempts=5)
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
     """A server slow enough (100 tokens/s) to act while an answer is generated."""
-    if request.param == "memory":
-        return await start_server(demo_tps=100)
-    redis = request.getfixturevalue("redis_server")
-    return await start_server(store=redis.url, demo_tps=100)
-
-
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
+    return await start_on_store(request, start_server, demo_tps=100)
 
 
 async def answer(
@@ -188,10 +180,6 @@ async def test_a_raw_sse_reader_learns_stopped_and_replaced(http: httpx.AsyncCli
     assert {event_generation(i) for i in event_ids(raw)} != {event_generation(event_ids(new[0])[0])}
 
 
-def sdk(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
 @pytest.mark.parametrize("ending", ["stopped", "replaced", "shutdown"])
 async def test_the_openai_sdk_raises_an_error_it_can_tell_apart(
     server: RunningServer, ending: str
@@ -206,7 +194,7 @@ async def test_the_openai_sdk_raises_an_error_it_can_tell_apart(
                 server.store.shutdown()  # what serve() does when it is told to stop
 
     def read() -> tuple[str, openai.APIError]:
-        stream = sdk(server).chat.completions.create(
+        stream = openai_sdk(server.url).chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "end me"}],
             stream=True,

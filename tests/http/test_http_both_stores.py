@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from tests.helpers import assert_error, chat_body, ends_with_done, event_offset
 from trio_streams.server import RunningServer
 
@@ -17,16 +16,7 @@ ODD_ID = "conv::org/model:Q8_0"
 
 @pytest.fixture(params=["memory", "redis"])
 async def server(request: pytest.FixtureRequest, start_server: StartServer) -> RunningServer:
-    if request.param == "memory":
-        return await start_server(session_max_bytes=4000)
-    redis = request.getfixturevalue("redis_server")
-    return await start_server(store=redis.url, session_max_bytes=4000)
-
-
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
+    return await start_on_store(request, start_server, session_max_bytes=4000)
 
 
 async def start(http: httpx.AsyncClient, conversation_id: str, max_tokens: int = 8) -> bytes:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from tests.conftest import StartServer
+from tests.conftest import StartServer, start_on_store
 from tests.helpers import assert_error, chat_body
 from tests.http.test_safety_http import scrape
 from trio_streams.server import RunningServer
@@ -31,11 +32,9 @@ LIMITS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory"
-    url: str = request.getfixturevalue("redis_server").url
-    return url
+def start(request: pytest.FixtureRequest, start_server: StartServer) -> StartServer:
+    """``start_server`` on the memory store, or on a private Redis server of the kit."""
+    return partial(start_on_store, request, start_server)
 
 
 @pytest.fixture
@@ -63,9 +62,9 @@ async def refusals(client: httpx.AsyncClient, limit: str) -> float:
 
 @pytest.mark.parametrize("limit", LIMITS)
 async def test_an_instance_runs_no_more_streams_than_its_limits_allow(
-    start_server: StartServer, store: str, limit: str, streams: AsyncExitStack
+    start: StartServer, limit: str, streams: AsyncExitStack
 ) -> None:
-    server = await start_server(store=store, demo_tps=5.0, **LIMITS[limit])
+    server = await start(demo_tps=5.0, **LIMITS[limit])
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         for conversation_id in ("a", "b"):
             assert (await open_stream(streams, client, conversation_id)).status_code == 200
@@ -87,9 +86,9 @@ async def test_an_instance_runs_no_more_streams_than_its_limits_allow(
 
 
 async def test_replacing_a_stream_produced_here_takes_its_room(
-    start_server: StartServer, store: str, streams: AsyncExitStack
+    start: StartServer, streams: AsyncExitStack
 ) -> None:
-    server = await start_server(store=store, demo_tps=5.0, max_producers=1)
+    server = await start(demo_tps=5.0, max_producers=1)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         assert (await open_stream(streams, client, "a")).status_code == 200
         assert (await open_stream(streams, client, "a")).status_code == 200  # replaced
@@ -99,19 +98,19 @@ async def test_replacing_a_stream_produced_here_takes_its_room(
 
 
 async def test_starts_answered_together_do_not_overshoot_the_limit(
-    start_server: StartServer, store: str, streams: AsyncExitStack
+    start: StartServer, streams: AsyncExitStack
 ) -> None:
     """On the Redis store a start waits for Redis before its producer runs: starts in
     flight together are counted from their admission on, so only one of ten gets in."""
-    server: RunningServer = await start_server(store=store, demo_tps=5.0, max_producers=1)
+    server: RunningServer = await start(demo_tps=5.0, max_producers=1)
     statuses: list[int] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
 
-        async def start(index: int) -> None:
+        async def start_one(index: int) -> None:
             statuses.append((await open_stream(streams, client, f"together-{index}")).status_code)
 
         async with trio.open_nursery() as nursery:
             for index in range(10):
-                nursery.start_soon(start, index)
+                nursery.start_soon(start_one, index)
         assert sorted(statuses) == [200] + [429] * 9
         assert await refusals(client, "producers") == 9

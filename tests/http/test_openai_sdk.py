@@ -8,17 +8,14 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
+from tests.helpers import openai_sdk
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
 
-def sdk(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
 async def test_streaming_chat_through_the_sdk(server: RunningServer) -> None:
     def run() -> tuple[str, str | None]:
-        stream = sdk(server).chat.completions.create(
+        stream = openai_sdk(server.url).chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "hello sdk"}],
             stream=True,
@@ -46,7 +43,7 @@ async def test_sdk_client_that_stops_reading_leaves_a_resumable_stream(
     client = httpx.AsyncClient(base_url=server.url, timeout=10)
 
     def read_three_chunks_then_close() -> str:
-        stream = sdk(server).chat.completions.create(
+        stream = openai_sdk(server.url).chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "walk away"}],
             stream=True,
@@ -74,7 +71,7 @@ async def test_sdk_client_that_stops_reading_leaves_a_resumable_stream(
 
 async def test_non_streaming_models_and_errors_through_the_sdk(server: RunningServer) -> None:
     def run() -> tuple[str | None, list[str]]:
-        client = sdk(server)
+        client = openai_sdk(server.url)
         completion = client.chat.completions.create(
             model="demo", messages=[{"role": "user", "content": "x"}], max_tokens=4
         )
@@ -86,7 +83,7 @@ async def test_non_streaming_models_and_errors_through_the_sdk(server: RunningSe
     assert models == ["demo"]
 
     def bad_request() -> None:
-        sdk(server).chat.completions.create(
+        openai_sdk(server.url).chat.completions.create(
             model="demo", messages=[{"role": "user", "content": "x"}], max_tokens=0
         )
 

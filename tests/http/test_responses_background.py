@@ -21,7 +21,7 @@ from openai.types.responses import ResponseStreamEvent
 
 from tests.conftest import StartServer
 from tests.cutting_proxy import CuttingProxy
-from tests.helpers import assert_error
+from tests.helpers import assert_error, openai_sdk
 from tests.responses_events import UPSTREAM_ID, llama_server_events
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
@@ -43,7 +43,7 @@ class Setup:
 
     def sdk(self, url: str | None = None) -> openai.OpenAI:
         base = url or self.server.url
-        return openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        return openai_sdk(base)
 
     def other_sdk(self) -> openai.OpenAI:
         return self.sdk(self.other.url)
@@ -231,7 +231,7 @@ async def test_a_response_whose_log_lost_the_events_is_offset_lost(
     start_server: StartServer,
 ) -> None:
     server = await start_server(session_max_bytes=20000, demo_tps=2000.0)
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    client = openai_sdk(server.url)
 
     def after(response_id: str, n: int | None) -> list[ResponseStreamEvent]:
         if n is None:

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from tests.conftest import StartServer
-from tests.helpers import chat_body, chat_text, sse_data
+from tests.helpers import chat_body, chat_text, openai_sdk, sse_data
 from trio_streams.producers.demo import answer_tokens
 from trio_streams.server import RunningServer
 
@@ -79,7 +79,7 @@ async def test_the_openai_sdk_through_the_proxy(
     proxy = chain[1]
 
     def run() -> tuple[str, str | None, list[str]]:
-        sdk = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        sdk = openai_sdk(proxy.url)
         stream = sdk.chat.completions.create(
             model="demo",
             messages=[{"role": "user", "content": "via proxy"}],
@@ -98,7 +98,7 @@ async def test_the_openai_sdk_through_the_proxy(
     assert proxy.manager.get("chain-sdk") is not None
 
     def bad_request() -> None:
-        sdk = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        sdk = openai_sdk(proxy.url)
         sdk.chat.completions.create(
             model="demo", messages=[{"role": "user", "content": "x"}], max_tokens=0, stream=True
         )

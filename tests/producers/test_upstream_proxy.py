@@ -25,6 +25,7 @@ from tests.helpers import (
     event_generation,
     event_offset,
     http_client,
+    openai_sdk,
     split_end,
     sse_data,
     without_event_ids,
@@ -255,18 +256,18 @@ async def test_delete_closes_the_upstream_connection_within_100ms(
     assert not record.finished and record.events_sent < 1000
 
 
-async def test_delete_while_the_upstream_processes_the_prompt(
-    upstream: FakeUpstream, client: httpx.AsyncClient, proxy: RunningServer
+async def delete_while_the_upstream_waits(
+    upstream: FakeUpstream, client: httpx.AsyncClient, conversation_id: str
 ) -> None:
-    """Before the upstream even sent its headers, DELETE still reaches it at once."""
-    upstream.script.first_event_delay = 30
+    """POST a chat whose upstream is held up (as the caller set it), DELETE it once the
+    upstream has the request: the upstream is left at once, the POST ends ``stopped``."""
     async with trio.open_nursery() as nursery:
         answer: list[httpx.Response] = []
 
         async def ask() -> None:
             answer.append(
                 await client.post(
-                    "/v1/chat/completions", json=chat_body(), headers=conversation("prefill")
+                    "/v1/chat/completions", json=chat_body(), headers=conversation(conversation_id)
                 )
             )
 
@@ -274,12 +275,20 @@ async def test_delete_while_the_upstream_processes_the_prompt(
         record = await first_stream(upstream)
         with no_gc_pauses():
             before = trio.current_time()
-            await client.delete("/v1/stream/prefill")
+            await client.delete(f"/v1/stream/{conversation_id}")
             with trio.fail_after(1):
                 await record.gone.wait()
         assert record.disconnected_at is not None
         assert record.disconnected_at - before < 0.1
     assert answer[0].status_code == 200 and split_end(answer[0].content) == (b"", "stopped")
+
+
+async def test_delete_while_the_upstream_processes_the_prompt(
+    upstream: FakeUpstream, client: httpx.AsyncClient, proxy: RunningServer
+) -> None:
+    """Before the upstream even sent its headers, DELETE still reaches it at once."""
+    upstream.script.first_event_delay = 30
+    await delete_while_the_upstream_waits(upstream, client, "prefill")
     assert proxy.manager.get("prefill") is None
 
 
@@ -288,26 +297,7 @@ async def test_delete_before_the_upstream_sent_its_headers(
 ) -> None:
     """The handler still waits for the status: DELETE ends both the wait and the upstream."""
     upstream.script.head_delay = 30
-    async with trio.open_nursery() as nursery:
-        answer: list[httpx.Response] = []
-
-        async def ask() -> None:
-            answer.append(
-                await client.post(
-                    "/v1/chat/completions", json=chat_body(), headers=conversation("headless")
-                )
-            )
-
-        nursery.start_soon(ask)
-        record = await first_stream(upstream)
-        with no_gc_pauses():
-            before = trio.current_time()
-            await client.delete("/v1/stream/headless")
-            with trio.fail_after(1):
-                await record.gone.wait()
-        assert record.disconnected_at is not None
-        assert record.disconnected_at - before < 0.1
-    assert answer[0].status_code == 200 and split_end(answer[0].content) == (b"", "stopped")
+    await delete_while_the_upstream_waits(upstream, client, "headless")
     assert proxy.manager.producer_count == 0
 
 
@@ -524,7 +514,7 @@ async def test_the_openai_sdk_raises_the_mid_stream_error_after_the_text(
     upstream.script.drop_after = 3
 
     def run() -> tuple[str, openai.APIError | None]:
-        sdk = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        sdk = openai_sdk(proxy.url)
         text = ""
         try:
             for chunk in sdk.chat.completions.create(

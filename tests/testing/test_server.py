@@ -7,6 +7,9 @@ time (TTL, pings, GC, the demo's pace, the clients' timeouts) in milliseconds.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,18 @@ from trio_streams.testing import FakeUpstream, StreamsServer, chat_request, plug
 from trio_streams.testing.fake_upstream import numbered_events
 
 CONV = {"X-Conversation-Id": "conv-1"}
+
+
+@asynccontextmanager
+async def started(
+    http: httpx.AsyncClient, body: dict[str, Any]
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Stream ``conv-1`` with ``body`` until its first chunk has come: the rest of its
+    bytes, for a test to act in the middle of the answer."""
+    async with http.stream("POST", "/v1/chat/completions", json=body, headers=CONV) as response:
+        chunks = response.aiter_raw()
+        await chunks.__anext__()
+        yield chunks
 
 
 def data_events(raw: bytes) -> list[str]:
@@ -128,11 +143,7 @@ async def test_another_client_stops_the_stream_a_reader_follows(
     streams_http: httpx.AsyncClient,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with streams_http.stream(
-        "POST", "/v1/chat/completions", json=chat_request(), headers=CONV
-    ) as response:
-        chunks = response.aiter_raw()
-        await chunks.__anext__()
+    async with started(streams_http, chat_request()) as chunks:
         assert (await streams_server.stop("conv-1")).status_code == 204
         rest = b"".join([chunk async for chunk in chunks])  # the response ends
     assert b"[DONE]" not in rest
@@ -147,11 +158,7 @@ async def test_another_client_replaces_the_stream(
     streams_http: httpx.AsyncClient,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with streams_http.stream(
-        "POST", "/v1/chat/completions", json=chat_request("first"), headers=CONV
-    ) as response:
-        chunks = response.aiter_raw()
-        await chunks.__anext__()
+    async with started(streams_http, chat_request("first")) as chunks:
         replaced = await streams_server.start("conv-1", chat_request("second"))
         assert replaced.status_code == 200
         async for _ in chunks:  # the first generation's readers reach their end
@@ -164,11 +171,7 @@ async def test_a_shutdown_ends_every_reader_and_refuses_new_connections(
     streams_http: httpx.AsyncClient,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with streams_http.stream(
-        "POST", "/v1/chat/completions", json=chat_request(), headers=CONV
-    ) as response:
-        chunks = response.aiter_raw()
-        await chunks.__anext__()
+    async with started(streams_http, chat_request()) as chunks:
         streams_server.shutdown()
         async for _ in chunks:
             pass

@@ -39,6 +39,7 @@ import httpx
 
 from trio_streams.core.address import DEFAULT_URL
 from trio_streams.core.end_reasons import EndReason, parse_end_comment
+from trio_streams.core.session_info import SessionInfo
 from trio_streams.core.sse_events import SSEEventSplitter
 from trio_streams.core.sse_split import Event, EventSplitter, parse_event
 
@@ -122,18 +123,10 @@ class Backoff:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """One entry of ``POST /v1/streams/lookup``."""
-
-    conversation_id: str
-    is_done: bool
-    total_bytes: int
-    started_at: int
-    completed_at: int
-    #: The current generation (pin it to resume this answer and no other).
-    generation: str = ""
-    #: Where the retained bytes start (a resume from below it is lost).
-    dropped_prefix: int = 0
+class StreamInfo(SessionInfo):
+    """One entry of ``POST /v1/streams/lookup``: the server's
+    :class:`~trio_streams.core.session_info.SessionInfo` read back (one class writes and reads
+    the entry's fields)."""
 
 
 #: Called before each reconnect with (offset to resume from, delay in seconds, the error).
@@ -279,18 +272,7 @@ class StreamsClient:
         )
         if response.status_code != 200:
             raise _error_from(response, response.content)
-        return [
-            StreamInfo(
-                conversation_id=str(item["conversation_id"]),
-                is_done=bool(item["is_done"]),
-                total_bytes=int(item["total_bytes"]),
-                started_at=int(item["started_at"]),
-                completed_at=int(item["completed_at"]),
-                generation=str(item.get("generation", "")),
-                dropped_prefix=int(item.get("dropped_prefix", 0)),
-            )
-            for item in response.json()
-        ]
+        return [StreamInfo.from_json(item) for item in response.json()]
 
     async def stop(self, conversation_id: str) -> None:
         """Cancel the stream's producer on the server (DELETE; idempotent)."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 
 import trio
 
 from trio_streams.core.bytelog import ByteLog
 from trio_streams.core.end_reasons import EndReason
 from trio_streams.core.generations import new_generation
+from trio_streams.core.session_info import SessionInfo as SessionInfo  # re-exported: its old home
 
 #: Largest chunk one ``read`` step yields. A reader whose client stops reading holds at
 #: most one chunk (plus the copies Hypercorn makes of it and the socket buffers), however
@@ -58,32 +58,6 @@ def check_resume_offset(offset: int, *, dropped_prefix: int, total_bytes: int, d
 
 class SessionClosedError(Exception):
     """Raised to a producer that writes to a session that was finalized."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """What ``POST /v1/streams/lookup`` reveals about a session."""
-
-    conversation_id: str
-    is_done: bool
-    total_bytes: int
-    started_at: int
-    completed_at: int
-    #: The session's current generation: a client pins it when it resumes.
-    generation: str = ""
-    #: Where the retained bytes start: a client that lost ``from=0`` resumes here.
-    dropped_prefix: int = 0
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "conversation_id": self.conversation_id,
-            "is_done": self.is_done,
-            "total_bytes": self.total_bytes,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-            "generation": self.generation,
-            "dropped_prefix": self.dropped_prefix,
-        }
 
 
 class StreamSession:

@@ -47,8 +47,7 @@ class UIMessageStreamTranslator:
     __slots__ = (
         "_done",
         "_finish_reason",
-        "_open_reasoning",
-        "_open_text",
+        "_open",
         "_part_count",
         "_splitter",
         "_started",
@@ -58,8 +57,9 @@ class UIMessageStreamTranslator:
         self._splitter = SSEEventSplitter()
         self._started = False
         self._done = False
-        self._open_text: str | None = None
-        self._open_reasoning: str | None = None
+        #: The part open now, ``(kind, id)``: ``text`` or ``reasoning``, never both (a
+        #: delta of the other kind closes it first: parts do not interleave).
+        self._open: tuple[str, str] | None = None
         self._part_count = 0
         self._finish_reason: str | None = None
 
@@ -146,47 +146,33 @@ class UIMessageStreamTranslator:
             if isinstance(delta, dict):
                 reasoning = delta.get("reasoning_content")
                 if isinstance(reasoning, str) and reasoning:
-                    out += self._reasoning_delta(reasoning)
+                    out += self._delta("reasoning", reasoning)
                 content = delta.get("content")
                 if isinstance(content, str) and content:
-                    out += self._text_delta(content)
+                    out += self._delta("text", content)
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 self._finish_reason = FINISH_REASONS.get(reason, "other")
                 out += self._close_parts()
         return bytes(out)
 
-    def _text_delta(self, text: str) -> bytes:
+    def _delta(self, kind: str, text: str) -> bytes:
+        """A ``text`` or ``reasoning`` delta, in the open part of its kind or a new one."""
         out = bytearray()
-        if self._open_reasoning is not None:
-            out += data_event({"type": "reasoning-end", "id": self._open_reasoning})
-            self._open_reasoning = None
-        if self._open_text is None:
-            self._open_text = self._new_part_id("text")
-            out += data_event({"type": "text-start", "id": self._open_text})
-        out += data_event({"type": "text-delta", "id": self._open_text, "delta": text})
-        return bytes(out)
-
-    def _reasoning_delta(self, text: str) -> bytes:
-        out = bytearray()
-        if self._open_text is not None:
-            out += data_event({"type": "text-end", "id": self._open_text})
-            self._open_text = None
-        if self._open_reasoning is None:
-            self._open_reasoning = self._new_part_id("reasoning")
-            out += data_event({"type": "reasoning-start", "id": self._open_reasoning})
-        out += data_event({"type": "reasoning-delta", "id": self._open_reasoning, "delta": text})
+        if self._open is not None and self._open[0] != kind:
+            out += self._close_parts()
+        if self._open is None:
+            self._open = (kind, self._new_part_id(kind))
+            out += data_event({"type": f"{kind}-start", "id": self._open[1]})
+        out += data_event({"type": f"{kind}-delta", "id": self._open[1], "delta": text})
         return bytes(out)
 
     def _close_parts(self) -> bytes:
-        out = bytearray()
-        if self._open_reasoning is not None:
-            out += data_event({"type": "reasoning-end", "id": self._open_reasoning})
-            self._open_reasoning = None
-        if self._open_text is not None:
-            out += data_event({"type": "text-end", "id": self._open_text})
-            self._open_text = None
-        return bytes(out)
+        if self._open is None:
+            return b""
+        kind, part_id = self._open
+        self._open = None
+        return data_event({"type": f"{kind}-end", "id": part_id})
 
     def _finish(self) -> bytes:
         out = bytearray(self._close_parts())

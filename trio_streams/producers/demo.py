@@ -11,7 +11,7 @@ import hashlib
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +176,18 @@ class DemoModel:
     def producer(self, request: DemoRequest) -> _DemoProducer:
         return _DemoProducer(self, request)
 
+    async def pace(self, writer: StreamWriter, events: Iterable[bytes]) -> None:
+        """Write ``events`` at this model's pace (a chat answer's and a response's alike):
+        after the prefill, one per token interval counted from the first, so a late write
+        catches up instead of drifting."""
+        if self.prefill_seconds > 0:
+            await trio.sleep(self.prefill_seconds)
+        start = trio.current_time()
+        interval = 1.0 / self.tokens_per_second
+        for index, event in enumerate(events):
+            await trio.sleep_until(start + index * interval)
+            await writer.write(event)
+
     def completion(self, request: DemoRequest) -> dict[str, Any]:
         """The non-streaming response body (no pacing: the whole answer at once)."""
         text = "".join(request.tokens())
@@ -208,13 +220,7 @@ class _DemoProducer:
         self._request = request
 
     async def __call__(self, writer: StreamWriter) -> None:
-        if self._model.prefill_seconds > 0:
-            await trio.sleep(self._model.prefill_seconds)
-        start = trio.current_time()
-        interval = 1.0 / self._model.tokens_per_second
-        for index, event in enumerate(self._events()):
-            await trio.sleep_until(start + index * interval)
-            await writer.write(event)
+        await self._model.pace(writer, self._events())
         await writer.write(DONE)
 
     def _events(self) -> Iterator[bytes]:

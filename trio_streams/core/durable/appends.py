@@ -66,6 +66,11 @@ def closed_error(tail: int) -> ConflictError:
     )
 
 
+def too_large(max_bytes: int) -> StreamTooLargeError:
+    """``413``: a stream past the server's size limit (by an append, or a PUT's body)."""
+    return StreamTooLargeError(f"The stream would exceed the server's limit of {max_bytes} bytes")
+
+
 def plan_append(
     meta: StreamMeta,
     request: AppendRequest,
@@ -129,9 +134,7 @@ def plan_append(
             f"Stream-Seq {request.stream_seq[:80]!r} is not above the last one accepted"
         )
     if max_bytes is not None and meta.tail + len(data) > max_bytes:
-        raise StreamTooLargeError(
-            f"The stream would exceed the server's limit of {max_bytes} bytes"
-        )
+        raise too_large(max_bytes)
     status = AppendStatus.APPENDED if data else AppendStatus.CLOSED
     return AppendPlan(
         _result(status, meta.tail + len(data), request.close, answered),

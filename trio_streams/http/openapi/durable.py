@@ -43,18 +43,18 @@ _CURSOR = {
     "description": "The last Stream-Cursor received (live reads).",
     "schema": {"type": "string"},
 }
-_IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "The ETag of an earlier read of the same range: 304 if unchanged.",
-    "schema": {"type": "string"},
-}
 
 
 def _header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "header", "required": False, "description": description,
             "schema": schema}  # fmt: skip
+
+
+_IF_NONE_MATCH = _header(
+    "If-None-Match",
+    "The ETag of an earlier read of the same range: 304 if unchanged.",
+    {"type": "string"},
+)
 
 
 _NEXT_OFFSET = {

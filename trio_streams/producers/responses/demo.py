@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
 from trio_streams.core.producer import StreamWriter
 from trio_streams.producers.demo import MODEL_ID, DemoModel, answer_tokens
 from trio_streams.producers.responses.events import encode_event
@@ -152,10 +150,7 @@ class DemoResponseProducer:
         self._response = response
 
     async def __call__(self, writer: StreamWriter) -> None:
-        if self._model.prefill_seconds > 0:
-            await trio.sleep(self._model.prefill_seconds)
-        start = trio.current_time()
-        interval = 1.0 / self._model.tokens_per_second
-        for index, event in enumerate(self._response.events()):
-            await trio.sleep_until(start + index * interval)
-            await writer.write(encode_event({**event, "sequence_number": index}))
+        events = enumerate(self._response.events())
+        await self._model.pace(
+            writer, (encode_event({**event, "sequence_number": index}) for index, event in events)
+        )

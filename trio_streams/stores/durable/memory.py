@@ -24,20 +24,16 @@ from trio_streams.core.durable import json_mode
 from trio_streams.core.durable.appends import frame_body, plan_append
 from trio_streams.core.durable.errors import (
     BadRequestError,
-    ConflictError,
-    ShuttingDownError,
     StoreFullError,
-    StreamGoneError,
-    StreamNotFoundError,
-    StreamTooLargeError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
 from trio_streams.core.durable.lifecycle import (
+    StreamConfig,
+    check_same_config,
     deadline,
     is_expired,
-    same_config,
+    plan_fork,
     slid,
-    sub_offset_bytes,
 )
 from trio_streams.core.durable.model import (
     AppendRequest,
@@ -49,7 +45,13 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
-from trio_streams.core.lifetime import Chore, Lifetime
+from trio_streams.core.lifetime import Chore
+from trio_streams.stores.durable.base import (
+    DurableStoreBase,
+    missing,
+    name_taken,
+    source_missing,
+)
 
 #: Largest stream (its inherited bytes included) by default: as a session's log.
 DEFAULT_MAX_STREAM_BYTES = 4 * 1024 * 1024
@@ -147,7 +149,7 @@ class _Stream:
         return self.read(position, end)
 
 
-class MemoryDurableStore(Lifetime):
+class MemoryDurableStore(DurableStoreBase):
     """Durable Streams held in this process (the store of ``trio-streams serve``)."""
 
     def __init__(
@@ -158,8 +160,7 @@ class MemoryDurableStore(Lifetime):
         max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
-        super().__init__()
-        self.max_stream_bytes = max_stream_bytes
+        super().__init__(max_stream_bytes=max_stream_bytes)
         self.max_streams = max_streams
         self.max_total_bytes = max_total_bytes
         self.gc_interval = gc_interval
@@ -202,24 +203,10 @@ class MemoryDurableStore(Lifetime):
         self._check_open()
         existing = self._existing(name, owner)
         if existing is not None:
-            if not same_config(
-                existing.meta(),
-                content_type=request.content_type,
-                expiry=request.expiry,
-                closed=request.closed,
-            ):
-                raise ConflictError("A stream exists at this URL with another configuration")
-            self._touch(existing)
-            return CreateResult(created=False, meta=existing.meta())
-        data = frame_body(request.content_type, request.body, initial=True)
-        self._check_size(len(data))
-        self._check_room(cost(data), new_stream=True)
+            config = StreamConfig(request.content_type, request.expiry, request.closed)
+            return self._confirmed(existing, config)
         stream = _Stream(name, owner, request.content_type, request.expiry)
-        self._write(stream, data)
-        stream.closed = request.closed
-        stream.deadline = self._deadline(request.expiry)
-        self._streams[name] = stream
-        return CreateResult(created=True, meta=stream.meta())
+        return self._add(stream, request.body, closed=request.closed)
 
     async def fork(
         self, name: str, request: ForkRequest, *, owner: str | None = None
@@ -232,44 +219,17 @@ class MemoryDurableStore(Lifetime):
             self._expire(source)
             source = None if source.removed else source
         if source is None:
-            raise StreamNotFoundError("The stream to fork from does not exist")
+            raise source_missing(gone=False)
         if source.soft_deleted:
-            raise ConflictError("The stream to fork from was deleted")
-        content_type = request.content_type or source.content_type
-        if normalize_content_type(content_type) != normalize_content_type(source.content_type):
-            raise ConflictError("A fork has its source's content type")
-        position = source.tail if request.position is None else request.position
-        if position > source.tail:
-            raise BadRequestError("Stream-Fork-Offset is past the end of the source stream")
-        position += sub_offset_bytes(
-            source.append_at(position) if request.sub_offset else None,
-            request.sub_offset,
-            source.content_type,
-        )
-        expiry = request.expiry if _has_expiry(request.expiry) else source.expiry
+            raise source_missing(gone=True)
+        plan = plan_fork(request, source.meta(), source.append_at, source_expiry=source.expiry)
         existing = self._existing(name, owner)
         if existing is not None:
-            if not same_config(
-                existing.meta(),
-                content_type=content_type,
-                expiry=expiry,
-                closed=request.closed,
-                forked_from=source.name,
-                fork_position=position,
-            ):
-                raise ConflictError("A stream exists at this URL with another configuration")
-            self._touch(existing)
-            return CreateResult(created=False, meta=existing.meta())
-        data = frame_body(content_type, request.body, initial=True)
-        self._check_size(position + len(data))
-        self._check_room(cost(data), new_stream=True)
-        fork = _Stream(name, owner, content_type, expiry, source=source, base=position)
-        self._write(fork, data)
-        fork.closed = request.closed
-        fork.deadline = self._deadline(expiry)
-        source.ref_count += 1
-        self._streams[name] = fork
-        return CreateResult(created=True, meta=fork.meta())
+            return self._confirmed(existing, plan.config)
+        fork = _Stream(
+            name, owner, plan.content_type, plan.expiry, source=source, base=plan.position
+        )
+        return self._add(fork, request.body, closed=request.closed)
 
     async def append(
         self, name: str, request: AppendRequest, *, owner: str | None = None
@@ -302,13 +262,6 @@ class MemoryDurableStore(Lifetime):
         if plan.data or plan.close:
             stream.wake()
         return plan.result
-
-    async def close(
-        self, name: str, producer: ProducerClaim | None = None, *, owner: str | None = None
-    ) -> AppendResult:
-        return await self.append(
-            name, AppendRequest(b"", producer=producer, close=True), owner=owner
-        )
 
     async def read(
         self,
@@ -360,15 +313,26 @@ class MemoryDurableStore(Lifetime):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ShuttingDownError("The server is shutting down")
+    def _confirmed(self, existing: _Stream, wanted: StreamConfig) -> CreateResult:
+        """A repeated PUT: of the stream as it is, an access answered ``200``."""
+        check_same_config(existing.meta(), wanted)
+        self._touch(existing)
+        return CreateResult(created=False, meta=existing.meta())
 
-    def _check_size(self, size: int) -> None:
-        if size > self.max_stream_bytes:
-            raise StreamTooLargeError(
-                f"The stream would exceed the server's limit of {self.max_stream_bytes} bytes"
-            )
+    def _add(self, stream: _Stream, body: bytes, *, closed: bool) -> CreateResult:
+        """Hold the new ``stream`` (a fork: with a reference on its source), ``body``
+        framed as its first bytes; ``413`` or ``429`` if there is no room for it."""
+        data = frame_body(stream.content_type, body, initial=True)
+        if stream.base + len(data) > self.max_stream_bytes:
+            raise self._too_large()
+        self._check_room(cost(data), new_stream=True)
+        self._write(stream, data)
+        stream.closed = closed
+        stream.deadline = self._deadline(stream.expiry)
+        if stream.source is not None:
+            stream.source.ref_count += 1
+        self._streams[stream.name] = stream
+        return CreateResult(created=True, meta=stream.meta())
 
     def _check_room(self, size: int, *, new_stream: bool = False) -> None:
         """Refuse what would take the store past its stream count or byte budget."""
@@ -404,22 +368,22 @@ class MemoryDurableStore(Lifetime):
             if stream.removed:
                 return None
         if stream.soft_deleted:
-            raise ConflictError("A deleted stream's URL cannot be reused while forks read it")
+            raise name_taken(by_deleted=True)
         if stream.owner != owner:
-            raise ConflictError("The stream belongs to another API key")
+            raise name_taken(by_deleted=False)
         return stream
 
     def _live(self, name: str, owner: str | None) -> _Stream:
         """The stream, readable and writable; else ``404`` or ``410``."""
         stream = self._streams.get(name)
         if stream is None or stream.owner != owner:
-            raise StreamNotFoundError("Stream not found")
+            raise missing(gone=False)
         if not stream.soft_deleted and self._has_expired(stream):
             self._expire(stream)
         if stream.removed:
-            raise StreamNotFoundError("Stream not found")
+            raise missing(gone=False)
         if stream.soft_deleted:
-            raise StreamGoneError("Stream was deleted")
+            raise missing(gone=True)
         return stream
 
     def _expire(self, stream: _Stream) -> None:
@@ -451,7 +415,3 @@ def cost(data: bytes, new_producer: str | None = None) -> int:
     if new_producer is not None:
         total += len(new_producer) + PRODUCER_COST
     return total
-
-
-def _has_expiry(expiry: Expiry) -> bool:
-    return expiry.ttl_seconds is not None or expiry.expires_at is not None

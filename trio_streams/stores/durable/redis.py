@@ -36,13 +36,9 @@ from trio_streams.core.durable.errors import (
     BadRequestError,
     ConflictError,
     DurableStreamError,
-    ShuttingDownError,
-    StreamGoneError,
-    StreamNotFoundError,
-    StreamTooLargeError,
 )
 from trio_streams.core.durable.headers import Expiry, normalize_content_type
-from trio_streams.core.durable.lifecycle import same_config, sub_offset_bytes
+from trio_streams.core.durable.lifecycle import StreamConfig, check_same_config, plan_fork
 from trio_streams.core.durable.model import (
     AppendRequest,
     AppendResult,
@@ -54,8 +50,14 @@ from trio_streams.core.durable.model import (
     StreamMeta,
 )
 from trio_streams.core.durable.producers import ProducerClaim, ProducerState
-from trio_streams.core.lifetime import Chore, Lifetime
+from trio_streams.core.lifetime import Chore
 from trio_streams.stores.durable import redis_scripts
+from trio_streams.stores.durable.base import (
+    DurableStoreBase,
+    missing,
+    name_taken,
+    source_missing,
+)
 from trio_streams.stores.durable.memory import DEFAULT_GC_INTERVAL, DEFAULT_MAX_STREAM_BYTES
 from trio_streams.stores.durable.redis_watch import Change, StreamWatch
 from trio_streams.stores.protocol import StoreUnavailableError
@@ -103,9 +105,8 @@ def _meta(name: str, values: list[Any]) -> tuple[StreamMeta, str]:
 
 
 def _missing_or_gone(status: str) -> DurableStreamError:
-    if status == "gone":
-        return StreamGoneError("Stream was deleted")
-    return StreamNotFoundError("Stream not found")
+    """A script's ``missing`` or ``gone``, answered as the memory store does."""
+    return missing(gone=status == "gone")
 
 
 def _expiry_fields(expiry: Expiry) -> tuple[str, str, str]:
@@ -125,7 +126,7 @@ def _framed(content_type: str, body: bytes) -> tuple[bytes, BadRequestError | No
         return b"", exc
 
 
-class RedisDurableStore(Lifetime):
+class RedisDurableStore(DurableStoreBase):
     """Durable Streams in Redis, shared by every instance on it."""
 
     def __init__(
@@ -136,8 +137,7 @@ class RedisDurableStore(Lifetime):
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         gc_interval: float = DEFAULT_GC_INTERVAL,
     ) -> None:
-        super().__init__()
-        self.max_stream_bytes = max_stream_bytes
+        super().__init__(max_stream_bytes=max_stream_bytes)
         self.gc_interval = gc_interval
         #: Held sources one collector script run checks.
         self.sweep_batch = SWEEP_BATCH
@@ -208,32 +208,10 @@ class RedisDurableStore(Lifetime):
     async def create(
         self, name: str, request: CreateRequest, *, owner: str | None = None
     ) -> CreateResult:
-        data, invalid = _framed(request.content_type, request.body)
-        ttl, exp, exp_ms = _expiry_fields(request.expiry)
-        reply = await self._run(
-            "CREATE",
-            name,
-            owner,
-            request.content_type,
-            normalize_content_type(request.content_type),
-            _flag(json_mode.is_json(normalize_content_type(request.content_type))),
-            ttl,
-            exp,
-            exp_ms,
-            _flag(request.closed),
-            data,
-            _flag(invalid is not None),
-            self.max_stream_bytes,
-        )
-        return await self._created(
-            name,
-            reply,
-            invalid,
-            owner,
-            content_type=request.content_type,
-            expiry=request.expiry,
-            closed=request.closed,
-        )
+        config = StreamConfig(request.content_type, request.expiry, request.closed)
+        stream, invalid = self._new_stream(config, request.body)
+        reply = await self._run("CREATE", name, owner, *stream)
+        return await self._created(name, reply, invalid, owner, config)
 
     async def fork(
         self, name: str, request: ForkRequest, *, owner: str | None = None
@@ -247,66 +225,29 @@ class RedisDurableStore(Lifetime):
                 _flag(request.sub_offset > 0),
             )
             status = text(reply[0])
-            if status == "missing":
-                raise StreamNotFoundError("The stream to fork from does not exist")
-            if status == "gone":
-                raise ConflictError("The stream to fork from was deleted")
+            if status in ("missing", "gone"):
+                raise source_missing(gone=status == "gone")
             source, source_inc = _meta(request.source, reply[1:9])
-            append = reply[10]
-            content_type = request.content_type or source.content_type
-            if normalize_content_type(content_type) != normalize_content_type(source.content_type):
-                raise ConflictError("A fork has its source's content type")
-            position = source.tail if request.position is None else request.position
-            if position > source.tail:
-                raise BadRequestError("Stream-Fork-Offset is past the end of the source stream")
-            position += sub_offset_bytes(
-                append if request.sub_offset else None, request.sub_offset, source.content_type
-            )
-            inherit = request.expiry.ttl_seconds is None and request.expiry.expires_at is None
-            expiry = (
-                Expiry(ttl_seconds=source.ttl_seconds, expires_at=source.expires_at)
-                if inherit
-                else request.expiry
-            )
-            data, invalid = _framed(content_type, request.body)
-            ttl, exp, exp_ms = _expiry_fields(expiry)
+            append = reply[10]  # the append at the fork point, as the script found it
+            # plan_fork calls it before the loop goes on: ``append`` is this round's.
+            plan = plan_fork(request, source, lambda _position: append)  # noqa: B023
+            stream, invalid = self._new_stream(plan.config, request.body)
             reply = await self._run(
                 "FORK",
                 name,
                 owner,
                 request.source,
                 source_inc,
-                position,
-                content_type,
-                normalize_content_type(content_type),
-                _flag(json_mode.is_json(normalize_content_type(content_type))),
-                ttl,
-                exp,
-                exp_ms,
-                _flag(request.closed),
-                data,
-                _flag(invalid is not None),
-                self.max_stream_bytes,
-                _flag(inherit),
+                plan.position,
+                *stream,
+                _flag(plan.inherits_expiry),
             )
             status = text(reply[0])
             if status == "source_changed":
                 continue  # deleted and created again between the two steps: look again
-            if status == "source_missing":
-                raise StreamNotFoundError("The stream to fork from does not exist")
-            if status == "source_gone":
-                raise ConflictError("The stream to fork from was deleted")
-            return await self._created(
-                name,
-                reply,
-                invalid,
-                owner,
-                content_type=content_type,
-                expiry=expiry,
-                closed=request.closed,
-                forked_from=request.source,
-                fork_position=position,
-            )
+            if status in ("source_missing", "source_gone"):
+                raise source_missing(gone=status == "source_gone")
+            return await self._created(name, reply, invalid, owner, plan.config)
         raise ConflictError("The stream to fork from keeps changing")
 
     async def append(
@@ -353,13 +294,6 @@ class RedisDurableStore(Lifetime):
             tail=int(tail),
             closed=closed == "1",
             producer=producer,
-        )
-
-    async def close(
-        self, name: str, producer: ProducerClaim | None = None, *, owner: str | None = None
-    ) -> AppendResult:
-        return await self.append(
-            name, AppendRequest(b"", producer=producer, close=True), owner=owner
         )
 
     async def read(
@@ -474,9 +408,25 @@ class RedisDurableStore(Lifetime):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ShuttingDownError("The server is shutting down")
+    def _new_stream(
+        self, config: StreamConfig, body: bytes
+    ) -> tuple[list[str | int | bytes], BadRequestError | None]:
+        """The arguments that describe a stream to create, as the ``CREATE`` and ``FORK``
+        scripts both take them, and the reason its body cannot be its first bytes (if so:
+        answered only if the stream is to be created)."""
+        data, invalid = _framed(config.content_type, body)
+        normalized = normalize_content_type(config.content_type)
+        stream: list[str | int | bytes] = [
+            config.content_type,
+            normalized,
+            _flag(json_mode.is_json(normalized)),
+            *_expiry_fields(config.expiry),
+            _flag(config.closed),
+            data,
+            _flag(invalid is not None),
+            self.max_stream_bytes,
+        ]
+        return stream, invalid
 
     async def _run(
         self, script: str, name: str, owner: str | None, *args: str | int | bytes
@@ -498,37 +448,20 @@ class RedisDurableStore(Lifetime):
         reply: list[Any],
         invalid: BadRequestError | None,
         owner: str | None,
-        *,
-        content_type: str,
-        expiry: Expiry,
-        closed: bool,
-        forked_from: str | None = None,
-        fork_position: int | None = None,
+        wanted: StreamConfig,
     ) -> CreateResult:
         status = text(reply[0])
-        if status == "conflict_gone":
-            raise ConflictError("A deleted stream's URL cannot be reused while forks read it")
-        if status == "conflict_owner":
-            raise ConflictError("The stream belongs to another API key")
+        if status in ("conflict_gone", "conflict_owner"):
+            raise name_taken(by_deleted=status == "conflict_gone")
         if status == "bad_body":
             assert invalid is not None
             raise invalid
         if status == "too_large":
-            raise StreamTooLargeError(
-                f"The stream would exceed the server's limit of {self.max_stream_bytes} bytes"
-            )
+            raise self._too_large()
         meta, _ = _meta(name, reply[1:9])
         if status == "created":
             return CreateResult(created=True, meta=meta)
-        if not same_config(
-            meta,
-            content_type=content_type,
-            expiry=expiry,
-            closed=closed,
-            forked_from=forked_from,
-            fork_position=fork_position,
-        ):
-            raise ConflictError("A stream exists at this URL with another configuration")
+        check_same_config(meta, wanted)
         await self._run("TOUCH", name, owner)
         return CreateResult(created=False, meta=meta)
 
