@@ -186,6 +186,49 @@ async def test_redis_down_is_unavailable_and_recovery_needs_nothing(
         assert await read_all(await a.start("c3", Ticker(count=2))) == ticks(2)
 
 
+@pytest.mark.parametrize("fault", ["out of memory", "paused"])
+async def test_a_redis_that_takes_no_write_stops_the_producer_and_ends_its_readers(
+    redis_server: RedisServer, fault: str
+) -> None:
+    """Redis out of memory (it answers, but refuses every write) or paused (no answer at
+    all): within a lease the producer is stopped and its reader here ends, with no end
+    event (its client resumes), rather than waiting for as long as Redis stays so. Once
+    Redis takes writes again, the session ends with the interruption event after exactly
+    the bytes the reader had."""
+    async with two_stores(redis_server, lease_seconds=1.0) as (a, b):
+        ticker = Ticker(count=100_000, interval=0.005)
+        handle = await a.start("c1", ticker)
+        reader = handle.read(0)
+        first = await reader.__anext__()
+        if fault == "paused":
+            redis_server.pause()
+        else:
+            await a.client.config_set({"maxmemory": "1", "maxmemory-policy": "noeviction"})
+        try:
+            with trio.fail_after(10):
+                rest = b"".join([chunk async for chunk in reader])
+                await ticker.cancelled.wait()
+            assert handle.ending() is None
+            assert a.local_session_count() == 0
+            if fault == "out of memory":
+                with pytest.raises(StoreUnavailableError):
+                    await b.open("c1", 0)
+        finally:
+            if fault == "paused":
+                redis_server.resume()
+            else:
+                await a.client.config_set({"maxmemory": "0"})
+        read = first + rest
+        assert read == ticks(read.count(b"\n\n"))  # whole events, none lost or repeated
+        await trio.sleep(1.0)  # the producer's lease runs out: the session is an orphan
+        resumed = await b.open("c1", len(read))
+        assert resumed is not None
+        with trio.fail_after(10):
+            tail = await read_all(resumed, len(read))
+        assert ORPHAN_MESSAGE.encode() in tail, tail[:300]
+        assert ticks(100_000).startswith(read + tail[: tail.index(b"data: {")])
+
+
 async def test_shutting_down_a_reading_instance_ends_its_readers_only(
     redis_server: RedisServer,
 ) -> None:

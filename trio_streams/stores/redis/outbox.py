@@ -17,11 +17,15 @@ Bounds, so that a producer cannot run away from Redis (an outage, or a Redis slo
 than the producers): a write waits while its session has :data:`OUTBOX_BYTES` unsent,
 or the instance :data:`PENDING_BYTES`. An instance that dies loses what its outboxes
 held, at most that much; readers never saw those bytes, and the lease finalizes the
-session with the interruption event right after the last byte Redis has.
+session with the interruption event right after the last byte Redis has. A batch that
+Redis has not taken within a lease (unreachable, or refusing writes: out of memory, a
+read-only replica) is given up: its producers are stopped, as the lease would have them
+be, and their readers here end, so no reader waits on writes that cannot land.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import trio
@@ -39,6 +43,8 @@ OUTBOX_BYTES = 64 * 1024
 PENDING_BYTES = 8 * 1024 * 1024
 #: One round trip carries the outboxes of as many sessions as fit in about this much.
 FLUSH_BYTES = 1024 * 1024
+
+logger = logging.getLogger("trio_streams")
 
 
 class Flusher:
@@ -142,20 +148,28 @@ class Flusher:
     async def _send(self, batch: list[tuple[LocalProducer, bytes]]) -> None:
         """One round trip; retried unchanged until Redis answers, so that a batch whose
         reply was lost is recognized (each append names the end it extends) and not
-        applied twice."""
+        applied twice. Given up after a lease (:meth:`_give_up`)."""
         args: list[str | int | bytes] = [self._commands.max_bytes]
         for local, data in batch:
             args += [local.conversation_id, local.generation, local.session.total_bytes, data]
+        deadline = trio.current_time() + self._commands.lease_seconds
         delay = 0.05
-        while True:
-            try:
-                results = await self._commands.run("APPEND_MANY", *args)
-                break
-            except REDIS_ERRORS:
-                if all(local.closed for local, _ in batch):
-                    return  # every producer of the batch gave up: nothing to wait for
-                await trio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        results = None
+        while results is None:
+            error: BaseException | None = None
+            with trio.move_on_at(deadline):
+                try:
+                    results = await self._commands.run("APPEND_MANY", *args)
+                    break
+                except REDIS_ERRORS as exc:
+                    error = exc
+                    if all(local.closed for local, _ in batch):
+                        return  # every producer of the batch gave up: nothing to wait for
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            if trio.current_time() >= deadline:
+                self._give_up(batch, error)
+                return
         self.round_trips += 1
         for (local, data), result in zip(batch, results, strict=True):
             if local.closed:
@@ -168,3 +182,23 @@ class Flusher:
             del local.pending[: len(data)]
             self.pending_bytes -= len(data)
             local.session.append(data)
+
+    def _give_up(
+        self, batch: list[tuple[LocalProducer, bytes]], error: BaseException | None
+    ) -> None:
+        """Redis took no write of ``batch`` for a lease: stop its producers (another
+        instance may finalize their sessions by now, as for a dead instance) and end
+        their readers here, who resume from what Redis has."""
+        stopped = [local for local, _ in batch if not local.closed]
+        for local in stopped:
+            local.unwritable = True
+            self.forget(local)
+            local.cancel_scope.cancel()
+        if stopped:
+            logger.warning(
+                "session store took no write for %.0f s (%s): stopped %d producers; "
+                "their readers resume",
+                self._commands.lease_seconds,
+                error or "no answer",
+                len(stopped),
+            )

@@ -59,6 +59,10 @@ class LocalProducer:
     closed: bool = False
     #: This producer's own FINALIZE ended the session: the local log holds all of it.
     finalized_here: bool = False
+    #: Redis took none of its bytes for a whole lease (unreachable, or refusing writes:
+    #: out of memory, a read-only replica): the producer was stopped, and this instance's
+    #: readers of it end without an end event, so that their clients resume from Redis.
+    unwritable: bool = False
     #: trio clock time of the last write; keep-alive measures idleness on it.
     last_append_clock: float = field(default_factory=trio.current_time)
     #: Adds ``id: <offset after the event>`` to each event (``None``: ids are off).

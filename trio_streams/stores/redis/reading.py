@@ -58,6 +58,8 @@ class RedisStream:
             if local.finalized_here:
                 self._ending = local.session.end_reason
                 return  # the local log ended where Redis's did
+            if local.unwritable:
+                return  # no end known here: the client resumes (503 until Redis takes writes)
 
         def ended(reason: EndReason | None) -> None:
             self._ending = reason
