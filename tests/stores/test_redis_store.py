@@ -192,14 +192,18 @@ async def test_a_redis_that_takes_no_write_stops_the_producer_and_ends_its_reade
 ) -> None:
     """Redis out of memory (it answers, but refuses every write) or paused (no answer at
     all): within a lease the producer is stopped and its reader here ends, with no end
-    event (its client resumes), rather than waiting for as long as Redis stays so. Once
-    Redis takes writes again, the session ends with the interruption event after exactly
-    the bytes the reader had."""
+    event (its client resumes), rather than waiting for as long as Redis stays so; a
+    reader on another instance ends a few leases later. Once Redis takes writes again,
+    the session ends with the interruption event after exactly the bytes the reader had."""
     async with two_stores(redis_server, lease_seconds=1.0) as (a, b):
         ticker = Ticker(count=100_000, interval=0.005)
         handle = await a.start("c1", ticker)
         reader = handle.read(0)
         first = await reader.__anext__()
+        elsewhere = await b.open("c1", 0)  # a reader on another instance
+        assert elsewhere is not None
+        followed = elsewhere.read(0)
+        assert (await followed.__anext__()).startswith(b"data: 0\n\n")
         if fault == "paused":
             redis_server.pause()
         else:
@@ -208,7 +212,11 @@ async def test_a_redis_that_takes_no_write_stops_the_producer_and_ends_its_reade
             with trio.fail_after(10):
                 rest = b"".join([chunk async for chunk in reader])
                 await ticker.cancelled.wait()
-            assert handle.ending() is None
+                # The other instance cannot have the orphan finalized either: after a
+                # lease of failed checks its reader ends too.
+                async for _ in followed:
+                    pass
+            assert handle.ending() is None and elsewhere.ending() is None
             assert a.local_session_count() == 0
             if fault == "out of memory":
                 with pytest.raises(StoreUnavailableError):

@@ -88,6 +88,8 @@ class LogFollower:
         self._block_ms = block_ms
         self._retry_for = retry_for
         self._redis_errors = redis_errors
+        #: What counts against :attr:`_retry_for`: Redis's errors, and no answer in time.
+        self._failures: tuple[type[BaseException], ...] = (*redis_errors, trio.TooSlowError)
         self._still_there = still_there
         self._on_end = on_end
         #: Every entry ending at or before ``end`` exists in Redis or was seen here.
@@ -278,17 +280,21 @@ class LogFollower:
 
     async def _follow(self) -> None:
         failing_since: float | None = None
+        #: Since when the lease checks fail (reads may still work: Redis out of memory).
+        checks_failing_since: float | None = None
         news_at = trio.current_time()
         block = self._block_ms / 1000
         while True:
             if self._has_work():
                 try:
-                    if await self._sync():
+                    with trio.fail_after(self._retry_for):  # a paused Redis never answers
+                        complete = await self._sync()
+                    if complete:
                         self.complete = True
                         return
                     failing_since = None
                     news_at = trio.current_time()
-                except self._redis_errors:
+                except self._failures:
                     now = trio.current_time()
                     failing_since = now if failing_since is None else failing_since
                     if now - failing_since >= self._retry_for:
@@ -312,8 +318,21 @@ class LogFollower:
                 continue
             # A lease period without news: the check may finalize an orphan (its
             # terminal marker then arrives like any other).
-            if not await self._still_there(self.end):
-                return
+            try:
+                with trio.fail_after(self._retry_for):
+                    there = await self._still_there(self.end)
+            except self._failures:
+                # Redis can neither say nor finalize (down, paused, out of memory): after
+                # a lease of such checks the readers end, and their clients resume later.
+                now = trio.current_time()
+                if checks_failing_since is None:
+                    checks_failing_since = now
+                if now - checks_failing_since >= self._retry_for:
+                    return
+            else:
+                if not there:
+                    return
+                checks_failing_since = None
             self._resync = True  # and read whatever a lost message may have held
             news_at = trio.current_time()
 

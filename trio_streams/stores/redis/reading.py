@@ -193,17 +193,14 @@ class Reading:
 
     async def _still_there(self, conversation_id: str, generation: str, offset: int) -> bool:
         commands = self._commands
-        try:
-            result = await commands.run(
-                "CHECK",
-                conversation_id,
-                generation,
-                int(time.time()),
-                commands.ttl_seconds,
-                commands.max_bytes,
-                commands.orphan_event,
-                offset,
-            )
-        except REDIS_ERRORS:
-            return True  # the next XREAD meets the outage and retries
+        result = await commands.run(
+            "CHECK",
+            conversation_id,
+            generation,
+            int(time.time()),
+            commands.ttl_seconds,
+            commands.max_bytes,
+            commands.orphan_event,
+            offset,
+        )
         return bool(result)
