@@ -62,6 +62,26 @@ def parse_entry(entry: Any) -> tuple[int, bytes | None]:
     return int(end_text), data
 
 
+class Failing:
+    """How long something has kept failing, for a loop that gives up after ``patience``
+    of it (any success in between starts the count again)."""
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self._since: float | None = None
+
+    def too_long(self) -> bool:
+        """Note a failure now; whether failures have lasted ``patience`` by now."""
+        now = trio.current_time()
+        if self._since is None:
+            self._since = now
+        return now - self._since >= self.patience
+
+    def over(self) -> None:
+        """It worked: the next failure starts a new count."""
+        self._since = None
+
+
 class LogFollower:
     """Follows one log generation for every reader of it on this instance."""
 
@@ -279,9 +299,10 @@ class LogFollower:
         return self._terminal is not None and self._started
 
     async def _follow(self) -> None:
-        failing_since: float | None = None
-        #: Since when the lease checks fail (reads may still work: Redis out of memory).
-        checks_failing_since: float | None = None
+        reads_failing = Failing(self._retry_for)
+        # Apart: the checks may fail while reads work (Redis out of memory refuses the
+        # check's finalize of an orphan, not a read), and a read must not hide that.
+        checks_failing = Failing(self._retry_for)
         news_at = trio.current_time()
         block = self._block_ms / 1000
         while True:
@@ -292,12 +313,10 @@ class LogFollower:
                     if complete:
                         self.complete = True
                         return
-                    failing_since = None
+                    reads_failing.over()
                     news_at = trio.current_time()
                 except self._failures:
-                    now = trio.current_time()
-                    failing_since = now if failing_since is None else failing_since
-                    if now - failing_since >= self._retry_for:
+                    if reads_failing.too_long():
                         return
                     await trio.sleep(0.2)
                 continue
@@ -324,15 +343,12 @@ class LogFollower:
             except self._failures:
                 # Redis can neither say nor finalize (down, paused, out of memory): after
                 # a lease of such checks the readers end, and their clients resume later.
-                now = trio.current_time()
-                if checks_failing_since is None:
-                    checks_failing_since = now
-                if now - checks_failing_since >= self._retry_for:
+                if checks_failing.too_long():
                     return
             else:
                 if not there:
                     return
-                checks_failing_since = None
+                checks_failing.over()
             self._resync = True  # and read whatever a lost message may have held
             news_at = trio.current_time()
 

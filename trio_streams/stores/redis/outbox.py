@@ -154,8 +154,7 @@ class Flusher:
             args += [local.conversation_id, local.generation, local.session.total_bytes, data]
         deadline = trio.current_time() + self._commands.lease_seconds
         delay = 0.05
-        results = None
-        while results is None:
+        while True:
             error: BaseException | None = None
             with trio.move_on_at(deadline):
                 try:

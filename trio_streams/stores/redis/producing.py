@@ -106,10 +106,15 @@ class Producing:
     def get(self, generation: str) -> LocalProducer | None:
         return self.running.get(generation)
 
+    def producing(self) -> list[LocalProducer]:
+        """The producers running here that nothing has stopped yet (a stopped one is
+        only waiting for its finalize's round trip to Redis)."""
+        return [local for local in self.running.values() if not local.cancel_scope.cancel_called]
+
     def running_session(self, conversation_id: str) -> StreamSession | None:
         """The local log of ``conversation_id``'s producer, if one still runs here."""
-        for local in self.running.values():
-            if local.conversation_id == conversation_id and not local.cancel_scope.cancel_called:
+        for local in self.producing():
+            if local.conversation_id == conversation_id:
                 return local.session
         return None
 

@@ -211,12 +211,7 @@ class RedisStore(Lifetime):
 
         A producer stopped (DELETE, replaced) leaves the count at once, as a stopped
         session does in memory, not after its finalize's round trip to Redis."""
-        producing = [
-            local.session
-            for local in self._producing.running.values()
-            if not local.cancel_scope.cancel_called
-        ]
-        return producing + list(self._starting)
+        return [local.session for local in self._producing.producing()] + list(self._starting)
 
     # -- the store seam ------------------------------------------------------------------
 
